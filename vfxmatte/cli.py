@@ -1,0 +1,216 @@
+"""`vfxmatte …`: a thin shell over :mod:`vfxmatte.pipeline`.
+
+Parses arguments, calls the library, and turns its errors into one-line messages and
+exit codes (0 all written, 1 some frames failed, 2 bad usage or no readable input,
+130 interrupted).  A traceback is printed only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from vfxmatte import __version__
+from vfxmatte.errors import UsageError, VfxmatteError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _add_matte(sub: Any) -> None:
+    p = sub.add_parser("matte", help="matte a sequence, an image or a movie into multichannel EXRs")
+    p.add_argument("input", help="plate.####.exr, plate.%%04d.exr, plate.@.exr, one image, or a movie")
+    p.add_argument("-o", "--output", required=True, help="output pattern (plate.####.exr) or directory")
+    p.add_argument("--frames", help="frames to do: 1001-1100, 1001-1100x2, 1001,1005")
+    p.add_argument("--model", help="model folder (default: the bundled model)")
+    p.add_argument("--steps", type=int, default=10, help="DDIM steps T' (default 10)")
+    p.add_argument("--seeds", type=int, default=4, help="ensemble size L (default 4)")
+    p.add_argument("--lr-size", type=int, default=512, help="long side of the LR pass (default 512)")
+    p.add_argument("--seed", type=int, default=0, help="noise seed; same seed, same device → same pixels")
+    p.add_argument("--prompt", help="text prompt (models with a text encoder)")
+    p.add_argument("--layer", help="EXR layer or part to matte (default: the main RGB layer)")
+    p.add_argument("--view", help="stereo view to matte (default: the file's first/hero view)")
+    p.add_argument("--colorspace", help="input colour space (OCIO name); default from the header / file type")
+    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda[:N], mps")
+    p.add_argument("--batch-size", type=int, help="seeds per forward pass (default: all at once)")
+    p.add_argument("--start-frame", type=int, default=1001, help="first frame number of a movie (default 1001)")
+    p.add_argument("--max-pixels", type=int, default=48_000_000, help="refuse frames larger than this")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs made with other parameters")
+    p.add_argument("--json", action="store_true", help="print a machine-readable summary")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_info(sub: Any) -> None:
+    p = sub.add_parser("info", help="frames, gaps, resolution, windows and channels of an input")
+    p.add_argument("input")
+    p.add_argument("--json", action="store_true")
+
+
+def _add_train(sub: Any) -> None:
+    p = sub.add_parser("train", help="train a model from a JSON config")
+    p.add_argument("config")
+
+
+def _add_convert(sub: Any) -> None:
+    p = sub.add_parser("convert", help="turn a Stable Diffusion folder into a matting model folder")
+    p.add_argument("source")
+    p.add_argument("destination")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="vfxmatte", description="Diffusion alpha mattes with an uncertainty pass.")
+    parser.add_argument("--version", action="version", version=f"vfxmatte {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add in (_add_matte, _add_info, _add_train, _add_convert):
+        add(sub)
+    return parser
+
+
+def _cmd_matte(args: argparse.Namespace) -> int:
+    from vfxmatte.config import MatteParams, RunOptions
+    from vfxmatte.io.sequence import parse_frame_range
+    from vfxmatte.pipeline import FrameResult, matte_shot
+
+    params = MatteParams(
+        steps=args.steps,
+        seeds=args.seeds,
+        lr_size=args.lr_size,
+        seed=args.seed,
+        layer=args.layer,
+        view=args.view,
+        colorspace=args.colorspace,
+        prompt=args.prompt,
+    )
+    if args.colorspace:
+        from vfxmatte.io.color import is_linear
+
+        is_linear(args.colorspace)  # validates the name before any work
+    options = RunOptions(
+        device=args.device,
+        overwrite=args.overwrite,
+        start_frame=args.start_frame,
+        max_pixels=args.max_pixels,
+        batch_size=args.batch_size,
+    )
+    frames = parse_frame_range(args.frames) if args.frames else None
+    bar: Any = None
+
+    def on_start(total: int) -> None:
+        nonlocal bar
+        if not args.quiet and not args.json:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, unit="frame", file=sys.stderr, dynamic_ncols=True)
+
+    def on_frame(result: FrameResult) -> None:
+        for warning in result.warnings:
+            _say(f"warning: {warning}", bar)
+        if result.status == "failed":
+            _say(f"error: frame {result.frame}: {result.error}", bar)
+        if bar is not None:
+            bar.set_postfix_str(f"{result.frame} {result.status}")
+            bar.update(1)
+
+    summary = matte_shot(
+        args.input, args.output, params, options, frames=frames, model=args.model, on_start=on_start, on_frame=on_frame
+    )
+    if bar is not None:
+        bar.close()
+    if args.json:
+        print(json.dumps(summary.as_dict(), indent=2))
+    else:
+        written, skipped, failed = (len(summary.frames(s)) for s in ("written", "skipped", "failed"))
+        print(f"{written} written, {skipped} skipped, {failed} failed → {summary.output}")
+        for note in summary.notes:
+            print(f"note: {note}")
+        if summary.interrupted:
+            print("interrupted: the frame in progress was discarded; rerun to resume", file=sys.stderr)
+    return summary.exit_code
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from vfxmatte.info import describe_input
+
+    record = describe_input(args.input)
+    if args.json:
+        print(json.dumps(record, indent=2))
+    else:
+        for key, value in record.items():
+            print(f"{key}: {value if not isinstance(value, list | dict) else json.dumps(value)}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from vfxmatte.train.loop import TrainConfig, train
+
+    config = TrainConfig.load(args.config)
+    out = train(config, command="vfxmatte train " + " ".join(sys.argv[2:]))
+    print(f"model written to {out}")
+    return 0
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from vfxmatte.model.core import convert_sd_folder
+
+    out = convert_sd_folder(args.source, args.destination)
+    print(f"matting model written to {out}")
+    return 0
+
+
+def _say(message: str, bar: Any) -> None:
+    if bar is not None:
+        bar.write(message, file=sys.stderr)
+    else:
+        print(message, file=sys.stderr)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "matte": _cmd_matte,
+    "info": _cmd_info,
+    "train": _cmd_train,
+    "convert": _cmd_convert,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except VfxmatteError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"vfxmatte: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except MemoryError:
+        print("vfxmatte: error: out of memory (try a smaller --lr-size or --batch-size)", file=sys.stderr)
+        return 1
+    except Exception as exc:  # an unexpected failure still gets one line unless --debug
+        if debug:
+            traceback.print_exc()
+        print(f"vfxmatte: internal error: {type(exc).__name__}: {exc} (rerun with --debug)", file=sys.stderr)
+        return 1
+
+
+def entry() -> None:
+    # Die quietly on a closed pipe (`vfxmatte info … | head`).
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL) if hasattr(signal, "SIGPIPE") else None
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    entry()

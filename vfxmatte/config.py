@@ -1,0 +1,49 @@
+"""Typed run parameters: one place for every default."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class MatteParams:
+    """Everything that decides a matte's pixels (recorded in each output header)."""
+
+    steps: int = 10
+    seeds: int = 4
+    lr_size: int = 512
+    seed: int = 0
+    layer: str | None = None
+    view: str | None = None
+    colorspace: str | None = None
+    prompt: str | None = None
+
+    def __post_init__(self) -> None:
+        from vfxmatte.errors import UsageError
+
+        if not 1 <= self.steps <= 1000:
+            raise UsageError(f"--steps {self.steps}: must be between 1 and 1000")
+        if not 1 <= self.seeds <= 64:
+            raise UsageError(f"--seeds {self.seeds}: must be between 1 and 64")
+        if not 64 <= self.lr_size <= 4096:
+            raise UsageError(f"--lr-size {self.lr_size}: must be between 64 and 4096")
+        if self.prompt is not None and len(self.prompt) > 500:
+            raise UsageError("--prompt: at most 500 characters")
+
+    def header_json(self, model: str) -> str:
+        """Canonical JSON of the pixel-affecting parameters plus the model identity."""
+        record = asdict(self)
+        record["model"] = model
+        return json.dumps(record, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run behaves, without changing pixels."""
+
+    device: str = "auto"
+    overwrite: bool = False
+    start_frame: int = 1001
+    max_pixels: int = 48_000_000
+    batch_size: int | None = None

@@ -1,0 +1,1 @@
+"""Frame I/O: sequences, EXR and stills (OpenImageIO), movies (PyAV), colour (OpenColorIO)."""

@@ -1,0 +1,394 @@
+"""Matte one frame, or a shot of frames: the single code path every entry point uses.
+
+The CLI, the Prefect flows and the Nuke bridge all call :func:`matte_shot` (or
+:func:`matte_plate` for one decoded frame); none of them reads, mattes or writes itself.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from vfxmatte import __version__
+from vfxmatte.config import MatteParams, RunOptions
+from vfxmatte.errors import FrameError, InputError, OutputError, UsageError
+from vfxmatte.io import color
+from vfxmatte.io.exr import read_header_attribute, read_plate, write_exr
+from vfxmatte.io.frames import Plate
+from vfxmatte.io.sequence import (
+    FrameSequence,
+    format_ranges,
+    output_sequence,
+    sequence_stem,
+)
+from vfxmatte.model.core import MattingModel, load_model, resolve_device
+from vfxmatte.sampling import lr_ensemble, lr_shape, resize
+
+Status = Literal["written", "skipped", "failed"]
+
+
+@dataclass
+class FrameResult:
+    frame: int
+    status: Status
+    path: str | None = None
+    error: str | None = None
+    uncertainty: float | None = None
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ShotSummary:
+    input: str
+    output: str
+    model: str
+    results: list[FrameResult] = field(default_factory=list)
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+    def frames(self, status: Status) -> list[int]:
+        return [r.frame for r in self.results if r.status == status]
+
+    @property
+    def exit_code(self) -> int:
+        """0 all written; 1 some failed; 2 nothing readable; 130 interrupted (DESIGN §4)."""
+        if self.interrupted:
+            return 130
+        if not self.frames("failed"):
+            return 0
+        if not self.frames("written") and not self.frames("skipped"):
+            return 2
+        return 1
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "input": self.input,
+            "output": self.output,
+            "model": self.model,
+            "exit_code": self.exit_code,
+            "frames": {
+                "written": self.frames("written"),
+                "skipped": self.frames("skipped"),
+                "failed": [{"frame": r.frame, "error": r.error} for r in self.results if r.status == "failed"],
+            },
+            "uncertainty": {str(r.frame): r.uncertainty for r in self.results if r.uncertainty is not None},
+            "timings": {
+                "total_s": round(self.seconds, 3),
+                "per_frame_s": {str(r.frame): round(r.seconds, 3) for r in self.results if r.status == "written"},
+            },
+            "warnings": [w for r in self.results for w in r.warnings],
+            "notes": self.notes,
+        }
+
+
+@dataclass
+class Matte:
+    """The matting result of one plate, at the plate's data-window resolution."""
+
+    alpha: np.ndarray  # (H, W) in [0, 1]
+    uncertainty: np.ndarray  # (H, W) ≥ 0
+    foreground: np.ndarray  # (H, W, 3) unpremultiplied, in ``colorspace``
+    colorspace: str
+    score: float  # mean uncertainty in the edge band (header ``vfxmatte:uncertainty``)
+
+    @property
+    def premultiplied(self) -> np.ndarray:
+        return self.foreground * self.alpha[..., None]
+
+
+def edge_band_uncertainty(alpha: np.ndarray, uncertainty: np.ndarray, radius: int = 2) -> float:
+    """Mean uncertainty inside the matte's edge band.
+
+    The band is every pixel whose alpha is fractional (0.02–0.98) grown by ``radius``
+    pixels, measured at LR resolution; a frame with no edge at all scores 0.
+    """
+    band = (alpha > 0.02) & (alpha < 0.98)
+    if radius > 0 and band.any():
+        band = ndimage.binary_dilation(band, iterations=radius)
+    return float(uncertainty[band].mean()) if band.any() else 0.0
+
+
+def estimate_foreground(linear: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Foreground colour by Germer et al. 2021 (pymatting's ``estimate_foreground_ml``).
+
+    Solved in linear light on non-negative values; where alpha is solid the plate's own
+    pixel is kept exactly.
+    """
+    from pymatting import estimate_foreground_ml
+
+    image = np.clip(linear, 0.0, None).astype(np.float32)
+    fg = np.asarray(estimate_foreground_ml(image, alpha.astype(np.float32)), dtype=np.float32)
+    solid = alpha >= 0.999
+    fg[solid] = linear[solid]
+    return fg
+
+
+def matte_plate(model: MattingModel, plate: Plate, params: MatteParams, batch_size: int | None = None) -> Matte:
+    """Matte one decoded plate: LR ensemble → upsampled matte + uncertainty → foreground."""
+    linear_space = color.linear_space(plate.colorspace)
+    linear = color.convert(plate.rgb, plate.colorspace, linear_space)
+    height, width = linear.shape[:2]
+    long_side = min(params.lr_size, max(height, width))
+    lr_h, lr_w = lr_shape(height, width, long_side, model.size_multiple)
+    network_image = color.to_network(resize(linear, lr_h, lr_w), linear_space)
+    ensemble = lr_ensemble(
+        model,
+        network_image,
+        steps=params.steps,
+        seeds=params.seeds,
+        seed=params.seed,
+        batch_size=batch_size,
+        prompt=params.prompt,
+    )
+    lr_mean, lr_std = ensemble.mean, ensemble.std
+    alpha = np.clip(resize(lr_mean, height, width), 0.0, 1.0)
+    uncertainty = np.clip(resize(lr_std, height, width), 0.0, None)
+    return Matte(
+        alpha=alpha,
+        uncertainty=uncertainty,
+        foreground=estimate_foreground(linear, alpha),
+        colorspace=linear_space,
+        score=edge_band_uncertainty(lr_mean, lr_std),
+    )
+
+
+# -- shots ---------------------------------------------------------------------------
+
+
+@dataclass
+class Shot:
+    """An input resolved to the frames to matte and a way to read them."""
+
+    description: str
+    stem: str
+    frames: list[int]
+    missing: list[int]
+    plates: Callable[[set[int]], Iterator[Plate | FrameError | int]]  # skipped frames come back as ints
+    input_paths: dict[int, str]
+    padding: int = 4
+    is_movie: bool = False
+
+
+def open_shot(input_path: str, requested: list[int] | None, params: MatteParams, options: RunOptions) -> Shot:
+    """Resolve an input (sequence pattern, single image or movie) and the frames to do."""
+    from vfxmatte.errors import MovieDecodeError
+    from vfxmatte.io.movie import is_movie, probe_movie, read_movie
+
+    if is_movie(input_path):
+        info = probe_movie(input_path)
+        declared = info.declared_frames
+        frames = list(range(options.start_frame, options.start_frame + declared)) if declared else []
+        if requested is not None:
+            frames = requested
+        wanted = set(requested) if requested is not None else None
+        colorspace = params.colorspace or color.NETWORK_SPACE
+
+        def movie_plates(skip: set[int]) -> Iterator[Plate | FrameError | int]:
+            # A movie decodes sequentially: skipped frames are decoded and dropped.
+            try:
+                for plate in read_movie(input_path, start_frame=options.start_frame, frames=wanted, colorspace=colorspace):
+                    yield plate.frame if plate.frame in skip else plate
+            except MovieDecodeError as exc:
+                yield exc
+
+        return Shot(
+            description=input_path,
+            stem=Path(input_path).stem,
+            frames=frames,
+            missing=[],
+            plates=movie_plates,
+            input_paths={},
+            is_movie=True,
+        )
+
+    sequence = FrameSequence.parse(input_path)
+    on_disk = sequence.frames_on_disk()
+    if not on_disk and requested is None:
+        what = "file does not exist" if sequence.is_single else "no frames match the pattern"
+        raise InputError(f"{input_path}: {what}")
+    if requested is None:
+        # The whole shot: first to last frame on disk, so holes inside it are reported.
+        requested = list(range(on_disk[0], on_disk[-1] + 1)) if not sequence.is_single else on_disk
+    present = set(on_disk)
+    frames = [f for f in requested if f in present]
+    missing = [f for f in requested if f not in present]
+    if not frames:
+        raise InputError(f"{input_path}: none of the requested frames {format_ranges(requested)} exist")
+
+    def sequence_plates(skip: set[int]) -> Iterator[Plate | FrameError | int]:
+        for frame in frames:
+            if frame in skip:
+                yield frame
+                continue
+            try:
+                yield read_plate(
+                    sequence.path(frame),
+                    frame,
+                    layer=params.layer,
+                    view=params.view,
+                    colorspace=params.colorspace,
+                    max_pixels=options.max_pixels,
+                )
+            except FrameError as exc:
+                exc.frame = frame
+                yield exc
+
+    return Shot(
+        description=sequence.pattern,
+        stem=sequence_stem(sequence),
+        frames=frames,
+        missing=missing,
+        plates=sequence_plates,
+        input_paths={f: sequence.path(f) for f in frames},
+        padding=sequence.padding or 4,
+    )
+
+
+def _plan_outputs(
+    shot: Shot, output: str, params_json: str, overwrite: bool
+) -> tuple[FrameSequence, set[int]]:
+    """Resolve the output pattern, refuse writes over inputs, find frames to skip (resume)."""
+    out_seq = output_sequence(output, FrameSequence.parse(shot.description) if not shot.is_movie else None, shot.stem)
+    if out_seq.is_single and len(shot.frames) > 1:
+        raise UsageError(f"{output}: {len(shot.frames)} frames need an output pattern with #### or a directory")
+    inputs = {os.path.realpath(p) for p in shot.input_paths.values()}
+    for frame in shot.frames:
+        target = out_seq.path(frame) if not out_seq.is_single else out_seq.single_path or output
+        if os.path.realpath(target) in inputs:
+            raise OutputError(f"{target}: output would overwrite an input frame; choose another output")
+    skip: set[int] = set()
+    conflicts: list[str] = []
+    for frame in shot.frames or out_seq.frames_on_disk():
+        target = out_seq.path(frame) if not out_seq.is_single else out_seq.single_path or output
+        if not os.path.exists(target):
+            continue
+        if read_header_attribute(target, "vfxmatte:params") == params_json:
+            skip.add(frame)
+        elif not overwrite:
+            conflicts.append(target)
+    if conflicts:
+        raise OutputError(
+            f"{conflicts[0]}: {len(conflicts)} output frame(s) already exist with other parameters; "
+            "pass --overwrite to replace them"
+        )
+    return out_seq, skip
+
+
+def matte_shot(
+    input_path: str,
+    output: str,
+    params: MatteParams,
+    options: RunOptions | None = None,
+    frames: list[int] | None = None,
+    model: MattingModel | str | None = None,
+    on_start: Callable[[int], None] | None = None,
+    on_frame: Callable[[FrameResult], None] | None = None,
+) -> ShotSummary:
+    """Matte every requested frame of a shot and write one EXR per frame.
+
+    Failures of single frames are recorded, not raised; bad usage, unreadable inputs
+    and refused outputs raise.  Ctrl-C finishes nothing half-way: the frame being
+    written is discarded and the summary is marked interrupted.
+    """
+    options = options or RunOptions()
+    started = time.perf_counter()
+    shot = open_shot(input_path, frames, params, options)
+    if not isinstance(model, MattingModel):
+        device = resolve_device(options.device)
+        dtype = torch.float16 if device.type == "cuda" else torch.float32
+        model = load_model(model, device=device, dtype=dtype)
+    params_json = params.header_json(model.describe())
+    out_seq, skip = _plan_outputs(shot, output, params_json, options.overwrite)
+    summary = ShotSummary(input=shot.description, output=out_seq.pattern, model=model.describe())
+    if shot.missing:
+        summary.notes.append(f"missing on disk: frames {format_ranges(shot.missing)}")
+
+    def record(result: FrameResult) -> None:
+        summary.results.append(result)
+        if on_frame is not None:
+            on_frame(result)
+
+    if on_start is not None:
+        on_start(len(shot.frames) + len(shot.missing))
+    for frame in shot.missing:
+        record(FrameResult(frame, "failed", error=f"{shot.description}: frame {frame} is missing on disk"))
+    reference: tuple[int, int, int, int] | None = None
+    try:
+        for item in shot.plates(skip):
+            frame_started = time.perf_counter()
+            if isinstance(item, int):
+                record(FrameResult(item, "skipped", path=out_seq.path(item)))
+                continue
+            if isinstance(item, FrameError):
+                record(FrameResult(item.frame or 0, "failed", error=str(item)))
+                continue
+            plate = item
+            size = (plate.data_window.width, plate.data_window.height, plate.display_window.width, plate.display_window.height)
+            if reference is None:
+                reference = size
+            elif size != reference:
+                record(
+                    FrameResult(
+                        plate.frame,
+                        "failed",
+                        error=f"{plate.path}: resolution {size[0]}x{size[1]} (display {size[2]}x{size[3]}) differs "
+                        f"from the shot's {reference[0]}x{reference[1]} (display {reference[2]}x{reference[3]})",
+                    )
+                )
+                continue
+            target = out_seq.path(plate.frame) if not out_seq.is_single else out_seq.single_path or output
+            try:
+                matte = matte_plate(model, plate, params, options.batch_size)
+                write_matte(target, plate, matte, model, params, params_json)
+            except FrameError as exc:
+                record(FrameResult(plate.frame, "failed", error=str(exc), warnings=plate.warnings))
+                continue
+            record(
+                FrameResult(
+                    plate.frame,
+                    "written",
+                    path=target,
+                    uncertainty=matte.score,
+                    seconds=time.perf_counter() - frame_started,
+                    warnings=plate.warnings,
+                )
+            )
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    summary.results.sort(key=lambda r: r.frame)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def write_matte(
+    path: str, plate: Plate, matte: Matte, model: MattingModel, params: MatteParams, params_json: str
+) -> None:
+    """Write the output EXR of DESIGN §5 (premultiplied RGBA + ``uncertainty.Y``)."""
+    premultiplied = matte.premultiplied
+    channels = {
+        "R": premultiplied[..., 0],
+        "G": premultiplied[..., 1],
+        "B": premultiplied[..., 2],
+        "A": matte.alpha,
+        "uncertainty.Y": matte.uncertainty,
+    }
+    attributes: dict[str, str | float | int] = {
+        "vfxmatte:version": __version__,
+        "vfxmatte:model": model.describe(),
+        "vfxmatte:params": params_json,
+        "vfxmatte:seed": params.seed,
+        "vfxmatte:uncertainty": float(matte.score),
+        "vfxmatte:colorspace": matte.colorspace,
+        "vfxmatte:source": os.path.basename(plate.path),
+    }
+    write_exr(path, plate, channels, attributes)

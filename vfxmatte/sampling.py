@@ -1,0 +1,163 @@
+"""Schedulers and the low-resolution seed ensemble (DESIGN §1, LR path).
+
+The LR matte is the mean of L DDIM samples drawn with different noise; the per-pixel
+standard deviation of those samples is the uncertainty map U.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler
+
+from vfxmatte.model.core import MattingModel
+
+#: Stable Diffusion's training schedule; few-step sampling needs "trailing" spacing and
+#: must not use zero-terminal-SNR betas (Eq. 6 divides by σ_T).
+_SD_SCHEDULE: dict[str, Any] = {
+    "num_train_timesteps": 1000,
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "clip_sample": False,
+    "set_alpha_to_one": False,
+    "steps_offset": 1,
+    "prediction_type": "epsilon",
+}
+
+
+def scheduler_config(config: dict[str, Any] | None = None) -> dict[str, Any]:
+    merged = dict(_SD_SCHEDULE)
+    merged.update({k: v for k, v in (config or {}).items() if not k.startswith("_")})
+    merged.update(timestep_spacing="trailing", rescale_betas_zero_snr=False, prediction_type="epsilon")
+    return merged
+
+
+def make_scheduler(config: dict[str, Any] | None = None) -> DDIMScheduler:
+    return DDIMScheduler.from_config(scheduler_config(config))
+
+
+def to_model_range(x: torch.Tensor) -> torch.Tensor:
+    return x * 2.0 - 1.0
+
+
+@torch.no_grad()
+def encode_image(model: MattingModel, image: torch.Tensor) -> torch.Tensor:
+    """Image (B, 3, H, W) in [0, 1] → scaled latent (mode of the posterior: deterministic)."""
+    posterior = model.vae.encode(to_model_range(image).to(model.device, model.dtype)).latent_dist
+    return posterior.mode() * model.scaling_factor
+
+
+@torch.no_grad()
+def decode_alpha(model: MattingModel, latents: torch.Tensor) -> torch.Tensor:
+    """Scaled alpha latents (B, C, h, w) → alpha (B, H, W) in [0, 1] (channel mean, DESIGN §1)."""
+    decoded = model.vae.decode(latents / model.scaling_factor).sample
+    return ((decoded.float().mean(dim=1) + 1.0) / 2.0).clamp(0.0, 1.0)
+
+
+@torch.no_grad()
+def denoise(
+    model: MattingModel,
+    latents: torch.Tensor,
+    image_latent: torch.Tensor,
+    condition: torch.Tensor,
+    scheduler: DDIMScheduler,
+    on_step: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """Run the DDIM loop from ``latents`` (already at the first timestep's noise level)."""
+    for i, t in enumerate(scheduler.timesteps):
+        model_input = torch.cat([latents, image_latent], dim=1)
+        eps = model.unet(model_input, t, encoder_hidden_states=condition).sample
+        latents = scheduler.step(eps, t, latents).prev_sample
+        if on_step is not None:
+            on_step(i)
+    return latents
+
+
+@dataclass
+class Ensemble:
+    """The LR seed ensemble of one frame."""
+
+    mattes: np.ndarray  # (L, h, w) float32, one matte per seed
+    latents: torch.Tensor  # (L, C, h/f, w/f) final alpha latents, kept for HR refinement
+    image_latent: torch.Tensor  # (1, C, h/f, w/f)
+
+    @property
+    def mean(self) -> np.ndarray:
+        return np.asarray(self.mattes.mean(axis=0), dtype=np.float32)
+
+    @property
+    def std(self) -> np.ndarray:
+        return np.asarray(self.mattes.std(axis=0), dtype=np.float32)
+
+
+def ensemble_noise(shape: tuple[int, ...], seeds: int, seed: int) -> torch.Tensor:
+    """L noise tensors from one seed, drawn on the CPU so every device gets the same numbers."""
+    generator = torch.Generator(device="cpu").manual_seed(int(seed))
+    return torch.randn((seeds, *shape), generator=generator, dtype=torch.float32)
+
+
+@torch.no_grad()
+def lr_ensemble(
+    model: MattingModel,
+    image: np.ndarray,
+    *,
+    steps: int = 10,
+    seeds: int = 4,
+    seed: int = 0,
+    batch_size: int | None = None,
+    prompt: str | None = None,
+) -> Ensemble:
+    """Sample ``seeds`` mattes of a network-space image (h, w, 3) in [0, 1].
+
+    ``h`` and ``w`` must be multiples of ``model.size_multiple``.  All seeds run in one
+    batch unless ``batch_size`` splits them (to fit memory); the result does not depend
+    on the batching, because each member's noise is fixed up front.
+    """
+    h, w = image.shape[:2]
+    if h % model.size_multiple or w % model.size_multiple:
+        raise ValueError(f"LR image {w}x{h} is not a multiple of {model.size_multiple}")
+    pixels = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None].float()
+    image_latent = encode_image(model, pixels)
+    c = int(model.unet.config.out_channels)
+    noise = ensemble_noise((c, h // model.latent_factor, w // model.latent_factor), seeds, seed)
+    batch_size = batch_size or seeds
+    finals = []
+    for start in range(0, seeds, batch_size):
+        chunk = noise[start : start + batch_size].to(model.device, model.dtype)
+        scheduler = make_scheduler(model.scheduler_config)
+        scheduler.set_timesteps(steps, device=model.device)
+        latents = chunk * scheduler.init_noise_sigma
+        condition = model.encode_prompt(prompt, chunk.shape[0])
+        finals.append(
+            denoise(model, latents, image_latent.expand(chunk.shape[0], -1, -1, -1), condition, scheduler)
+        )
+    latents = torch.cat(finals)
+    mattes = torch.cat([decode_alpha(model, latents[i : i + batch_size]) for i in range(0, seeds, batch_size)])
+    return Ensemble(mattes=mattes.cpu().numpy().astype(np.float32), latents=latents, image_latent=image_latent)
+
+
+def lr_shape(height: int, width: int, lr_size: int, multiple: int) -> tuple[int, int]:
+    """LR (h, w): the long side near ``lr_size``, both multiples of ``multiple``, aspect kept."""
+    scale = lr_size / max(height, width)
+    h = max(multiple, int(round(height * scale / multiple)) * multiple)
+    w = max(multiple, int(round(width * scale / multiple)) * multiple)
+    return h, w
+
+
+def resize(array: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize (H, W) or (H, W, C) float32: area averaging down, bilinear up."""
+    tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    tensor = tensor[None, None] if tensor.ndim == 2 else tensor.permute(2, 0, 1)[None]
+    down = height < tensor.shape[2] and width < tensor.shape[3]
+    if down:
+        out = F.interpolate(tensor, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+    else:
+        out = F.interpolate(tensor, size=(height, width), mode="bilinear", align_corners=False)
+    result = out[0, 0] if array.ndim == 2 else out[0].permute(1, 2, 0)
+    return result.contiguous().numpy()
