@@ -103,6 +103,7 @@ def _cmd_matte(args: argparse.Namespace) -> int:
     )
     frames = parse_frame_range(args.frames) if args.frames else None
     bar: Any = None
+    seen_warnings: set[str] = set()
 
     def on_start(total: int) -> None:
         nonlocal bar
@@ -113,7 +114,9 @@ def _cmd_matte(args: argparse.Namespace) -> int:
 
     def on_frame(result: FrameResult) -> None:
         for warning in result.warnings:
-            _say(f"warning: {warning}", bar)
+            if warning not in seen_warnings:  # a movie repeats the same warning on every frame
+                seen_warnings.add(warning)
+                _say(f"warning: {warning}", bar)
         if result.status == "failed":
             _say(f"error: frame {result.frame}: {result.error}", bar)
         if bar is not None:

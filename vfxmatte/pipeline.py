@@ -268,7 +268,8 @@ def _plan_outputs(
             raise OutputError(f"{target}: output would overwrite an input frame; choose another output")
     skip: set[int] = set()
     conflicts: list[str] = []
-    for frame in shot.frames or out_seq.frames_on_disk():
+    existing = out_seq.frames_on_disk() if os.path.isdir(out_seq.directory) else []
+    for frame in shot.frames or existing:
         target = out_seq.path(frame) if not out_seq.is_single else out_seq.single_path or output
         if not os.path.exists(target):
             continue

@@ -24,7 +24,8 @@ from vfxmatte.errors import InputError, UsageError
 _HASHES = re.compile(r"#+")
 _PRINTF = re.compile(r"%(0?)(\d*)d")
 _ATS = re.compile(r"@+")
-_TRAILING_NUMBER = re.compile(r"^(?P<head>.*?)(?P<digits>-?\d+)(?P<tail>\.[^./\\]+)$")
+# A single file's frame number follows a separator: "plate.1001.exr", "plate_1001.exr".
+_TRAILING_NUMBER = re.compile(r"^(?P<head>.*?[._])(?P<digits>-?\d+)(?P<tail>\.[^./\\]+)$")
 
 
 @dataclass(frozen=True)

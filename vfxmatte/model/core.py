@@ -22,12 +22,15 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import torch  # noqa: E402
 from diffusers import AutoencoderKL, UNet2DConditionModel  # noqa: E402
+from diffusers.utils import logging as diffusers_logging  # noqa: E402
 
 from vfxmatte.errors import ModelError, UsageError  # noqa: E402
 
 MODEL_INFO = "vfxmatte.json"
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default"
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+# diffusers' advice about optional speed-ups is noise on a compositor's terminal.
+diffusers_logging.set_verbosity_error()
 
 
 @dataclass

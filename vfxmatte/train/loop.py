@@ -49,6 +49,7 @@ class TrainConfig:
     vae_steps: int = 1500
     vae_batch: int = 8
     vae_lr: float = 1e-3
+    vae_crop: int = 128
     kl_weight: float = 1e-6
     unet_steps: int = 4000
     unet_batch: int = 16
@@ -118,8 +119,13 @@ def _pool(config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(alphas))
 
 
-def _batch(pool: torch.Tensor, index: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
-    x = pool[index].float() / 255.0
+def _batch(
+    pool: torch.Tensor, index: torch.Tensor, flips: torch.Tensor, crop: int | None = None, offset: tuple[int, int] = (0, 0)
+) -> torch.Tensor:
+    x = pool[index]
+    if crop is not None:
+        x = x[:, :, offset[0] : offset[0] + crop, offset[1] : offset[1] + crop]
+    x = x.float() / 255.0
     return torch.where(flips.view(-1, 1, 1, 1), x.flip(-1), x)
 
 
@@ -176,22 +182,29 @@ def train_vae(model: MattingModel, images: torch.Tensor, alphas: torch.Tensor, c
         flips = torch.rand(config.vae_batch, generator=generator) < 0.5
         # Half the batch images, half alpha mattes: one latent space serves both (DESIGN §1).
         half = config.vae_batch // 2
-        x = torch.cat([_batch(images, index[:half], flips[:half]), _batch(alphas, index[half:], flips[half:]).repeat(1, 3, 1, 1)])
+        crop = min(config.vae_crop, images.shape[-1])
+        oy, ox = (int(v) for v in torch.randint(0, images.shape[-1] - crop + 1, (2,), generator=generator))
+        x = torch.cat(
+            [
+                _batch(images, index[:half], flips[:half], crop, (oy, ox)),
+                _batch(alphas, index[half:], flips[half:], crop, (oy, ox)).repeat(1, 3, 1, 1),
+            ]
+        )
         x = to_model_range(x)
         posterior = vae.encode(x).latent_dist
         recon = vae.decode(posterior.sample(generator=generator)).sample
         loss_rec = F.l1_loss(recon, x) + F.mse_loss(recon, x)
-        # Alpha is what we deliver: weight its reconstruction at the edges up.
         loss = loss_rec + config.kl_weight * posterior.kl().mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         optimizer.step()
-        log.add("vae", step, float(loss_rec))
+        log.add("vae", step, float(loss_rec.detach()))
     vae.eval().requires_grad_(False)
     with torch.no_grad():
-        sample = torch.cat([_batch(images, torch.arange(0, 32), torch.zeros(32, dtype=torch.bool)),
-                            _batch(alphas, torch.arange(0, 32), torch.zeros(32, dtype=torch.bool)).repeat(1, 3, 1, 1)])
+        k = min(32, images.shape[0])
+        keep = torch.zeros(k, dtype=torch.bool)
+        sample = torch.cat([_batch(images, torch.arange(k), keep), _batch(alphas, torch.arange(k), keep).repeat(1, 3, 1, 1)])
         latents = vae.encode(to_model_range(sample)).latent_dist.mode()
         vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
 

@@ -1,0 +1,44 @@
+# The two commands a fresh machine needs:
+#   make demo   — set everything up and matte the bundled sample shot
+#   make test   — set everything up and run lint, type checks and the test suite
+#
+# PyTorch: TORCH pins the wheel; on a CPU-only machine where pip's default index would
+# hand out a CUDA build, add the CPU wheel index with TORCH_INDEX (see README).
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.vfxmatte-installed
+SAMPLE := vfxmatte/samples/plate/plate.\#\#\#\#.exr
+DEMO_OUT := demo_output
+
+.PHONY: demo test lint install clean bench
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/vfxmatte matte "$(SAMPLE)" -o "$(DEMO_OUT)/plate.####.exr" --overwrite
+	@echo "Mattes written to $(CURDIR)/$(DEMO_OUT)/ (R G B A premultiplied + uncertainty.Y):"
+	@ls -1 $(DEMO_OUT)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check vfxmatte tests scripts
+	$(VENV)/bin/mypy
+
+test: lint
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) scripts/bench_cpu.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache
