@@ -37,6 +37,7 @@ from functools import lru_cache
 
 import numpy as np
 from scipy import fft as sfft
+from scipy import ndimage
 
 from vfxmatte.errors import UsageError
 
@@ -156,7 +157,7 @@ _NAMED = {
 # --------------------------------------------------------------------------- noise and resampling
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=2048)
 def _interp_plan(n_out: int, n_in: int, smooth: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Lattice index, weight and per-index run length resampling ``n_in`` samples to ``n_out``.
 
@@ -202,8 +203,10 @@ def _fbm(rng: np.random.Generator, h: int, w: int, cells: float = 3.0, octaves: 
     total = np.zeros((channels, h, w), _F32)
     amp = 1.0
     long_side = max(h, w)
+    c = cells
     for o in range(octaves):
-        c = cells * (2.0**o)
+        if o:  # irregular lacunarity keeps the octaves' lattices from lining up
+            c *= float(rng.uniform(1.8, 2.2))
         if c > long_side / 3:
             break
         gy = max(2, int(round(c * h / long_side * min(aspect, 1.0))) + 1)
@@ -251,6 +254,20 @@ def _blur(img: np.ndarray, sigma: float, motion: float = 0.0, angle: float = 0.0
     return np.ascontiguousarray(out[pad:pad + h, pad:pad + w], dtype=_F32)
 
 
+def _soft_blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of (H, W, C); wide blurs run on a box-downsampled copy and are upsampled."""
+    f = min(4, int(sigma / 1.5))
+    if f < 2:
+        return _blur(img, sigma)
+    h, w, c = img.shape
+    h2, w2 = -(-h // f), -(-w // f)
+    padded = np.pad(img, ((0, h2 * f - h), (0, w2 * f - w), (0, 0)), mode="edge")
+    low = padded.reshape(h2, f, w2, f, c).mean(axis=(1, 3))
+    low = _blur(low, math.sqrt(max(sigma * sigma - (f * f - 1) / 12.0, 0.25)) / f)
+    up = _resample(np.ascontiguousarray(low.transpose(2, 0, 1)), h2 * f, w2 * f, False)
+    return np.ascontiguousarray(up.transpose(1, 2, 0)[:h, :w])
+
+
 # --------------------------------------------------------------------------- signed distances
 
 
@@ -265,7 +282,8 @@ def _sdf_ellipse(cx: float, cy: float, rx: float, ry: float, angle: float = 0.0)
         u, v = _rot(x, y, cx, cy, angle)
         k0 = np.sqrt((u / rx) ** 2 + (v / ry) ** 2)
         k1 = np.sqrt((u / (rx * rx)) ** 2 + (v / (ry * ry)) ** 2)
-        return np.asarray(k0 * (k0 - 1.0) / np.maximum(k1, 1e-6), dtype=_F32)
+        out = k0 * (k0 - 1.0) / np.maximum(k1, 1e-6)
+        return np.asarray(np.where(k1 < 1e-6, -min(rx, ry), out), dtype=_F32)
 
     return f
 
@@ -411,8 +429,8 @@ def _random_shape(rng: np.random.Generator, noun: str, cx: float, cy: float, r: 
     if noun == "polygon":
         n = int(rng.integers(4, 9))
         th = np.sort(rng.uniform(0, 2 * np.pi, n))
-        rr = r * rng.uniform(0.75, 1.0, n)
-        verts = np.stack([cx + rr * np.cos(th), cy + rr * np.sin(th)], axis=1)
+        radii = r * rng.uniform(0.75, 1.0, n)
+        verts = np.stack([cx + radii * np.cos(th), cy + radii * np.sin(th)], axis=1)
         return _Shape(noun, _sdf_polygon(verts), box)
     if noun == "cross":
         a, b = r, r * float(rng.uniform(0.28, 0.4))
@@ -468,24 +486,33 @@ def _arc_estimate(s: _Strands) -> np.ndarray:
 
 def _strand_samples(rng: np.random.Generator, s: _Strands) -> tuple[np.ndarray, ...]:
     """Dense points along every strand: x, y, deposit weight, colour (M, 3)."""
-    n = len(s.length)
     ns = np.maximum(np.ceil(_arc_estimate(s) * _SAMPLES_PER_PX).astype(np.int64), 3)
-    sid = np.repeat(np.arange(n), ns)
     starts = np.cumsum(ns) - ns
-    t = ((np.arange(len(sid)) - starts[sid]) / (ns[sid] - 1)).astype(_F32)
-    dx, dy = np.cos(s.dirs).astype(_F32), np.sin(s.dirs).astype(_F32)
-    length = s.length.astype(_F32)[sid]
-    perp = (s.bend[sid] * t * t + s.bend3[sid] * t * t * t
-            + s.wave_amp[sid] * t * np.sin(2 * np.pi * s.wave_freq[sid] * t + s.wave_phase[sid]))
+    total = int(ns.sum())
+
+    def rep(a: np.ndarray) -> np.ndarray:  # one value per strand -> one per sample
+        return np.repeat(np.asarray(a, _F32), ns, axis=0)
+
+    t = np.arange(total, dtype=_F32)
+    t -= rep(starts)
+    t *= rep(1.0 / (ns - 1))
+    t2 = t * t
+    length = s.length.astype(np.float64)
+    ldx, ldy = length * np.cos(s.dirs), length * np.sin(s.dirs)
+    # perpendicular offset (fraction of length): bends, a wave and a random walk
+    perp = rep(s.bend) * t2 + rep(s.bend3) * (t2 * t)
+    if float(np.abs(s.wave_amp).max(initial=0.0)) > 0:
+        perp += rep(s.wave_amp) * t * np.sin(rep(2 * np.pi * s.wave_freq) * t + rep(s.wave_phase))
     if float(s.wiggle.max(initial=0.0)) > 0:
-        steps = rng.normal(0.0, 1.0, len(sid)).astype(_F32) / np.sqrt(ns[sid]).astype(_F32)
-        walk = np.cumsum(steps)
+        # a random walk of the curvature (noise integrated twice): smooth, wandering strands
+        steps = rng.standard_normal(total, dtype=_F32) * rep(1.0 / ns**1.5)
+        slope = np.cumsum(steps)
+        slope -= np.repeat(slope[starts], ns)
+        walk = np.cumsum(slope)
         walk -= np.repeat(walk[starts], ns)
-        perp = perp + s.wiggle[sid] * walk * t
-    perp = perp.astype(_F32)
-    grav = (s.gravity[sid] * t * t).astype(_F32)
-    x = s.roots[sid, 0] + length * (dx[sid] * t - dy[sid] * perp)
-    y = s.roots[sid, 1] + length * (dy[sid] * t + dx[sid] * perp + grav)
+        perp += rep(2.0 * s.wiggle) * walk
+    x = rep(s.roots[:, 0]) + rep(ldx) * t - rep(ldy) * perp
+    y = rep(s.roots[:, 1]) + rep(ldy) * t + rep(ldx) * perp + rep(length * s.gravity) * t2
     if s.clump is not None and s.clumping > 0:
         last = starts + ns - 1
         tips_x, tips_y = x[last], y[last]
@@ -493,27 +520,26 @@ def _strand_samples(rng: np.random.Generator, s: _Strands) -> tuple[np.ndarray, 
         cnt = np.maximum(np.bincount(s.clump, minlength=nc), 1)
         cx = np.bincount(s.clump, tips_x, minlength=nc) / cnt
         cy = np.bincount(s.clump, tips_y, minlength=nc) / cnt
-        pull = (s.clumping * t**1.5).astype(_F32)
-        x = x + pull * (cx[s.clump] - tips_x)[sid]
-        y = y + pull * (cy[s.clump] - tips_y)[sid]
+        pull = s.clumping * t * np.sqrt(t)
+        x += pull * rep(cx[s.clump] - tips_x)
+        y += pull * rep(cy[s.clump] - tips_y)
     # arc-length element per sample (half the distance to each neighbour)
-    seg = np.hypot(np.diff(x), np.diff(y)).astype(_F32)
+    seg = np.hypot(np.diff(x), np.diff(y))
     seg[starts[1:] - 1] = 0.0
-    ds = np.zeros(len(x), _F32)
-    ds[:-1] += 0.5 * seg
-    ds[1:] += 0.5 * seg
-    width = s.width[sid] * (1.0 - s.taper[sid] * t)
-    weight = (width * ds * s.opacity[sid]).astype(_F32)
-    tt = t[:, None]
-    colour = (s.root_colour[sid] * (1.0 - tt) + s.tip_colour[sid] * tt).astype(_F32)
+    seg *= 0.5
+    ds = np.zeros(total, _F32)
+    ds[:-1] += seg
+    ds[1:] += seg
+    width = rep(s.width) * (1.0 - rep(s.taper) * t)
+    weight = width * ds * rep(s.opacity)
+    colour = rep(s.root_colour) + rep(s.tip_colour - s.root_colour) * t[:, None]
     # strands wider than a pixel: two parallel lines half a width apart
-    thick = width > 1.0
-    if np.any(thick):
-        tx = np.gradient(x)[thick]
-        ty = np.gradient(y)[thick]
-        norm = np.maximum(np.hypot(tx, ty), 1e-6)
-        off = 0.25 * width[thick]
-        ox, oy = -ty / norm * off, tx / norm * off
+    thick = np.flatnonzero(width > 1.0)
+    if len(thick):
+        tx = x[np.minimum(thick + 1, total - 1)] - x[np.maximum(thick - 1, 0)]
+        ty = y[np.minimum(thick + 1, total - 1)] - y[np.maximum(thick - 1, 0)]
+        scale = 0.25 * width[thick] / np.maximum(np.hypot(tx, ty), 1e-6)
+        ox, oy = -ty * scale, tx * scale
         weight[thick] *= 0.5
         x2, y2 = x[thick] + ox, y[thick] + oy
         x[thick] -= ox
@@ -527,39 +553,45 @@ def _strand_samples(rng: np.random.Generator, s: _Strands) -> tuple[np.ndarray, 
 
 def _splat(h: int, w: int, x: np.ndarray, y: np.ndarray, weight: np.ndarray,
            colour: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Bilinear (tent-filtered) splat of weighted samples: density (H, W) and colour sum (H, W, 3).
+    """Splat weighted samples: coverage density (H, W) and mean colour (H, W, 3).
 
-    A thin line of width ``wd`` deposits ``wd`` per pixel of length, so the density
-    is the line's pixel coverage.
+    Density is tent-filtered (bilinear weights): a thin line of width ``wd``
+    deposits ``wd`` per pixel of length, so the density is the line's pixel
+    coverage.  Colour is binned to the nearest pixel and spread over 3x3 by a
+    normalised box filter so that every pixel the density reaches has a colour.
     """
     dens = np.zeros((h, w), _F32)
-    csum = np.zeros((h, w, 3), _F32)
-    keep = (x > -1.0) & (x < w) & (y > -1.0) & (y < h)
-    if not np.any(keep):
-        return dens, csum
-    x, y, weight, colour = x[keep], y[keep], weight[keep], colour[keep]
-    x0 = np.floor(x)
-    y0 = np.floor(y)
-    fx = (x - x0).astype(_F32)
-    fy = (y - y0).astype(_F32)
-    x0i = x0.astype(np.int64)
-    y0i = y0.astype(np.int64)
-    # accumulate over the points' box (one pixel either side may fall off the frame)
-    bx0, by0 = int(x0i.min()), int(y0i.min())
-    bw, bh = int(x0i.max()) + 2 - bx0, int(y0i.max()) + 2 - by0
-    base = (y0i - by0) * bw + (x0i - bx0)
-    idx = (base[None, :] + np.array([0, 1, bw, bw + 1], np.int64)[:, None]).ravel()
+    mean = np.zeros((h, w, 3), _F32)
+    if len(x) == 0:
+        return dens, mean
+    # shift by one pixel and clamp: samples off the frame land on a border ring that is cut away
+    xs = np.clip(x + 1.0, 0.0, w + 1.0)
+    ys = np.clip(y + 1.0, 0.0, h + 1.0)
+    x0 = xs.astype(np.intp)
+    y0 = ys.astype(np.intp)
+    fx = xs - x0
+    fy = ys - y0
+    bx0, by0 = int(x0.min()), int(y0.min())
+    bw, bh = int(x0.max()) + 2 - bx0, int(y0.max()) + 2 - by0
+    base = (y0 - by0) * bw + (x0 - bx0)
+    idx = (base[None, :] + np.array([0, 1, bw, bw + 1], np.intp)[:, None]).ravel()
     gx, gy = 1.0 - fx, 1.0 - fy
-    wts = np.stack([gx * gy, fx * gy, gx * fy, fx * fy]) * weight
-    sy = slice(max(by0, 0) - by0, min(by0 + bh, h) - by0)
-    sx = slice(max(bx0, 0) - bx0, min(bx0 + bw, w) - bx0)
-    dst = (slice(by0 + sy.start, by0 + sy.stop), slice(bx0 + sx.start, bx0 + sx.stop))
-    acc = np.bincount(idx, wts.ravel(), minlength=bh * bw).reshape(bh, bw)
-    dens[dst] = acc[sy, sx]
+    wts = (np.stack([gx * gy, fx * gy, gx * fy, fx * fy]) * weight).ravel()
+    # accumulator pixel (i, j) is frame pixel (by0 + i - 1, bx0 + j - 1)
+    sy = slice(max(1 - by0, 0), min(h + 1 - by0, bh))
+    sx = slice(max(1 - bx0, 0), min(w + 1 - bx0, bw))
+    if sy.stop <= sy.start or sx.stop <= sx.start:
+        return dens, mean
+    dst = (slice(by0 + sy.start - 1, by0 + sy.stop - 1), slice(bx0 + sx.start - 1, bx0 + sx.stop - 1))
+    dens[dst] = np.bincount(idx, wts, minlength=bh * bw).reshape(bh, bw)[sy, sx]
+    near = ((ys + 0.5).astype(np.intp) - by0) * bw + ((xs + 0.5).astype(np.intp) - bx0)
+    stack = np.empty((bh, bw, 4), _F32)
+    stack[..., 3] = np.bincount(near, weight, minlength=bh * bw).reshape(bh, bw)
     for ch in range(3):
-        acc = np.bincount(idx, (wts * colour[:, ch]).ravel(), minlength=bh * bw).reshape(bh, bw)
-        csum[dst + (ch,)] = acc[sy, sx]
-    return dens, csum
+        stack[..., ch] = np.bincount(near, weight * colour[:, ch], minlength=bh * bw).reshape(bh, bw)
+    stack = ndimage.uniform_filter(stack, size=(3, 3, 1), mode="constant")
+    mean[dst] = (stack[..., :3] / np.maximum(stack[..., 3:], 1e-8))[sy, sx]
+    return dens, mean
 
 
 def _strand_layer(rng: np.random.Generator, h: int, w: int, sets: Sequence[_Strands],
@@ -580,9 +612,9 @@ def _strand_layer(rng: np.random.Generator, h: int, w: int, sets: Sequence[_Stra
     y = np.concatenate([p[1] for p in parts])
     wt = np.concatenate([p[2] for p in parts])
     col = np.concatenate([p[3] for p in parts])
-    dens, csum = _splat(h, w, x, y, wt, col)
+    dens, mean = _splat(h, w, x, y, wt, col)
     alpha = np.minimum(dens, 1.0)
-    prem = csum / np.maximum(dens, 1.0)[:, :, None]
+    prem = mean * alpha[:, :, None]
     return np.asarray(prem, _F32), np.asarray(alpha, _F32)
 
 
@@ -640,10 +672,10 @@ def _clumps(roots: np.ndarray, centre: tuple[float, float], size: float) -> np.n
 
 def _make_strands(rng: np.random.Generator, roots: np.ndarray, normals: np.ndarray, *,
                   length: tuple[float, float], width: tuple[float, float], spread: float,
-                  flow: float, bend: float, wave: float, gravity: float, wiggle: float,
+                  flow: float | np.ndarray, bend: float, wave: float, gravity: float, wiggle: float,
                   root_colour: np.ndarray, tip_colour: np.ndarray, colour_jitter: float,
                   opacity: tuple[float, float] = (0.7, 1.0), clump: np.ndarray | None = None,
-                  clumping: float = 0.0) -> _Strands:
+                  clumping: float = 0.0, wave_freq: tuple[float, float] = (0.8, 3.0)) -> _Strands:
     n = len(roots)
     lens = np.exp(rng.uniform(math.log(length[0]), math.log(length[1]), n)).astype(_F32)
     shade = rng.uniform(1.0 - colour_jitter, 1.0 + colour_jitter, (n, 1)).astype(_F32)
@@ -658,7 +690,7 @@ def _make_strands(rng: np.random.Generator, roots: np.ndarray, normals: np.ndarr
         bend=rng.normal(0.0, bend, n).astype(_F32),
         bend3=rng.normal(0.0, bend * 0.5, n).astype(_F32),
         wave_amp=(wave * wave_on * rng.uniform(0.2, 1.0, n)).astype(_F32),
-        wave_freq=rng.uniform(0.8, 3.0, n).astype(_F32),
+        wave_freq=rng.uniform(wave_freq[0], wave_freq[1], n).astype(_F32),
         wave_phase=rng.uniform(0, 2 * np.pi, n).astype(_F32),
         gravity=(gravity * rng.uniform(0.5, 1.5, n)).astype(_F32),
         wiggle=(wiggle * rng.uniform(0.0, 1.0, n)).astype(_F32),
@@ -713,8 +745,9 @@ def _shading(rng: np.random.Generator, sdf: np.ndarray, radius: float, strength:
              window: tuple[slice, slice] | None = None) -> np.ndarray:
     """Fake volume lighting of a silhouette from its distance field: (H, W) multiplier.
 
-    Only ``window`` (which must hold the whole inside) is lit; elsewhere the surface
-    is flat.
+    The height field is the silhouette blurred by about ``radius`` (computed at low
+    resolution), lit by a random directional light.  Only ``window`` (which must
+    hold the whole inside) is lit; elsewhere the surface is flat.
     """
     la = float(rng.uniform(0, 2 * np.pi))
     lz = float(rng.uniform(0.4, 1.0))
@@ -723,11 +756,13 @@ def _shading(rng: np.random.Generator, sdf: np.ndarray, radius: float, strength:
     out = np.full(sdf.shape, flat, _F32)
     ys, xs = window if window is not None else (slice(0, sdf.shape[0]), slice(0, sdf.shape[1]))
     part = sdf[ys, xs]
-    if part.shape[0] < 2 or part.shape[1] < 2:
+    f = max(1, int(radius / 8))
+    if part.shape[0] < 2 * f or part.shape[1] < 2 * f:
         return out
-    d = np.clip(-part / max(radius, 1.0), 0.0, 1.0)
-    z = np.sqrt(np.maximum(1.0 - (1.0 - d) ** 2, 0.0))
-    gy, gx = np.gradient(z * radius)
+    low = np.clip(0.5 - part[::f, ::f] / f, 0.0, 1.0)
+    low = ndimage.gaussian_filter(low, max(radius / (2.0 * f), 0.5), mode="nearest")
+    z = _resample(low[None], part.shape[0], part.shape[1], False)[0] * (1.5 * radius)
+    gy, gx = np.gradient(z)
     lam = np.clip((-gx * lx - gy * ly + lz) / np.sqrt(gx * gx + gy * gy + 1.0), 0.0, 1.0)
     out[ys, xs] = 1.0 - strength + strength * (0.35 + 0.75 * lam)
     return out
@@ -946,7 +981,7 @@ def _add_distractors(rng: np.random.Generator, bg: np.ndarray, count: int, scale
 def _finish_background(rng: np.random.Generator, bg: np.ndarray, scale: float) -> np.ndarray:
     h, w = bg.shape[:2]
     if rng.random() < 0.55:
-        bg = _blur(bg, float(rng.uniform(0.5, 4.0)) * scale)
+        bg = _soft_blur(bg, float(rng.uniform(0.5, 4.0)) * scale)
     if rng.random() < 0.5:  # vignette
         ys = np.linspace(-1, 1, h, dtype=_F32)[:, None]
         xs = np.linspace(-1, 1, w, dtype=_F32)[None, :]
@@ -1003,7 +1038,7 @@ def _portrait(rng: np.random.Generator, h: int, w: int, s: float) -> tuple[_Laye
     clothes = _rand_colour(rng, (0.0, 0.9), (0.08, 0.95))
     cloth_tex = _texture(rng, h, w, clothes)
     torso_sdf = _Shape("t", torso, (0.0, sh_y - h, float(w), float(h))).evaluate(h, w, 4.0, far=float(m))
-    tmask = _coverage(torso_sdf + ry * 0.15, 2.0 * s)[:, :, None]
+    tmask = _coverage(torso_sdf - ry * 0.3, 2.0 * s)[:, :, None]
     fill = skin * (1 - tmask) + cloth_tex * tmask
     fill *= _shading(rng, sdf, rx * 0.8, float(rng.uniform(0.3, 0.7)))[:, :, None]
     alpha = _coverage(sdf)
@@ -1035,28 +1070,39 @@ def _portrait(rng: np.random.Generator, h: int, w: int, s: float) -> tuple[_Laye
         full_h[y0:y1, x0:x1] = np.maximum(hsdf, -np.maximum(face, head(xs, ys)))
         hair_a = _coverage(full_h, 1.0)
         streak = _fbm(rng, h, w, 6.0, 4, aspect=0.15)[0]
-        hair_fill = (hair_col * (0.6 + 0.7 * streak)[:, :, None]).astype(_F32)
+        hair_fill = (hair_col * (0.75 + 0.45 * streak)[:, :, None]).astype(_F32)
         prem, alpha = _over(hair_fill * hair_a[:, :, None], hair_a, prem, alpha)
         fill = fill * (1 - hair_a[:, :, None]) + hair_fill * hair_a[:, :, None]
 
         # strands from the hair mass contour, away from the face
-        per = float(rng.uniform(1.0, 4.0))
         face_full = np.full((h, w), float(m), _F32)
         face_full[y0:y1, x0:x1] = face
+        style = str(rng.choice(["straight", "wavy", "curly", "short", "frizzy"], p=[0.3, 0.2, 0.15, 0.15, 0.2]))
+        per = float(rng.uniform(1.0, 4.0))
         n_roots = int(per * 2.5 * (rx + ry + thick) * 2)
-        roots, normals = _boundary_roots(rng, full_h, n_roots, (cx, cy), None, (-3.0, -0.3),
-                                         exclude=face_full < 4.0)
+        roots, normals = _boundary_roots(rng, full_h, n_roots, (cx, cy), None,
+                                         (-max(3.0, 0.5 * thick), -0.3), exclude=face_full < 4.0)
         if len(roots):
-            clumps = _clumps(roots, (cx, cy), float(rng.uniform(3, 20)))
+            # hair lies along the head and falls: turn each strand towards the downward tangent
+            down = np.where(np.sin(normals + np.pi / 2) > np.sin(normals - np.pi / 2), 1.0, -1.0)
+            lie = {"straight": (0.7, 1.3), "wavy": (0.5, 1.2), "curly": (0.2, 0.9), "short": (0.3, 1.0),
+                   "frizzy": (0.0, 0.5)}[style]
+            flow = down * rng.uniform(lie[0], lie[1], len(roots))
+            long = {"straight": (0.4, 1.6), "wavy": (0.4, 1.4), "curly": (0.3, 0.8), "short": (0.08, 0.3),
+                    "frizzy": (0.2, 0.7)}[style]
             strands.append(_make_strands(
-                rng, roots, normals, length=(ry * 0.15, ry * float(rng.uniform(0.5, 1.4))),
-                width=(0.35, float(rng.uniform(0.7, 1.6))), spread=0.35,
-                flow=float(rng.normal(0, 0.2)), bend=0.25, wave=float(rng.uniform(0.0, 0.12)),
-                gravity=float(rng.uniform(0.0, 0.6)), wiggle=float(rng.uniform(0.0, 0.08)),
+                rng, roots, normals, length=(ry * long[0] * 0.4, ry * float(rng.uniform(*long))),
+                width=(0.35, float(rng.uniform(0.7, 1.6))), spread=0.25 if style != "frizzy" else 0.5,
+                flow=flow, bend=0.2,
+                wave={"wavy": 0.08, "curly": 0.18}.get(style, 0.02) * float(rng.uniform(0.5, 1.5)),
+                gravity={"straight": 0.5, "wavy": 0.4, "curly": 0.15, "short": 0.05, "frizzy": 0.05}[style]
+                * float(rng.uniform(0.5, 1.5)),
+                wiggle={"frizzy": 0.15, "curly": 0.08}.get(style, 0.02),
                 root_colour=hair_col, tip_colour=tip_col, colour_jitter=0.25,
-                clump=clumps, clumping=float(rng.uniform(0.0, 0.7))))
+                clump=_clumps(roots, (cx, cy), float(rng.uniform(3, 25))), clumping=float(rng.uniform(0.0, 0.7)),
+                wave_freq=(2.0, 5.0) if style == "curly" else (0.5, 2.0)))
             # flyaways: a few long, thin, loose strands
-            nf = int(rng.integers(5, 40) * s)
+            nf = int(rng.integers(0, 40) * s)
             fr, fn = _boundary_roots(rng, full_h, nf, (cx, cy), (-np.pi, np.pi), (-4.0, -1.0),
                                      exclude=face_full < 4.0)
             if len(fr):
@@ -1072,7 +1118,7 @@ def _creature(rng: np.random.Generator, h: int, w: int, s: float) -> tuple[_Laye
     m = min(h, w)
     cx = w * 0.5 + float(rng.uniform(-0.12, 0.12)) * w
     cy = h * 0.5 + float(rng.uniform(-0.12, 0.12)) * h
-    r = float(rng.uniform(0.16, 0.3)) * m
+    r = float(rng.uniform(0.2, 0.34)) * m
     parts: list[_SdfFn] = []
     body_a = float(rng.uniform(0, np.pi))
     parts.append(_sdf_ellipse(cx, cy, r, r * float(rng.uniform(0.55, 0.9)), body_a))
@@ -1136,10 +1182,11 @@ def _object_subject(rng: np.random.Generator, h: int, w: int, s: float,
     m = min(h, w)
     cx = w * 0.5 + float(rng.uniform(-0.15, 0.15)) * w
     cy = h * 0.5 + float(rng.uniform(-0.15, 0.15)) * h
-    r = float(np.sqrt(rng.uniform(0.15, 0.55) * h * w / np.pi))
-    r = min(r, 0.62 * m)
+    r = float(np.sqrt(rng.uniform(0.18, 0.55) * h * w / np.pi))
     if glass:
+        r *= 1.35
         noun = str(rng.choice(["bottle", "sphere", "vase"]))
+        r = min(r, 0.55 * m)
         if noun == "sphere":
             shape = _Shape(noun, _sdf_ellipse(cx, cy, r * 0.8, r * 0.8), (cx - r, cy - r, cx + r, cy + r))
         else:
@@ -1152,7 +1199,9 @@ def _object_subject(rng: np.random.Generator, h: int, w: int, s: float,
     else:
         noun = str(rng.choice(["blob", "blob", "box", "star", "polygon", "circle", "oval", "hexagon",
                                "triangle", "ring", "cross"]))
-        shape = _random_shape(rng, noun, cx, cy, r)
+        if noun in ("star", "triangle", "polygon", "oval"):  # these fill less of their circle
+            r *= 1.2
+        shape = _random_shape(rng, noun, cx, cy, min(r, 0.62 * m))
     soft = 1.0 if rng.random() < 0.8 else float(rng.uniform(1.5, 5.0)) * s
     sdf = shape.evaluate(h, w, soft + 4.0, far=float(m))
     if noun == "blob" and rng.random() < 0.5:
@@ -1236,7 +1285,7 @@ def _single_subject(rng: np.random.Generator, h: int, w: int, s: float) -> _Laye
     else:
         layer, strands, sdf = _object_subject(rng, h, w, s, kind == "glass")
     if strands:
-        sp, sa = _strand_layer(rng, h, w, strands, int(110_000 * s * s))
+        sp, sa = _strand_layer(rng, h, w, strands, int(95_000 * s**1.7))
         layer.prem, layer.alpha = _over(sp, sa, layer.prem, layer.alpha)
         hair_col = sp / np.maximum(sa, 1e-6)[:, :, None]
         layer.fill = np.asarray(layer.fill * (1 - sa[:, :, None]) + hair_col * sa[:, :, None], _F32)
@@ -1291,8 +1340,9 @@ def _single_scene(rng: np.random.Generator, h: int, w: int, s: float) -> tuple[
     alpha = np.clip(layer.alpha, 0, 1).astype(_F32)
     cname = _colour_name(layer.colour)
     noun = layer.noun
+    described = f"the {noun} in {cname}" if noun == "person" else f"the {cname} {noun}"
     options = ["the foreground subject", "the subject", "the main subject", f"the {noun}",
-               f"the {cname} {noun}", f"the foreground {noun}"]
+               described, f"the foreground {noun}"]
     caption = options[int(rng.integers(0, len(options)))]
     obj = SceneObject(noun, caption, alpha, _bbox(alpha), tuple(options))
     return fg, alpha, bg, (obj,), caption
