@@ -41,8 +41,16 @@ def _tiny_sd_folder(root: Path, with_text: bool = True) -> Path:
     vae.save_pretrained(root / "vae", safe_serialization=True)
     (root / "scheduler").mkdir(parents=True)
     (root / "scheduler" / "scheduler_config.json").write_text(
-        json.dumps({"_class_name": "PNDMScheduler", "beta_schedule": "scaled_linear", "beta_start": 0.00085,
-                    "beta_end": 0.012, "num_train_timesteps": 1000, "steps_offset": 1})
+        json.dumps(
+            {
+                "_class_name": "PNDMScheduler",
+                "beta_schedule": "scaled_linear",
+                "beta_start": 0.00085,
+                "beta_end": 0.012,
+                "num_train_timesteps": 1000,
+                "steps_offset": 1,
+            }
+        )
     )
     if with_text:
         from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
@@ -57,8 +65,16 @@ def _tiny_sd_folder(root: Path, with_text: bool = True) -> Path:
         tokenizer = CLIPTokenizer(str(tok_dir / "vocab.json"), str(tok_dir / "merges.txt"), model_max_length=8)
         tokenizer.save_pretrained(tok_dir)
         text = CLIPTextModel(
-            CLIPTextConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=37, num_hidden_layers=1,
-                           num_attention_heads=4, max_position_embeddings=8, eos_token_id=1, bos_token_id=0)
+            CLIPTextConfig(
+                vocab_size=len(vocab),
+                hidden_size=32,
+                intermediate_size=37,
+                num_hidden_layers=1,
+                num_attention_heads=4,
+                max_position_embeddings=8,
+                eos_token_id=1,
+                bos_token_id=0,
+            )
         )
         text.save_pretrained(root / "text_encoder", safe_serialization=True)
     return root
@@ -68,9 +84,15 @@ def test_expand_conv_in_keeps_behaviour_at_step_zero() -> None:
     torch.manual_seed(1)
     conv = torch.nn.Conv2d(4, 8, 3, padding=1)
     unet = UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, block_out_channels=(8, 16),
-        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-        layers_per_block=1, norm_num_groups=4, cross_attention_dim=8,
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        layers_per_block=1,
+        norm_num_groups=4,
+        cross_attention_dim=8,
     )
     unet.conv_in = conv
     x = torch.randn(1, 4, 8, 8)

@@ -17,7 +17,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from vfxmatte import __version__
+from vfxmatte.bench import add_bench_parser, cmd_bench
 from vfxmatte.errors import UsageError, VfxmatteError
+from vfxmatte.evaluate import add_eval_parser, cmd_eval
 
 
 class _Parser(argparse.ArgumentParser):
@@ -70,8 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vfxmatte {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for add in (_add_matte, _add_info, _add_train, _add_convert):
+    for add in (_add_matte, _add_info, _add_train, _add_convert, add_eval_parser, add_bench_parser):
         add(sub)
+    for command in sub.choices.values():  # `vfxmatte matte … --debug` as well as `vfxmatte --debug matte …`
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     return parser
 
 
@@ -118,6 +122,8 @@ def _cmd_matte(args: argparse.Namespace) -> int:
                 seen_warnings.add(warning)
                 _say(f"warning: {warning}", bar)
         if result.status == "failed":
+            if args.debug and result.traceback:
+                _say(result.traceback, bar)
             _say(f"error: frame {result.frame}: {result.error}", bar)
         if bar is not None:
             bar.set_postfix_str(f"{result.frame} {result.status}")
@@ -181,6 +187,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "info": _cmd_info,
     "train": _cmd_train,
     "convert": _cmd_convert,
+    "eval": cmd_eval,
+    "bench": cmd_bench,
 }
 
 

@@ -26,6 +26,8 @@ class MatteParams:
             raise UsageError(f"--steps {self.steps}: must be between 1 and 1000")
         if not 1 <= self.seeds <= 64:
             raise UsageError(f"--seeds {self.seeds}: must be between 1 and 64")
+        if not 0 <= self.seed <= 2**31 - 1:  # the header stores it as a 32-bit int
+            raise UsageError(f"--seed {self.seed}: must be between 0 and {2**31 - 1}")
         if not 64 <= self.lr_size <= 4096:
             raise UsageError(f"--lr-size {self.lr_size}: must be between 64 and 4096")
         if self.prompt is not None and len(self.prompt) > 500:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from vfxmatte import __version__
 from vfxmatte.config import MatteParams, RunOptions
 from vfxmatte.errors import FrameError, InputError, OutputError, UsageError
 from vfxmatte.io import color
-from vfxmatte.io.exr import read_header_attribute, read_plate, write_exr
+from vfxmatte.io.exr import read_header_attribute, read_plate, read_windows, write_exr
 from vfxmatte.io.frames import Plate
 from vfxmatte.io.sequence import (
     FrameSequence,
@@ -44,6 +45,11 @@ class FrameResult:
     uncertainty: float | None = None
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    traceback: str | None = None  # where a failure was raised, for ``--debug``; not in ``as_dict``
+
+
+def _traceback(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip()
 
 
 @dataclass
@@ -127,7 +133,10 @@ def estimate_foreground(linear: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     from pymatting import estimate_foreground_ml
 
     image = np.clip(linear, 0.0, None).astype(np.float32)
-    fg = np.asarray(estimate_foreground_ml(image, alpha.astype(np.float32)), dtype=np.float32)
+    # The solver clamps to [0, 1]; it is linear in the image otherwise, so scale HDR
+    # plates into range and back rather than clip their highlights.
+    scale = max(1.0, float(image.max()))
+    fg = np.asarray(estimate_foreground_ml(image / scale, alpha.astype(np.float32)), dtype=np.float32) * scale
     solid = alpha >= 0.999
     fg[solid] = linear[solid]
     return fg
@@ -177,6 +186,9 @@ class Shot:
     input_paths: dict[int, str]
     padding: int = 4
     is_movie: bool = False
+    # (width, height, display width, display height) every frame must have: the first requested
+    # frame's, from its header, so a resumed run (first frames skipped) checks against the same.
+    reference_size: tuple[int, int, int, int] | None = None
 
 
 def open_shot(input_path: str, requested: list[int] | None, params: MatteParams, options: RunOptions) -> Shot:
@@ -196,7 +208,8 @@ def open_shot(input_path: str, requested: list[int] | None, params: MatteParams,
         def movie_plates(skip: set[int]) -> Iterator[Plate | FrameError | int]:
             # A movie decodes sequentially: skipped frames are decoded and dropped.
             try:
-                for plate in read_movie(input_path, start_frame=options.start_frame, frames=wanted, colorspace=colorspace):
+                movie = read_movie(input_path, start_frame=options.start_frame, frames=wanted, colorspace=colorspace)
+                for plate in movie:
                     yield plate.frame if plate.frame in skip else plate
             except MovieDecodeError as exc:
                 yield exc
@@ -243,6 +256,11 @@ def open_shot(input_path: str, requested: list[int] | None, params: MatteParams,
                 exc.frame = frame
                 yield exc
 
+    try:
+        dw, disp = read_windows(sequence.path(frames[0]), frames[0], layer=params.layer, view=params.view)
+        reference: tuple[int, int, int, int] | None = (dw.width, dw.height, disp.width, disp.height)
+    except FrameError:
+        reference = None  # that frame fails on its own; the first readable one sets the size
     return Shot(
         description=sequence.pattern,
         stem=sequence_stem(sequence),
@@ -251,6 +269,7 @@ def open_shot(input_path: str, requested: list[int] | None, params: MatteParams,
         plates=sequence_plates,
         input_paths={f: sequence.path(f) for f in frames},
         padding=sequence.padding or 4,
+        reference_size=reference,
     )
 
 
@@ -263,14 +282,14 @@ def _plan_outputs(
         raise UsageError(f"{output}: {len(shot.frames)} frames need an output pattern with #### or a directory")
     inputs = {os.path.realpath(p) for p in shot.input_paths.values()}
     for frame in shot.frames:
-        target = out_seq.path(frame) if not out_seq.is_single else out_seq.single_path or output
+        target = output_path(out_seq, frame)
         if os.path.realpath(target) in inputs:
             raise OutputError(f"{target}: output would overwrite an input frame; choose another output")
     skip: set[int] = set()
     conflicts: list[str] = []
     existing = out_seq.frames_on_disk() if os.path.isdir(out_seq.directory) else []
     for frame in shot.frames or existing:
-        target = out_seq.path(frame) if not out_seq.is_single else out_seq.single_path or output
+        target = output_path(out_seq, frame)
         if not os.path.exists(target):
             continue
         if read_header_attribute(target, "vfxmatte:params") == params_json:
@@ -283,6 +302,11 @@ def _plan_outputs(
             "pass --overwrite to replace them"
         )
     return out_seq, skip
+
+
+def output_path(out_seq: FrameSequence, frame: int) -> str:
+    """Where ``frame`` is written: its name in the pattern, or the one named output file."""
+    return out_seq.single_path if out_seq.single_path is not None else out_seq.path(frame)
 
 
 def matte_shot(
@@ -323,18 +347,19 @@ def matte_shot(
         on_start(len(shot.frames) + len(shot.missing))
     for frame in shot.missing:
         record(FrameResult(frame, "failed", error=f"{shot.description}: frame {frame} is missing on disk"))
-    reference: tuple[int, int, int, int] | None = None
+    reference = shot.reference_size
     try:
         for item in shot.plates(skip):
             frame_started = time.perf_counter()
             if isinstance(item, int):
-                record(FrameResult(item, "skipped", path=out_seq.path(item)))
+                record(FrameResult(item, "skipped", path=output_path(out_seq, item)))
                 continue
             if isinstance(item, FrameError):
-                record(FrameResult(item.frame or 0, "failed", error=str(item)))
+                record(FrameResult(item.frame or 0, "failed", error=str(item), traceback=_traceback(item)))
                 continue
             plate = item
-            size = (plate.data_window.width, plate.data_window.height, plate.display_window.width, plate.display_window.height)
+            dw, disp = plate.data_window, plate.display_window
+            size = (dw.width, dw.height, disp.width, disp.height)
             if reference is None:
                 reference = size
             elif size != reference:
@@ -347,12 +372,16 @@ def matte_shot(
                     )
                 )
                 continue
-            target = out_seq.path(plate.frame) if not out_seq.is_single else out_seq.single_path or output
+            target = output_path(out_seq, plate.frame)
             try:
                 matte = matte_plate(model, plate, params, options.batch_size)
                 write_matte(target, plate, matte, model, params, params_json)
             except FrameError as exc:
-                record(FrameResult(plate.frame, "failed", error=str(exc), warnings=plate.warnings))
+                record(
+                    FrameResult(
+                        plate.frame, "failed", error=str(exc), warnings=plate.warnings, traceback=_traceback(exc)
+                    )
+                )
                 continue
             record(
                 FrameResult(
@@ -366,6 +395,12 @@ def matte_shot(
             )
     except KeyboardInterrupt:
         summary.interrupted = True
+    if not summary.interrupted:
+        # A movie yields nothing for requested frames past its end (or past damage).
+        done = {r.frame for r in summary.results}
+        for frame in shot.frames:
+            if frame not in done:
+                record(FrameResult(frame, "failed", error=f"{shot.description}: frame {frame} was not decoded"))
     summary.results.sort(key=lambda r: r.frame)
     summary.seconds = time.perf_counter() - started
     return summary

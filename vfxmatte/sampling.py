@@ -134,9 +134,7 @@ def lr_ensemble(
         scheduler.set_timesteps(steps, device=model.device)
         latents = chunk * scheduler.init_noise_sigma
         condition = model.encode_prompt(prompt, chunk.shape[0])
-        finals.append(
-            denoise(model, latents, image_latent.expand(chunk.shape[0], -1, -1, -1), condition, scheduler)
-        )
+        finals.append(denoise(model, latents, image_latent.expand(chunk.shape[0], -1, -1, -1), condition, scheduler))
     latents = torch.cat(finals)
     mattes = torch.cat([decode_alpha(model, latents[i : i + batch_size]) for i in range(0, seeds, batch_size)])
     return Ensemble(mattes=mattes.cpu().numpy().astype(np.float32), latents=latents, image_latent=image_latent)

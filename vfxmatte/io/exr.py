@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import re
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 import OpenImageIO as oiio
@@ -46,6 +48,9 @@ _NOT_CARRIED = {
     "openexr:roundingmode",
     "openexr:dwaCompressionLevel",
     "PixelAspectRatio",
+    # Read into Plate.fps / Plate.timecode and written from there.
+    "FramesPerSecond",
+    "smpte:TimeCode",
 }
 
 _LINEAR_REC709 = "Linear Rec.709 (sRGB)"
@@ -101,6 +106,8 @@ def _open(path: str, frame: int | None) -> Iterator[oiio.ImageInput]:
     configure_limits()
     if not os.path.exists(path):
         raise FrameError(f"{path}: file does not exist", frame)
+    if os.path.isdir(path):
+        raise FrameError(f"{path}: is a directory, not an image file", frame)
     if os.path.getsize(path) == 0:
         raise FrameError(f"{path}: file is empty (0 bytes)", frame)
     inp = oiio.ImageInput.open(path)
@@ -188,11 +195,14 @@ def _select_channels(
         if layer is None and view is None and len(names) == 1 and not candidates:
             candidates.append((index, [0, 0, 0]))
     if not candidates:
-        what = f"layer {layer!r}" if layer else "an RGB or Y layer"
+        what = f"layer {layer!r}" if layer else "RGB or Y layer"
         if view:
             what += f" in view {view!r}"
         available = sorted({n.rsplit(".", 1)[0] for s in specs for n in s.channelnames if "." in n})
+        parts = [str(n) for s in specs if (n := s.getattribute("oiio:subimagename") or s.getattribute("name"))]
         hint = f" (layers: {', '.join(available)})" if available else ""
+        if len(parts) > 1:
+            hint += f" (parts: {', '.join(parts)})"
         raise FrameError(f"{path}: no {what}{hint}", frame)
     return candidates[0]
 
@@ -220,6 +230,19 @@ def colorspace_of(spec: oiio.ImageSpec, file_format: str) -> str | None:
                 return name
         return None
     return _SRGB
+
+
+def read_windows(
+    path: str, frame: int, *, layer: str | None = None, view: str | None = None
+) -> tuple[Window, Window]:
+    """The data and display windows :func:`read_plate` would return, from the header alone."""
+    with _open(path, frame) as inp:
+        specs = [s if not s.deep else _EMPTY_SPEC for s in _parts(inp)]
+        spec = specs[_select_channels(path, specs, layer, view, frame)[0]]
+        return (
+            Window(spec.x, spec.y, spec.width, spec.height),
+            Window(spec.full_x, spec.full_y, spec.full_width, spec.full_height),
+        )
 
 
 def read_plate(
@@ -282,9 +305,30 @@ def read_plate(
             for a in spec.extra_attribs
             if a.name not in _NOT_CARRIED and not a.name.startswith("vfxmatte:")
         ],
+        fps=_fps_of(spec),
+        timecode=_timecode_of(spec),
         nonfinite=nonfinite + clamped,
         warnings=warnings,
     )
+
+
+def _fps_of(spec: oiio.ImageSpec) -> Fraction | None:
+    """The header's ``framesPerSecond`` (a rational), or None when absent or invalid."""
+    value = spec.getattribute("FramesPerSecond")
+    try:
+        fps = Fraction(int(value[0]), int(value[1])) if value is not None else None
+    except (TypeError, ValueError, IndexError, ZeroDivisionError):
+        return None
+    return fps if fps is not None and fps > 0 else None
+
+
+def _timecode_of(spec: oiio.ImageSpec) -> str | None:
+    """The header's ``timeCode`` as ``HH:MM:SS:FF``, or None when absent."""
+    value = spec.getattribute("smpte:TimeCode")
+    try:
+        return timecode_string(value) if value is not None else None
+    except (TypeError, ValueError, IndexError):
+        return None
 
 
 _EMPTY_SPEC = oiio.ImageSpec()
@@ -351,9 +395,14 @@ def write_exr(
         raise OutputError(f"{path}: DWA compression would quantise the uncertainty layer; use zip or piz")
     dw, disp = plate.data_window, plate.display_window
     names = list(channels)
-    data = np.stack([np.asarray(channels[n], dtype=np.float32) for n in names], axis=-1)
-    if data.shape[:2] != (dw.height, dw.width):
-        raise OutputError(f"{path}: pass size {data.shape[1]}x{data.shape[0]} differs from the data window")
+    arrays = [np.asarray(channels[n], dtype=np.float32) for n in names]
+    for name, array in zip(names, arrays, strict=True):
+        if array.shape != (dw.height, dw.width):
+            size = "x".join(str(d) for d in array.shape[::-1])
+            raise OutputError(
+                f"{path}: channel {name} is {size}, the data window {dw.width}x{dw.height}"
+            )
+    data = np.stack(arrays, axis=-1)
     data = np.clip(np.nan_to_num(data, nan=0.0, posinf=HALF_MAX, neginf=-HALF_MAX), -HALF_MAX, HALF_MAX)
     spec = oiio.ImageSpec(dw.width, dw.height, len(names), "half")
     spec.x, spec.y = dw.x, dw.y
@@ -368,7 +417,8 @@ def write_exr(
     if plate.fps is not None:
         spec.attribute("FramesPerSecond", oiio.TypeDesc("rational2i"), (plate.fps.numerator, plate.fps.denominator))
     if plate.timecode is not None:
-        spec.attribute("smpte:TimeCode", oiio.TypeDesc("timecode"), timecode_bcd(plate.timecode))
+        with contextlib.suppress(ValueError):  # a label SMPTE cannot hold (e.g. 120 fps frames) is dropped
+            spec.attribute("smpte:TimeCode", oiio.TypeDesc("timecode"), timecode_bcd(plate.timecode))
     for key, value in attributes.items():
         spec.attribute(key, value)
     spec.attribute("compression", compression)
@@ -377,8 +427,9 @@ def write_exr(
     directory = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp.exr", dir=directory)
-        os.close(fd)
+        # Not mkstemp: its 0600 mode would hide the frame from other users; this honours the umask.
+        tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp.exr")
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     except OSError as exc:
         raise OutputError(f"{path}: cannot create the output directory or temporary file: {exc.strerror}") from exc
     try:
@@ -397,24 +448,34 @@ def write_exr(
 
 
 def timecode_bcd(timecode: str) -> tuple[int, int]:
-    """``"HH:MM:SS:FF"`` → the SMPTE 12M packed-BCD pair OpenEXR stores (time, user bits)."""
-    fields = timecode.replace(";", ":").split(":")
+    """``"HH:MM:SS:FF"`` → the SMPTE 12M packed-BCD pair OpenEXR stores (time, user bits).
+
+    A ``;`` (or ``.``/``,``) before the frames marks drop-frame and sets the drop-frame
+    bit.  A label SMPTE 12M cannot hold (frames ≥ 40, minutes ≥ 60…) raises ValueError.
+    """
+    fields = re.split(r"[:;.,]", timecode.strip())
+    if len(fields) != 4 or not all(f.isdigit() for f in fields):
+        raise ValueError(f"timecode {timecode!r} is not HH:MM:SS:FF")
     hh, mm, ss, ff = (int(f) for f in fields)
+    if hh > 23 or mm > 59 or ss > 59 or ff > 39:
+        raise ValueError(f"timecode {timecode!r} is out of SMPTE range")
 
     def bcd(v: int) -> int:
         return ((v // 10) << 4) | (v % 10)
 
-    return (bcd(ff) | bcd(ss) << 8 | bcd(mm) << 16 | bcd(hh) << 24, 0)
+    drop = 0x40 if timecode.strip()[-len(fields[3]) - 1] != ":" else 0
+    return (bcd(ff) | drop | bcd(ss) << 8 | bcd(mm) << 16 | bcd(hh) << 24, 0)
 
 
 def timecode_string(value: tuple[int, int] | list[int]) -> str:
-    """Inverse of :func:`timecode_bcd` (drop-frame and colour-frame flags ignored)."""
+    """Inverse of :func:`timecode_bcd` (``;`` before the frames when drop-frame; colour-frame ignored)."""
     packed = int(value[0])
 
     def unbcd(v: int) -> int:
         return (v >> 4) * 10 + (v & 0xF)
 
+    sep = ";" if packed & 0x40 else ":"
     return (
         f"{unbcd((packed >> 24) & 0x3F):02d}:{unbcd((packed >> 16) & 0x7F):02d}:"
-        f"{unbcd((packed >> 8) & 0x7F):02d}:{unbcd(packed & 0x3F):02d}"
+        f"{unbcd((packed >> 8) & 0x7F):02d}{sep}{unbcd(packed & 0x3F):02d}"
     )

@@ -64,20 +64,17 @@ class FrameSequence:
                     tail=name[m.end() :],
                     padding=padding_of(m),
                 )
-        m = _TRAILING_NUMBER.match(name)
-        if m:
-            digits = m.group("digits")
-            # "plate-12.exr": treat the "-" as a separator, not a sign, unless it starts the name.
-            if digits.startswith("-") and m.group("head"):
-                digits = digits[1:]
-            frame = int(digits)
-            head = name[: m.end("digits") - len(digits)]
+        single = _TRAILING_NUMBER.match(name)
+        if single:
+            # The number follows a "." or "_" separator, so a "-" before it is a sign
+            # ("plate.-0005.exr" is frame -5, the name ``path(-5)`` gives).
+            digits = single.group("digits")
             return cls(
-                head=os.path.join(directory, head),
-                tail=m.group("tail"),
+                head=os.path.join(directory, single.group("head")),
+                tail=single.group("tail"),
                 padding=len(digits.lstrip("-")),
                 single_path=text,
-                single_frame=frame,
+                single_frame=int(digits),
             )
         return cls(head=text, tail="", padding=0, single_path=text, single_frame=1)
 
@@ -114,7 +111,7 @@ class FrameSequence:
             return [self.single_frame] if os.path.exists(self.single_path) and self.single_frame is not None else []
         directory = self.directory
         base = os.path.basename(self.head)
-        digits = r"-?\d+" if self.padding == 0 else r"-?\d{%d,}" % self.padding
+        digits = r"-?\d+" if self.padding == 0 else rf"-?\d{{{self.padding},}}"
         regex = re.compile(re.escape(base) + f"({digits})" + re.escape(self.tail) + "$")
         try:
             names = os.listdir(directory)
@@ -126,11 +123,11 @@ class FrameSequence:
         for name in names:
             m = regex.match(name)
             if m:
-                number = m.group(1)
-                # An unpadded pattern must not also match zero-padded names of another sequence.
-                if self.padding == 0 and len(number.lstrip("-")) > 1 and number.lstrip("-").startswith("0"):
-                    continue
-                frames.add(int(number))
+                frame = int(m.group(1))
+                # Only names this pattern writes: a sibling sequence with other padding
+                # ("plate.01001.exr" beside "plate.####.exr") is another sequence.
+                if os.path.basename(self.path(frame)) == name:
+                    frames.add(frame)
         return sorted(frames)
 
 
@@ -165,6 +162,8 @@ def _runs(ordered: list[int]) -> Iterator[tuple[int, int]]:
     yield start, prev
 
 
+#: Most frames one ``--frames`` item may name (a typo such as 1-100000000 would exhaust memory).
+MAX_FRAMES = 1_000_000
 _RANGE_ITEM = re.compile(r"^(-?\d+)(?:-(-?\d+)(?:x(\d+))?)?$")
 
 
@@ -180,6 +179,8 @@ def parse_frame_range(text: str) -> list[int]:
         step = int(m.group(3) or 1)
         if end < start or step < 1:
             raise UsageError(f"--frames {text!r}: {item!r} is an empty range")
+        if (end - start) // step >= MAX_FRAMES:
+            raise UsageError(f"--frames {text!r}: {item!r} holds more than {MAX_FRAMES} frames")
         frames.update(range(start, end + 1, step))
     return sorted(frames)
 

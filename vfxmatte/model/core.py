@@ -20,11 +20,11 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import torch  # noqa: E402
-from diffusers import AutoencoderKL, UNet2DConditionModel  # noqa: E402
-from diffusers.utils import logging as diffusers_logging  # noqa: E402
+import torch
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers.utils import logging as diffusers_logging
 
-from vfxmatte.errors import ModelError, UsageError  # noqa: E402
+from vfxmatte.errors import ModelError, UsageError
 
 MODEL_INFO = "vfxmatte.json"
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default"
@@ -163,8 +163,10 @@ def _check_folder(path: Path) -> None:
             raise ModelError(f"{path}: not a diffusers model folder (no {part}/config.json)")
         if not any((path / part).glob("*.safetensors")):
             pickled = [p.name for p in (path / part).iterdir() if p.suffix in _PICKLE_SUFFIXES]
-            reason = f"holds pickled weights ({', '.join(pickled)}); convert them to safetensors" if pickled else (
-                "holds no .safetensors weights"
+            reason = (
+                f"holds pickled weights ({', '.join(pickled)}); convert them to safetensors"
+                if pickled
+                else ("holds no .safetensors weights")
             )
             raise ModelError(f"{path / part}: {reason}")
 

@@ -120,7 +120,11 @@ def _pool(config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _batch(
-    pool: torch.Tensor, index: torch.Tensor, flips: torch.Tensor, crop: int | None = None, offset: tuple[int, int] = (0, 0)
+    pool: torch.Tensor,
+    index: torch.Tensor,
+    flips: torch.Tensor,
+    crop: int | None = None,
+    offset: tuple[int, int] = (0, 0),
 ) -> torch.Tensor:
     x = pool[index]
     if crop is not None:
@@ -204,7 +208,9 @@ def train_vae(model: MattingModel, images: torch.Tensor, alphas: torch.Tensor, c
     with torch.no_grad():
         k = min(32, images.shape[0])
         keep = torch.zeros(k, dtype=torch.bool)
-        sample = torch.cat([_batch(images, torch.arange(k), keep), _batch(alphas, torch.arange(k), keep).repeat(1, 3, 1, 1)])
+        sample = torch.cat(
+            [_batch(images, torch.arange(k), keep), _batch(alphas, torch.arange(k), keep).repeat(1, 3, 1, 1)]
+        )
         latents = vae.encode(to_model_range(sample)).latent_dist.mode()
         vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
 
@@ -223,7 +229,9 @@ def _encode_pool(model: MattingModel, pool: torch.Tensor, repeat: bool) -> torch
     return latents
 
 
-def train_unet(model: MattingModel, images: torch.Tensor, alphas: torch.Tensor, config: TrainConfig, log: _Log) -> torch.nn.Module:
+def train_unet(
+    model: MattingModel, images: torch.Tensor, alphas: torch.Tensor, config: TrainConfig, log: _Log
+) -> torch.nn.Module:
     image_latents = _encode_pool(model, images, repeat=False)
     alpha_latents = _encode_pool(model, alphas, repeat=True)
     unet = model.unet.train().requires_grad_(True)
