@@ -20,6 +20,7 @@ from vfxmatte import __version__
 from vfxmatte.bench import add_bench_parser, cmd_bench
 from vfxmatte.errors import UsageError, VfxmatteError
 from vfxmatte.evaluate import add_eval_parser, cmd_eval
+from vfxmatte.review import add_review_parser, cmd_review
 
 
 class _Parser(argparse.ArgumentParser):
@@ -72,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vfxmatte {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for add in (_add_matte, _add_info, _add_train, _add_convert, add_eval_parser, add_bench_parser):
+    for add in (_add_matte, _add_info, _add_train, _add_convert, add_eval_parser, add_bench_parser, add_review_parser):
         add(sub)
     for command in sub.choices.values():  # `vfxmatte matte … --debug` as well as `vfxmatte --debug matte …`
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
@@ -189,6 +190,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "convert": _cmd_convert,
     "eval": cmd_eval,
     "bench": cmd_bench,
+    "review": cmd_review,
 }
 
 
