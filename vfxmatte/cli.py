@@ -59,7 +59,8 @@ def _add_info(sub: Any) -> None:
 
 def _add_train(sub: Any) -> None:
     p = sub.add_parser("train", help="train a model from a JSON config")
-    p.add_argument("config")
+    p.add_argument("config", help="JSON config; 'base' names a config it overrides")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the output folder")
 
 
 def _add_convert(sub: Any) -> None:
@@ -163,7 +164,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from vfxmatte.train.loop import TrainConfig, train
 
     config = TrainConfig.load(args.config)
-    out = train(config, command="vfxmatte train " + " ".join(sys.argv[2:]))
+    out = train(config, command="vfxmatte train " + " ".join(sys.argv[2:]), resume=args.resume)
     print(f"model written to {out}")
     return 0
 

@@ -46,6 +46,16 @@ def to_model_range(x: torch.Tensor) -> torch.Tensor:
     return x * 2.0 - 1.0
 
 
+def encode_prompt(model: MattingModel, prompt: str | None, batch: int = 1) -> torch.Tensor:
+    """Cross-attention states (batch, tokens, width) for ``prompt``; None or "" is the null condition.
+
+    Models with a CLIP text encoder encode the prompt padded to the tokenizer's length (the
+    empty prompt is the condition their training dropped captions to); a model without one
+    attends to a single zero token and refuses a non-empty prompt.
+    """
+    return model.encode_prompt(prompt, batch)
+
+
 @torch.no_grad()
 def encode_image(model: MattingModel, image: torch.Tensor) -> torch.Tensor:
     """Image (B, 3, H, W) in [0, 1] → scaled latent (mode of the posterior: deterministic)."""
@@ -133,7 +143,7 @@ def lr_ensemble(
         scheduler = make_scheduler(model.scheduler_config)
         scheduler.set_timesteps(steps, device=model.device)
         latents = chunk * scheduler.init_noise_sigma
-        condition = model.encode_prompt(prompt, chunk.shape[0])
+        condition = encode_prompt(model, prompt, chunk.shape[0])
         finals.append(denoise(model, latents, image_latent.expand(chunk.shape[0], -1, -1, -1), condition, scheduler))
     latents = torch.cat(finals)
     mattes = torch.cat([decode_alpha(model, latents[i : i + batch_size]) for i in range(0, seeds, batch_size)])

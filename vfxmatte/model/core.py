@@ -88,15 +88,24 @@ class MattingModel:
                 raise UsageError(f"model {self.name} has no text encoder; --prompt needs one")
             dim = int(self.unet.config.cross_attention_dim)
             return torch.zeros(batch, 1, dim, device=self.device, dtype=self.dtype)
-        tokens = self.tokenizer(
-            [prompt or ""],
-            padding="max_length",
-            max_length=self.tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        )
-        states = self.text_encoder(tokens.input_ids.to(self.device))[0].to(self.dtype)
-        return states.expand(batch, -1, -1)
+        states = text_states(self.text_encoder, self.tokenizer, [prompt or ""], self.device)
+        return states.to(self.dtype).expand(batch, -1, -1)
+
+
+def text_states(text_encoder: Any, tokenizer: Any, prompts: list[str], device: torch.device) -> torch.Tensor:
+    """CLIP's last hidden states (B, max_length, width) for ``prompts``; differentiable (training uses it).
+
+    Prompts are padded to the tokenizer's ``model_max_length`` as Stable Diffusion does, so
+    the UNet always attends to the same number of tokens; the empty prompt is the null condition.
+    """
+    tokens = tokenizer(
+        prompts,
+        padding="max_length",
+        max_length=tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    )
+    return text_encoder(tokens.input_ids.to(device))[0]
 
 
 def expand_conv_in(unet: UNet2DConditionModel, in_channels: int = 8) -> UNet2DConditionModel:
@@ -188,11 +197,13 @@ def load_model(
     expand_conv_in(unet)
     text_encoder = tokenizer = None
     if (folder / "text_encoder" / "config.json").is_file() and (folder / "tokenizer").is_dir():
-        from transformers import CLIPTextModel, CLIPTokenizer
+        from transformers import CLIPTextModel
+
+        from vfxmatte.train.text import load_tokenizer
 
         try:
             text_encoder = CLIPTextModel.from_pretrained(folder / "text_encoder", **kwargs)
-            tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer", local_files_only=True)
+            tokenizer = load_tokenizer(folder / "tokenizer")
         except (OSError, ValueError) as exc:
             raise ModelError(f"{folder}: cannot load the text encoder: {' '.join(str(exc).split())[:300]}") from exc
     scheduler_config: dict[str, Any] = {}
