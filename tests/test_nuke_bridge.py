@@ -1,0 +1,379 @@
+"""The Nuke bridge: its Prefect client, local mode and the panel's submit → reload cycle.
+
+Nuke itself is the one thing mocked (``fake_nuke``: records nodes and knobs, insists on the
+main thread).  The client is tested against a real HTTP server on 127.0.0.1 answering with
+errors, local mode runs the real ``vfxmatte`` CLI on 64 px frames with the tiny model, and
+farm mode submits to a real Prefect server with the ``matte-shot/vfxmatte`` deployment.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import json
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import fake_nuke
+import numpy as np
+import OpenImageIO as oiio
+import pytest
+
+from nuke_bridge.client import BridgeError, PrefectClient, latest_artifacts
+from nuke_bridge.jobs import ShotRequest, default_output, frame_path, hashes, parse_result, review_page, start_job
+
+REPO = Path(__file__).resolve().parents[1]
+NUKE_DIR = REPO / "nuke_bridge" / "nuke"
+
+# -- a real HTTP server that answers what a test tells it to -------------------------------
+
+
+class _Stub(BaseHTTPRequestHandler):
+    routes: dict[tuple[str, str], tuple[int, Any, float]] = {}
+    seen: list[dict[str, Any]] = []
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        self.seen.append(
+            {"method": self.command, "path": self.path, "headers": dict(self.headers), "body": body.decode() or None}
+        )
+        status, payload, delay = self.routes.get((self.command, self.path), (404, {"detail": "Not Found"}, 0.0))
+        if delay:
+            time.sleep(delay)
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
+            pass
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture()
+def stub() -> Iterator[tuple[str, dict[tuple[str, str], tuple[int, Any, float]], list[dict[str, Any]]]]:
+    routes: dict[tuple[str, str], tuple[int, Any, float]] = {}
+    seen: list[dict[str, Any]] = []
+    handler = type("Handler", (_Stub,), {"routes": routes, "seen": seen})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/api", routes, seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+DEPLOYMENT_PATH = "/api/deployments/name/matte-shot/vfxmatte"
+
+
+def _assert_one_line(exc: BridgeError) -> None:
+    assert "\n" not in str(exc) and 0 < len(str(exc)) <= 400
+
+
+def test_client_missing_deployment_is_a_clear_404(stub: Any) -> None:
+    url, routes, _ = stub
+    routes[("GET", DEPLOYMENT_PATH)] = (404, {"detail": "Deployment not found"}, 0.0)
+    with pytest.raises(BridgeError) as caught:
+        PrefectClient(url).find_deployment("matte-shot/vfxmatte")
+    assert caught.value.kind == "not_found" and caught.value.status == 404
+    assert "deployment 'matte-shot/vfxmatte' not found on " + url in str(caught.value)
+    _assert_one_line(caught.value)
+
+
+def test_client_401_names_the_credentials_to_set(stub: Any) -> None:
+    url, routes, seen = stub
+    routes[("GET", DEPLOYMENT_PATH)] = (401, {"exception_message": "Unauthorized"}, 0.0)
+    with pytest.raises(BridgeError) as caught:
+        PrefectClient(url, auth_string="artist:wrong").find_deployment("matte-shot/vfxmatte")
+    assert caught.value.kind == "auth" and caught.value.status == 401
+    assert "PREFECT_API_AUTH_STRING" in str(caught.value)
+    _assert_one_line(caught.value)
+    assert seen[-1]["headers"]["Authorization"] == "Basic " + base64.b64encode(b"artist:wrong").decode()
+
+
+def test_client_500_carries_the_servers_detail(stub: Any) -> None:
+    url, routes, _ = stub
+    routes[("GET", "/api/flow_runs/abc")] = (500, {"exception_message": "Internal Server Error\nTraceback…"}, 0.0)
+    with pytest.raises(BridgeError) as caught:
+        PrefectClient(url).read_flow_run("abc")
+    assert caught.value.kind == "server" and caught.value.status == 500
+    assert "HTTP 500" in str(caught.value) and "Internal Server Error" in str(caught.value)
+    _assert_one_line(caught.value)
+
+
+def test_client_times_out(stub: Any) -> None:
+    url, routes, _ = stub
+    routes[("GET", "/api/flow_runs/slow")] = (200, {"id": "slow"}, 2.0)
+    started = time.monotonic()
+    with pytest.raises(BridgeError) as caught:
+        PrefectClient(url, timeout=0.3).read_flow_run("slow")
+    assert time.monotonic() - started < 1.8
+    assert caught.value.kind == "timeout" and "within 0.3 s" in str(caught.value)
+    _assert_one_line(caught.value)
+
+
+def test_client_connection_refused() -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(BridgeError) as caught:
+        PrefectClient(f"http://127.0.0.1:{port}/api", timeout=2).find_deployment("matte-shot/vfxmatte")
+    assert caught.value.kind == "unreachable" and f"127.0.0.1:{port}" in str(caught.value)
+    assert "PREFECT_API_URL" in str(caught.value)
+    _assert_one_line(caught.value)
+
+
+def test_client_not_json_and_422(stub: Any) -> None:
+    url, routes, _ = stub
+    routes[("GET", DEPLOYMENT_PATH)] = (200, b"<html>Prefect UI</html>", 0.0)
+    with pytest.raises(BridgeError, match="not JSON") as caught:
+        PrefectClient(url).find_deployment("matte-shot/vfxmatte")
+    assert caught.value.kind == "bad_response"
+    routes[("POST", "/api/deployments/d1/create_flow_run")] = (422, {"detail": [{"msg": "extra keys"}]}, 0.0)
+    with pytest.raises(BridgeError, match="HTTP 422.*extra keys") as caught:
+        PrefectClient(url).create_flow_run("d1", {"steps": 3})
+    assert caught.value.kind == "rejected"
+
+
+def test_client_happy_path_and_headers(stub: Any) -> None:
+    url, routes, seen = stub
+    routes[("GET", DEPLOYMENT_PATH)] = (200, {"id": "d1", "name": "vfxmatte"}, 0.0)
+    run = {"id": "r1", "name": "nuke-plate", "state_type": "SCHEDULED", "state_name": "Scheduled", "state": {}}
+    routes[("POST", "/api/deployments/d1/create_flow_run")] = (201, run, 0.0)
+    artifacts = [
+        {"key": "vfxmatte-progress", "type": "progress", "data": 40.0, "created": "2024-01-01T00:00:02"},
+        {"key": "vfxmatte-progress", "type": "progress", "data": 10.0, "created": "2024-01-01T00:00:01"},
+        {"key": None, "type": "markdown", "data": "x", "created": "2024-01-01T00:00:03"},
+    ]
+    routes[("POST", "/api/artifacts/filter")] = (200, artifacts, 0.0)
+    client = PrefectClient.from_env({"PREFECT_API_URL": url + "/", "PREFECT_API_KEY": "pnu_key"})
+    assert client is not None
+    state = client.submit("matte-shot/vfxmatte", {"input": "a.####.exr"}, name="nuke-plate")
+    assert (state.id, state.state_type, state.is_final) == ("r1", "SCHEDULED", False)
+    body = json.loads(seen[-1]["body"])
+    assert body == {"parameters": {"input": "a.####.exr"}, "name": "nuke-plate", "tags": ["nuke"]}
+    assert all(s["headers"]["Authorization"] == "Bearer pnu_key" for s in seen)
+    latest = latest_artifacts(client.read_artifacts("r1"))
+    assert list(latest) == ["vfxmatte-progress"] and latest["vfxmatte-progress"].data == 40.0
+    assert json.loads(seen[-1]["body"])["artifacts"] == {"flow_run_id": {"any_": ["r1"]}}
+    # The auth string wins over an API key, as in Prefect 3's own client.
+    both = PrefectClient.from_env({"PREFECT_API_URL": url, "PREFECT_API_KEY": "k", "PREFECT_API_AUTH_STRING": "u:p"})
+    assert both is not None and both._headers["Authorization"].startswith("Basic ")
+    assert PrefectClient.from_env({}) is None
+    with pytest.raises(BridgeError, match="flow-name/deployment-name"):
+        client.find_deployment("matte-shot")
+
+
+# -- pure helpers -----------------------------------------------------------------------------
+
+
+def test_patterns_outputs_and_results(tmp_path: Path) -> None:
+    assert frame_path("/s/plate.####.exr", 1001) == "/s/plate.1001.exr"
+    assert frame_path("/s/plate.%04d.exr", 7) == "/s/plate.0007.exr"
+    assert frame_path("/s/plate.%d.exr", 7) == "/s/plate.7.exr"
+    assert hashes("/s/plate.%04d.exr") == "/s/plate.####.exr"
+    assert default_output("/s/plate.%04d.exr", str(tmp_path)) == str(tmp_path / "plate" / "plate.####.exr")
+    assert default_output("/s/sh010_bg.####.exr") == os.path.join("/s", "vfxmatte", "sh010_bg", "sh010_bg.####.exr")
+    assert review_page("/o/plate/plate.####.exr") == os.path.join("/o/plate", "review", "index.html")
+    flow_result = {"frames": {"written": [1], "failed": [2]}, "errors": {"2": "plate.0002.exr: damaged"}}
+    parsed = parse_result("```json\n" + json.dumps(flow_result) + "\n```")
+    assert parsed == flow_result
+    with pytest.raises(BridgeError, match="frame token"):
+        ShotRequest(input="/s/a.####.exr", output="/o/a.exr", first=1, last=2)
+    with pytest.raises(BridgeError, match="overwrite the plate"):
+        ShotRequest(input="/s/a.####.exr", output="/s/a.####.exr", first=1, last=2)
+    with pytest.raises(BridgeError, match="preset"):
+        ShotRequest(input="/s/a.####.exr", output="/o/a.####.exr", first=1, last=2, preset="ultra")
+    request = ShotRequest(input="/s/a.####.exr", output="/o/a.####.exr", first=1001, last=1010, prompt="")
+    assert request.flow_parameters()["frames"] == "1001-1010" and request.flow_parameters()["prompt"] is None
+
+
+def test_local_mode_without_a_cli_says_what_to_set(tmp_path: Path) -> None:
+    plate, output = str(tmp_path / "a.####.exr"), str(tmp_path / "o" / "a.####.exr")
+    request = ShotRequest(input=plate, output=output, first=1, last=1)
+    with pytest.raises(BridgeError, match="VFXMATTE_CLI") as caught:
+        start_job(request, environ={"PATH": str(tmp_path)})
+    assert caught.value.kind == "usage"
+    with pytest.raises(BridgeError, match="not an executable"):
+        start_job(request, environ={"VFXMATTE_CLI": str(tmp_path / "nope")})
+
+
+# -- Nuke: the fake module and the panel ----------------------------------------------------
+
+
+@pytest.fixture()
+def nuke(monkeypatch: pytest.MonkeyPatch) -> Iterator[fake_nuke.FakeNuke]:
+    """A fresh fake ``nuke`` with ``nuke_bridge/nuke`` on sys.path, as NUKE_PATH would put it."""
+    monkeypatch.syspath_prepend(str(NUKE_DIR))
+    fake = fake_nuke.install()
+    import vfxmatte_nuke.graph
+    import vfxmatte_nuke.panel
+
+    importlib.reload(vfxmatte_nuke.graph)
+    importlib.reload(vfxmatte_nuke.panel)
+    monkeypatch.setenv("VFXMATTE_POLL_SECONDS", "0.2")
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.delenv("VFXMATTE_OUTPUT_ROOT", raising=False)
+    yield fake
+    for follower in vfxmatte_nuke.panel.FOLLOWERS:
+        follower.stop()
+    vfxmatte_nuke.panel.FOLLOWERS.clear()
+    sys.modules.pop("nuke", None)
+
+
+def test_menu_py_registers_the_command(nuke: fake_nuke.FakeNuke) -> None:
+    import vfxmatte_nuke.panel
+
+    code = compile((NUKE_DIR / "init.py").read_text(), str(NUKE_DIR / "init.py"), "exec")
+    exec(code, {"__name__": "init"})
+    code = compile((NUKE_DIR / "menu.py").read_text(), str(NUKE_DIR / "menu.py"), "exec")
+    exec(code, {"__name__": "menu"})
+    menu = nuke.menu("Nuke").findItem("vfxmatte")
+    assert menu is not None
+    assert menu.findItem("Matte selected Read") is vfxmatte_nuke.panel.matte_selected
+    assert menu.findItem("Open review page of selected matte") is vfxmatte_nuke.panel.open_selected_review
+
+
+def test_selection_errors_reach_the_artist(nuke: fake_nuke.FakeNuke, tmp_path: Path) -> None:
+    import vfxmatte_nuke.panel as panel
+
+    assert panel.matte_selected() is None
+    assert nuke.messages[-1].startswith("vfxmatte: select the Read node of the plate")
+    blur = nuke.create("Roto")
+    nuke.select(blur)
+    assert panel.matte_selected() is None and "Roto1: not a Read or a Write" in nuke.messages[-1]
+    plate = nuke.nodes.Read(file=str(tmp_path / "plate.####.exr"), first=1, last=3)
+    write = nuke.nodes.Write(file=str(tmp_path / "roto.####.exr"))
+    nuke.select(plate, write)
+    assert panel.matte_selected() is None  # the guide Write has rendered nothing yet
+    assert nuke.messages[-1] == f"vfxmatte: guide Write1: no frames at {tmp_path / 'roto.0001.exr'}; render it first"
+    assert [n.Class() for n in nuke.created] == ["Roto", "Read", "Write"]  # nothing was added to the script
+    assert panel.ocio_colorspace("default (linear)") is None
+    assert panel.ocio_colorspace("linear") == "Linear Rec.709 (sRGB)"
+    assert panel.ocio_colorspace("ACES - ACEScg") == "ACES - ACEScg"
+
+
+def write_plates(directory: Path, frames: range, size: int = 64) -> str:
+    """Tiny scene-linear RGB EXRs (a bright square on a dark ground) named plate.####.exr."""
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for frame in frames:
+        image = (0.05 + 0.02 * rng.random((size, size, 3))).astype(np.float32)
+        image[size // 4 : 3 * size // 4, size // 3 + frame % 3 : 2 * size // 3] = (0.8, 0.6, 0.3)
+        out = oiio.ImageOutput.create("exr")
+        assert out.open(str(directory / f"plate.{frame:04d}.exr"), oiio.ImageSpec(size, size, 3, "half"))
+        assert out.write_image(image)
+        assert out.close()
+    return str(directory / "plate.%04d.exr")
+
+
+def follow(nuke: fake_nuke.FakeNuke, follower: Any, timeout: float) -> None:
+    """Be Nuke's event loop until the follower thread ends, then run what it queued last."""
+    deadline = time.monotonic() + timeout
+    while follower.is_alive() and time.monotonic() < deadline:
+        nuke.run_main_thread_queue()
+        time.sleep(0.05)
+    assert not follower.is_alive(), f"job still running after {timeout} s: {nuke.tasks[-1].messages[-1:]}"
+    nuke.run_main_thread_queue()
+
+
+def check_result_graph(nuke: fake_nuke.FakeNuke, plate: Any, output: str, first: int, last: int) -> Any:
+    (read,) = [n for n in nuke.of_class("Read") if n is not plate]
+    assert read["file"].value() == output and output.endswith(".####.exr")
+    assert (read["first"].value(), read["last"].value()) == (first, last)
+    assert read["premultiplied"].value() is True and read["on_error"].value() == "black"
+    assert read["vfxmatte_output"].value() == output
+    assert nuke.layer_names == {"uncertainty": ["uncertainty.Y"]}
+    (shuffle,) = nuke.of_class("Shuffle")
+    assert shuffle["in"].value() == "uncertainty" and shuffle.input(0) is read
+    assert {shuffle[c].value() for c in ("red", "green", "blue", "alpha")} == {"red"}
+    (grade,) = nuke.of_class("Grade")
+    assert grade.input(0) is shuffle and grade["whitepoint"].value() == 0.25
+    (heat,) = nuke.of_class("Expression")
+    assert heat.input(0) is grade and "clamp(3*r)" in heat["expr0"].value()
+    (merge,) = nuke.of_class("Merge2")
+    assert merge["operation"].value() == "over" and merge.input(0) is plate and merge.input(1) is heat
+    return read
+
+
+@pytest.mark.slow
+def test_local_mode_submit_follow_reload(
+    nuke: fake_nuke.FakeNuke, tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vfxmatte_nuke.panel as panel
+
+    monkeypatch.setenv("VFXMATTE_CLI", f"{sys.executable} -m vfxmatte.cli")
+    monkeypatch.setenv("VFXMATTE_MODEL", str(tiny_model_dir))
+    monkeypatch.setenv("VFXMATTE_DEVICE", "cpu")
+    opened: list[str] = []
+    monkeypatch.setattr(panel.webbrowser, "open", lambda url: opened.append(url) or True)
+    pattern = write_plates(tmp_path / "shot", range(1001, 1003))
+    plate = nuke.nodes.Read(file=pattern, first=1001, last=1002, colorspace="default (linear)")
+    nuke.select(plate)
+    nuke.panel_answers.update({"Preset": "draft"})  # the tiny model has no text encoder: no prompt
+
+    follower = panel.matte_selected()
+    assert follower is not None, nuke.messages
+    output = str(tmp_path / "shot" / "vfxmatte" / "plate" / "plate.####.exr")
+    assert nuke.panels[-1].fields["Output"] == output and "Run on" not in nuke.panels[-1].fields
+    read = check_result_graph(nuke, plate, output, 1001, 1002)
+    follow(nuke, follower, timeout=240)
+
+    assert follower.final is not None and follower.final.state == "completed", follower.final
+    assert nuke.messages == []  # nothing went wrong
+    assert read["reload"].executed >= 1 and "reload_read" in nuke.queued_calls
+    task = nuke.tasks[-1]
+    assert task.progress[-1] == 100 and task.messages[-1] == "local: 2/2 frames"
+    assert read["vfxmatte_status"].value() == "local: 2/2 frames"
+    for frame in (1001, 1002):
+        inp = oiio.ImageInput.open(frame_path(output, frame))
+        assert inp is not None
+        assert list(inp.spec().channelnames) == ["R", "G", "B", "A", "uncertainty.Y"]
+        params = json.loads(inp.spec().getattribute("vfxmatte:params"))
+        inp.close()
+        assert (params["steps"], params["seeds"], params["lr_size"]) == (4, 2, 256)  # the draft preset
+    page = review_page(output)
+    if os.path.isfile(page):  # built by `vfxmatte review` after the matte
+        assert read["vfxmatte_review"].enabled()
+        assert panel.open_review(read) and opened == [Path(page).resolve().as_uri()]
+    else:
+        assert "review page not built" in task.messages[-1]
+
+
+@pytest.mark.slow
+def test_local_mode_failure_reaches_nuke_message(
+    nuke: fake_nuke.FakeNuke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vfxmatte_nuke.panel as panel
+
+    monkeypatch.setenv("VFXMATTE_CLI", f"{sys.executable} -m vfxmatte.cli")
+    plate = nuke.nodes.Read(file=str(tmp_path / "missing" / "plate.####.exr"), first=1, last=2)
+    nuke.select(plate)
+    follower = panel.matte_selected()
+    assert follower is not None
+    follow(nuke, follower, timeout=120)
+    assert follower.final is not None and follower.final.state == "failed"
+    (message,) = nuke.messages
+    assert message.startswith("vfxmatte: vfxmatte failed: ") and "plate" in message and "\n" not in message
+    assert not read_frames(tmp_path)
+
+
+def read_frames(directory: Path) -> list[Path]:
+    return sorted(directory.rglob("*.exr"))
