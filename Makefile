@@ -14,7 +14,7 @@ STAMP := $(VENV)/.vfxmatte-installed
 SAMPLE := vfxmatte/samples/plate/plate.\#\#\#\#.exr
 DEMO_OUT := demo_output
 
-.PHONY: demo test lint install clean bench
+.PHONY: demo test test-deps lint install clean bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,12 @@ lint: $(STAMP)
 	# The Nuke bridge against the types-nuke stubs (3.10: mypy's oldest target; ruff checks it as py39).
 	$(VENV)/bin/mypy --python-version 3.10 nuke_bridge
 
-test: lint
+# System packages the tests drive for real (Debian's chromium): installed when root with apt-get,
+# a no-op once present; elsewhere the tests that need them skip and say why.
+test-deps:
+	bash scripts/install_test_deps.sh
+
+test: lint test-deps
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

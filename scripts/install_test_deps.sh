@@ -24,5 +24,13 @@ if ! command -v apt-get >/dev/null 2>&1 || [ "$(id -u)" -ne 0 ]; then
 fi
 echo "install_test_deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# A mirror hiccup should not fail a CI run: three tries.
+for attempt in 1 2 3; do
+    if apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
+        exit 0
+    fi
+    echo "install_test_deps: attempt $attempt failed" >&2
+    sleep $((attempt * 5))
+done
+echo "install_test_deps: could not install ${missing[*]}" >&2
+exit 1
