@@ -349,12 +349,34 @@ def test_local_mode_submit_follow_reload(
         params = json.loads(inp.spec().getattribute("vfxmatte:params"))
         inp.close()
         assert (params["steps"], params["seeds"], params["lr_size"]) == (4, 2, 256)  # the draft preset
-    page = review_page(output)
-    if os.path.isfile(page):  # built by `vfxmatte review` after the matte
-        assert read["vfxmatte_review"].enabled()
-        assert panel.open_review(read) and opened == [Path(page).resolve().as_uri()]
-    else:
-        assert "review page not built" in task.messages[-1]
+    page = review_page(output)  # built by `vfxmatte review` after the matte
+    assert os.path.isfile(page) and follower.final.review_page == page
+    assert read["vfxmatte_review"].enabled()
+    assert panel.open_review(read) and opened == [Path(page).resolve().as_uri()]
+
+
+@pytest.mark.slow
+def test_cancel_in_the_progress_panel_stops_the_local_process(
+    nuke: fake_nuke.FakeNuke, tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vfxmatte_nuke.panel as panel
+
+    monkeypatch.setenv("VFXMATTE_CLI", f"{sys.executable} -m vfxmatte.cli")
+    monkeypatch.setenv("VFXMATTE_MODEL", str(tiny_model_dir))
+    pattern = write_plates(tmp_path / "shot", range(1, 41))
+    plate = nuke.nodes.Read(file=pattern, first=1, last=40)
+    nuke.select(plate)
+    follower = panel.matte_selected()
+    assert follower is not None
+    job = follower.job
+    deadline = time.monotonic() + 60
+    while not nuke.tasks and time.monotonic() < deadline:
+        time.sleep(0.05)
+    nuke.tasks[-1].cancelled = True  # the artist presses cancel in Nuke's progress panel
+    follow(nuke, follower, timeout=120)
+    assert follower.final is not None and follower.final.state == "cancelled"
+    assert job.matte.popen.returncode is not None and nuke.messages == []
+    assert len(read_frames(tmp_path / "shot" / "vfxmatte")) < 40
 
 
 @pytest.mark.slow

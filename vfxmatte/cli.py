@@ -20,6 +20,7 @@ from vfxmatte import __version__
 from vfxmatte.bench import add_bench_parser, cmd_bench
 from vfxmatte.errors import UsageError, VfxmatteError
 from vfxmatte.evaluate import add_eval_parser, cmd_eval
+from vfxmatte.flow_cli import add_flow_parser, cmd_flow
 from vfxmatte.review import add_review_parser, cmd_review
 
 
@@ -34,9 +35,13 @@ def _add_matte(sub: Any) -> None:
     p.add_argument("-o", "--output", required=True, help="output pattern (plate.####.exr) or directory")
     p.add_argument("--frames", help="frames to do: 1001-1100, 1001-1100x2, 1001,1005")
     p.add_argument("--model", help="model folder (default: the bundled model)")
-    p.add_argument("--steps", type=int, default=10, help="DDIM steps T' (default 10)")
-    p.add_argument("--seeds", type=int, default=4, help="ensemble size L (default 4)")
-    p.add_argument("--lr-size", type=int, default=512, help="long side of the LR pass (default 512)")
+    p.add_argument(
+        "--preset", choices=("draft", "standard", "final"), default="standard",
+        help="quality preset: draft (4 steps, 2 seeds, 256 px), standard (default), final (20, 8, 1024 px)",
+    )
+    p.add_argument("--steps", type=int, help="DDIM steps T' (default 10; overrides the preset)")
+    p.add_argument("--seeds", type=int, help="ensemble size L (default 4; overrides the preset)")
+    p.add_argument("--lr-size", type=int, help="long side of the LR pass (default 512; overrides the preset)")
     p.add_argument("--seed", type=int, default=0, help="noise seed; same seed, same device → same pixels")
     p.add_argument("--prompt", help="text prompt (models with a text encoder)")
     p.add_argument("--layer", help="EXR layer or part to matte (default: the main RGB layer)")
@@ -74,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vfxmatte {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for add in (_add_matte, _add_info, _add_train, _add_convert, add_eval_parser, add_bench_parser, add_review_parser):
+    for add in (_add_matte, _add_info, _add_train, _add_convert, add_eval_parser, add_bench_parser, add_review_parser,
+                add_flow_parser):
         add(sub)
     for command in sub.choices.values():  # `vfxmatte matte … --debug` as well as `vfxmatte --debug matte …`
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
@@ -82,11 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_matte(args: argparse.Namespace) -> int:
-    from vfxmatte.config import MatteParams, RunOptions
+    from vfxmatte.config import RunOptions, preset_params
     from vfxmatte.io.sequence import parse_frame_range
     from vfxmatte.pipeline import FrameResult, matte_shot
 
-    params = MatteParams(
+    params = preset_params(
+        args.preset,
         steps=args.steps,
         seeds=args.seeds,
         lr_size=args.lr_size,
@@ -191,6 +198,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "convert": _cmd_convert,
     "eval": cmd_eval,
     "bench": cmd_bench,
+    "flow": cmd_flow,
     "review": cmd_review,
 }
 

@@ -40,6 +40,26 @@ class MatteParams:
         return json.dumps(record, sort_keys=True, separators=(",", ":"))
 
 
+# Quality presets (CLI ``--preset``, the flows' ``preset`` parameter): MatteParams overrides.
+# "standard" is the defaults; explicit flags still win over a preset.
+PRESETS: dict[str, dict[str, int]] = {
+    "draft": {"steps": 4, "seeds": 2, "lr_size": 256},
+    "standard": {},
+    "final": {"steps": 20, "seeds": 8, "lr_size": 1024},
+}
+
+
+def preset_params(preset: str = "standard", **overrides: object) -> MatteParams:
+    """MatteParams for ``preset`` with ``overrides`` (None values ignored) applied on top."""
+    from vfxmatte.errors import UsageError
+
+    if preset not in PRESETS:
+        raise UsageError(f"--preset {preset}: choose one of {', '.join(PRESETS)}")
+    fields: dict[str, object] = dict(PRESETS[preset])
+    fields.update({key: value for key, value in overrides.items() if value is not None})
+    return MatteParams(**fields)  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """How a run behaves, without changing pixels."""

@@ -22,7 +22,7 @@ from vfxmatte import __version__
 from vfxmatte.config import MatteParams, RunOptions
 from vfxmatte.errors import FrameError, InputError, OutputError, UsageError
 from vfxmatte.io import color
-from vfxmatte.io.exr import read_header_attribute, read_plate, read_windows, write_exr
+from vfxmatte.io.exr import read_header_attribute, read_plate, read_windows, remove_stale_temporaries, write_exr
 from vfxmatte.io.frames import Plate
 from vfxmatte.io.sequence import (
     FrameSequence,
@@ -304,6 +304,13 @@ def _plan_outputs(
     return out_seq, skip
 
 
+def load_run_model(model: str | None = None, device: str = "auto") -> MattingModel:
+    """Load a model folder (None: the bundled one) the way a run uses it: half precision on CUDA."""
+    torch_device = resolve_device(device)
+    dtype = torch.float16 if torch_device.type == "cuda" else torch.float32
+    return load_model(model, device=torch_device, dtype=dtype)
+
+
 def output_path(out_seq: FrameSequence, frame: int) -> str:
     """Where ``frame`` is written: its name in the pattern, or the one named output file."""
     return out_seq.single_path if out_seq.single_path is not None else out_seq.path(frame)
@@ -329,12 +336,13 @@ def matte_shot(
     started = time.perf_counter()
     shot = open_shot(input_path, frames, params, options)
     if not isinstance(model, MattingModel):
-        device = resolve_device(options.device)
-        dtype = torch.float16 if device.type == "cuda" else torch.float32
-        model = load_model(model, device=device, dtype=dtype)
+        model = load_run_model(model, options.device)
     params_json = params.header_json(model.describe())
     out_seq, skip = _plan_outputs(shot, output, params_json, options.overwrite)
     summary = ShotSummary(input=shot.description, output=out_seq.pattern, model=model.describe())
+    # A killed run's half-written frames are hidden temp files; a resumed run clears them.
+    for stale in remove_stale_temporaries([output_path(out_seq, f) for f in shot.frames]):
+        summary.notes.append(f"removed a stale temporary file: {stale}")
     if shot.missing:
         summary.notes.append(f"missing on disk: frames {format_ranges(shot.missing)}")
 

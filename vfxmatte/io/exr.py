@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -359,6 +360,49 @@ def read_header_attribute(path: str, name: str) -> str | None:
     try:
         value = inp.spec().getattribute(name)
         return value if isinstance(value, str) else None
+    finally:
+        inp.close()
+
+
+def remove_stale_temporaries(paths: list[str], older_than: float = 60.0) -> list[str]:
+    """Delete ``write_exr``'s hidden temp files for ``paths`` left by a killed process; return them.
+
+    Only files older than ``older_than`` seconds go: a temp file lives for the seconds a write
+    takes, so a younger one may belong to a writer still running.
+    """
+    by_directory: dict[str, set[str]] = {}
+    for path in paths:
+        directory, name = os.path.split(os.path.abspath(path))
+        by_directory.setdefault(directory, set()).add(name)
+    removed: list[str] = []
+    now = time.time()
+    for directory, names in by_directory.items():
+        try:
+            entries = os.listdir(directory)
+        except OSError:
+            continue
+        for entry in entries:
+            if not (entry.startswith(".") and entry.endswith(".tmp.exr")):
+                continue
+            target = entry[1:-len(".tmp.exr")].rsplit(".", 1)[0]  # ".name.exr.<hex>.tmp.exr" → "name.exr"
+            stale = os.path.join(directory, entry)
+            with contextlib.suppress(OSError):
+                if target in names and now - os.stat(stale).st_mtime > older_than:
+                    os.unlink(stale)
+                    removed.append(stale)
+    return removed
+
+
+def read_header_number(path: str, name: str) -> float | None:
+    """One numeric attribute of an existing file's header (e.g. ``vfxmatte:uncertainty``), or None."""
+    configure_limits()
+    inp = oiio.ImageInput.open(path)
+    if inp is None:
+        oiio_error()
+        return None
+    try:
+        value = inp.spec().getattribute(name)
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
     finally:
         inp.close()
 

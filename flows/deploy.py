@@ -1,0 +1,132 @@
+"""Deployments in code: the ``vfxmatte-gpu`` process work pool, the GPU limits and both deployments.
+
+``apply_all()`` (``vfxmatte flow deploy``, ``python -m flows.deploy``) talks to the server that
+``PREFECT_API_URL`` names and is idempotent: what exists is left alone, deployments are updated.
+
+- ``matte-shot/vfxmatte``: submitted by the Nuke bridge or ``prefect deployment run``.
+- ``matte-new-shots/nightly``: a cron schedule (default 02:00 UTC) over a drop folder or manifest.
+
+Deployments load the code from this checkout (``from_source`` on the repository folder), so a
+worker needs the same path on its machine (a shared file system, as facilities have).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, WorkPoolCreate
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from prefect.schedules import Cron
+
+REPO = Path(__file__).resolve().parents[1]
+WORK_POOL = "vfxmatte-gpu"
+MATTE_SHOT = ("flows/matte_shot.py:matte_shot", "vfxmatte")
+NEW_SHOTS = ("flows/new_shots.py:matte_new_shots", "nightly")
+
+
+def gpu_limit_names(gpus: int) -> list[str]:
+    """``gpu`` on a one-GPU machine; ``gpu-0``, ``gpu-1``… with one limit per device."""
+    return ["gpu"] if gpus <= 1 else [f"gpu-{index}" for index in range(gpus)]
+
+
+def ensure_work_pool(name: str = WORK_POOL) -> str:
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_work_pool(name)
+            return f"work pool {name}: exists"
+        except ObjectNotFound:
+            pass
+        try:
+            client.create_work_pool(WorkPoolCreate(name=name, type="process"))
+        except ObjectAlreadyExists:
+            return f"work pool {name}: exists"
+    return f"work pool {name}: created (process)"
+
+
+def ensure_gpu_limits(gpus: int, slots: int = 1) -> list[str]:
+    lines = []
+    with get_client(sync_client=True) as client:
+        for name in gpu_limit_names(gpus):
+            try:
+                limit = client.read_global_concurrency_limit_by_name(name)
+                lines.append(f"concurrency limit {name}: exists ({limit.limit} slot(s))")
+            except ObjectNotFound:
+                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=slots))
+                lines.append(f"concurrency limit {name}: created ({slots} slot(s))")
+    return lines
+
+
+def _load(entrypoint: str, source: Path) -> Any:
+    from prefect import Flow
+
+    return Flow.from_source(source=str(source), entrypoint=entrypoint)
+
+
+def deploy_matte_shot(source: Path = REPO, work_pool: str = WORK_POOL) -> UUID:
+    entrypoint, name = MATTE_SHOT
+    deployment_id: UUID = _load(entrypoint, source).deploy(
+        name=name,
+        work_pool_name=work_pool,
+        build=False,
+        push=False,
+        print_next_steps=False,
+        ignore_warnings=True,
+        description="Matte one shot (FLOW_CONTRACT parameters); triggered by the Nuke bridge or the API.",
+        tags=["vfxmatte"],
+    )
+    return deployment_id
+
+
+def deploy_new_shots(
+    drop: str | None,
+    manifest: str | None,
+    output_root: str | None,
+    cron: str = "0 2 * * *",
+    timezone: str = "UTC",
+    source: Path = REPO,
+    work_pool: str = WORK_POOL,
+) -> UUID:
+    entrypoint, name = NEW_SHOTS
+    parameters = {k: v for k, v in {"drop": drop, "manifest": manifest, "output_root": output_root}.items() if v}
+    deployment_id: UUID = _load(entrypoint, source).deploy(
+        name=name,
+        work_pool_name=work_pool,
+        build=False,
+        push=False,
+        print_next_steps=False,
+        ignore_warnings=True,
+        schedules=[Cron(cron, timezone=timezone)],
+        parameters=parameters,
+        paused=not parameters,  # without a drop folder or manifest there is nothing to scan yet
+        description="Matte every new shot in the drop folder or manifest (cron).",
+        tags=["vfxmatte"],
+    )
+    return deployment_id
+
+
+def apply_all(
+    gpus: int = 1,
+    drop: str | None = None,
+    manifest: str | None = None,
+    output_root: str | None = None,
+    cron: str = "0 2 * * *",
+    timezone: str = "UTC",
+) -> list[str]:
+    """Work pool, GPU limits, both deployments; one line per thing done."""
+    lines = [ensure_work_pool(), *ensure_gpu_limits(gpus)]
+    lines.append(f"deployment matte-shot/vfxmatte: {deploy_matte_shot()}")
+    new_shots = deploy_new_shots(drop, manifest, output_root, cron, timezone)
+    state = f"schedule '{cron}' {timezone}" if drop or manifest else "paused: no drop folder or manifest given"
+    lines.append(f"deployment matte-new-shots/nightly: {new_shots} ({state})")
+    return lines
+
+
+if __name__ == "__main__":
+    import flows  # noqa: F401  (offline defaults)
+
+    for line in apply_all(gpus=int(sys.argv[1]) if len(sys.argv) > 1 else 1):
+        print(line)

@@ -1,0 +1,217 @@
+"""The Prefect flows in-process, on Prefect's own test server (``prefect_test_harness``).
+
+Real EXRs (OIIO), the tiny seeded model, 64 px frames, the ``draft`` preset. The integration
+tests with a real ``prefect server``, a process worker and the REST API are in
+``test_flows_server.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import OpenImageIO as oiio
+import pytest
+
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+from vfxmatte.config import PRESETS, MatteParams, preset_params
+from vfxmatte.errors import UsageError
+from vfxmatte.security import confine
+
+
+def write_sequence(directory: Path, frames: range | list[int], size: int = 64, stem: str = "plate") -> str:
+    """Write a tiny scene-linear RGB EXR sequence (a bright disc on a dark ground); return its pattern."""
+    directory.mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    for frame in frames:
+        disc = ((xx - size / 2 - (frame % 7)) ** 2 + (yy - size / 2) ** 2) < (size / 4) ** 2
+        rng = np.random.default_rng(frame)
+        image = np.where(disc[..., None], 0.8, 0.05) + 0.02 * rng.random((size, size, 3))
+        out = oiio.ImageOutput.create("exr")
+        assert out.open(str(directory / f"{stem}.{frame:04d}.exr"), oiio.ImageSpec(size, size, 3, "half"))
+        out.write_image(image.astype(np.float32))
+        out.close()
+    return str(directory / f"{stem}.####.exr")
+
+
+def header(path: str | Path, name: str) -> Any:
+    inp = oiio.ImageInput.open(str(path))
+    assert inp is not None, path
+    try:
+        return inp.spec().getattribute(name)
+    finally:
+        inp.close()
+
+
+# -- library pieces the flows rely on (no Prefect) -----------------------------------------
+
+
+def test_confine_accepts_inside_and_refuses_escapes(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "shots").mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (root / "escape").symlink_to(outside)
+    roots = [str(root)]
+    assert confine(str(root / "shots" / "a.####.exr"), "input", roots) == str(root / "shots" / "a.####.exr")
+    assert confine(str(root / "new" / "b.####.exr"), "output", roots).startswith(str(root))
+    for bad, reason in (
+        (str(root / "shots" / ".." / ".." / "outside" / "a.exr"), "'..'"),
+        (str(root / "escape" / "a.####.exr"), "outside the allowed roots"),
+        (str(outside / "a.exr"), "outside the allowed roots"),
+        (str(root) + "-sibling/a.exr", "outside the allowed roots"),
+    ):
+        with pytest.raises(UsageError, match=reason):
+            confine(bad, "output", roots)
+
+
+def test_presets_map_to_params_and_flags_win() -> None:
+    assert preset_params("standard") == MatteParams()
+    draft = preset_params("draft", seed=3)
+    assert (draft.steps, draft.seeds, draft.lr_size, draft.seed) == (4, 2, 256, 3)
+    assert preset_params("final", steps=7).steps == 7
+    assert set(PRESETS) == {"draft", "standard", "final"}
+    with pytest.raises(UsageError, match="--preset"):
+        preset_params("ultra")
+
+
+def test_request_refuses_unknown_keys_bad_enums_and_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from flows.params import MatteShotRequest
+
+    monkeypatch.setenv("VFXMATTE_ROOTS", str(tmp_path))
+    ok = MatteShotRequest(input=str(tmp_path / "p.####.exr"), output=str(tmp_path / "o" / "m.####.exr"), frames="1-3")
+    assert ok.frame_list() == [1, 2, 3] and ok.preset == "standard" and ok.chunk_size == 24
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        MatteShotRequest(input=ok.input, output=ok.output, steps=3)  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match="preset"):
+        MatteShotRequest(input=ok.input, output=ok.output, preset="ultra")  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="outside the allowed roots"):
+        MatteShotRequest(input="/etc/passwd", output=ok.output)
+    with pytest.raises(UsageError, match="--frames"):
+        MatteShotRequest(input=ok.input, output=ok.output, frames="10-1")
+
+
+# -- the flows on the Prefect test harness -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def harness() -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
+
+
+@pytest.fixture()
+def flow_env(tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("VFXMATTE_ROOTS", str(tmp_path))
+    monkeypatch.setenv("VFXMATTE_MODEL", str(tiny_model_dir))
+    monkeypatch.setenv("VFXMATTE_DEVICE", "cpu")
+    monkeypatch.setenv("VFXMATTE_RETRIES", "1")
+    monkeypatch.setenv("VFXMATTE_RETRY_DELAY", "0")
+    return tmp_path
+
+
+def artifacts_of(flow_run_id: Any) -> dict[str, Any]:
+    """The newest artifact per key of one flow run."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    latest: dict[str, Any] = {}
+    for artifact in sorted(found, key=lambda a: a.created):
+        if artifact.key:
+            latest[artifact.key] = artifact
+    return latest
+
+
+def result_json(artifact: Any) -> dict[str, Any]:
+    text = artifact.data
+    assert text.startswith("```json\n") and text.endswith("\n```")
+    return json.loads(text[len("```json\n") : -len("\n```")])
+
+
+def test_matte_shot_chunks_resume_and_artifacts(harness: None, flow_env: Path) -> None:
+    from flows.matte_shot import matte_shot
+
+    pattern = write_sequence(flow_env / "plate", range(1001, 1006))
+    output = str(flow_env / "out" / "matte.####.exr")
+    state = matte_shot(pattern, output, preset="draft", chunk_size=2, return_state=True)
+    assert state.is_completed(), state.message
+    result = state.result()
+    assert result["frames"] == {"written": [1001, 1002, 1003, 1004, 1005], "skipped": [], "failed": []}
+    for frame in range(1001, 1006):
+        path = flow_env / "out" / f"matte.{frame}.exr"
+        score = header(path, "vfxmatte:uncertainty")
+        assert result["uncertainty"][str(frame)] == pytest.approx(score)
+        assert json.loads(header(path, "vfxmatte:params"))["steps"] == PRESETS["draft"]["steps"]
+    assert not [p for p in os.listdir(flow_env / "out") if p.endswith(".tmp.exr")]
+
+    artifacts = artifacts_of(state.state_details.flow_run_id)
+    assert {"vfxmatte-progress", "vfxmatte-summary", "vfxmatte-result"} <= set(artifacts)
+    assert artifacts["vfxmatte-progress"].data == 100.0
+    assert "| written | skipped" in artifacts["vfxmatte-summary"].data
+    assert result_json(artifacts["vfxmatte-result"]) == json.loads(json.dumps(result))
+    scores = result["uncertainty"]
+    assert result["flag_threshold"] == pytest.approx(1.5 * float(np.median(list(scores.values()))))
+    assert result["flagged"] == [int(f) for f, s in scores.items() if s > result["flag_threshold"]]
+    if result["review_page"]:
+        assert os.path.isfile(result["review_page"])
+        assert result["review_page"] == str(flow_env / "out" / "review" / "index.html")
+    else:
+        assert "no review page made" in result["review_note"]
+
+    # A second run finds every frame done (same parameters in the headers) and writes nothing.
+    mtimes = {p: os.stat(flow_env / "out" / p).st_mtime_ns for p in os.listdir(flow_env / "out") if p.endswith("exr")}
+    again = matte_shot(pattern, output, preset="draft", chunk_size=3, review=False)
+    assert again["frames"]["skipped"] == [1001, 1002, 1003, 1004, 1005] and not again["frames"]["written"]
+    assert again["review_page"] is None
+    assert mtimes == {p: os.stat(flow_env / "out" / p).st_mtime_ns for p in mtimes}
+
+
+def test_failed_frames_fail_the_run_after_retries_and_are_reported(harness: None, flow_env: Path) -> None:
+    from flows.matte_shot import matte_shot
+
+    pattern = write_sequence(flow_env / "plate", [1001, 1002, 1004])
+    (flow_env / "plate" / "plate.1002.exr").write_bytes(b"not an exr")  # damaged frame: fails every attempt
+    output = str(flow_env / "out" / "matte.####.exr")
+    state = matte_shot(pattern, output, frames="1001-1004", preset="draft", chunk_size=2, return_state=True)
+    assert state.is_failed()
+    assert "2 frame(s) failed: 1002-1003" in (state.message or "")
+    artifacts = artifacts_of(state.state_details.flow_run_id)
+    result = result_json(artifacts["vfxmatte-result"])
+    assert result["frames"] == {"written": [1001, 1004], "skipped": [], "failed": [1002, 1003]}
+    assert "plate.1002.exr" in result["errors"]["1002"] and "missing on disk" in result["errors"]["1003"]
+    assert sorted(os.listdir(flow_env / "out"))[:2] == ["matte.1001.exr", "matte.1004.exr"]
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+        )
+    chunk = next(r for r in runs if r.name == "frames 1001-1002")
+    assert chunk.run_count == 2 and chunk.state is not None and chunk.state.is_failed()  # retried once
+
+
+def test_paths_outside_the_roots_are_refused(harness: None, flow_env: Path, tmp_path_factory: Any) -> None:
+    from flows.matte_shot import matte_shot
+
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    pattern = write_sequence(elsewhere / "plate", [1001])
+    state = matte_shot(pattern, str(flow_env / "out" / "m.####.exr"), return_state=True)
+    assert state.is_failed() and "outside the allowed roots" in (state.message or "")
+    assert not (flow_env / "out").exists()

@@ -1,0 +1,120 @@
+"""`vfxmatte flow …`: run the Prefect flows locally, or apply them to a Prefect server.
+
+``vfxmatte flow run INPUT -o OUTPUT`` runs the ``matte-shot`` flow in this process; with no
+``PREFECT_API_URL`` set, Prefect starts its ephemeral SQLite-backed server for the run (no
+set-up).  ``vfxmatte flow deploy`` creates the work pool, the GPU concurrency limits and the
+deployments on the server ``PREFECT_API_URL`` names (facility mode, see docs/FLOWS.md).
+``vfxmatte flow requeue RUN_ID…`` puts crashed or stuck runs back in the queue; they resume.
+
+The flows live in the top-level ``flows`` package and import Prefect; this module imports
+them only when a ``flow`` command runs, so the rest of the CLI never loads Prefect.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from vfxmatte.config import PRESETS
+from vfxmatte.errors import UsageError, VfxmatteError
+
+
+def add_flow_parser(sub: Any) -> None:
+    p = sub.add_parser("flow", help="Prefect flows: run a shot locally, deploy to a server, requeue runs")
+    actions = p.add_subparsers(dest="flow_command", required=True, parser_class=type(p))
+
+    run = actions.add_parser("run", help="run the matte-shot flow here (ephemeral server unless PREFECT_API_URL)")
+    run.add_argument("input", help="plate.####.exr or a movie")
+    run.add_argument("-o", "--output", required=True, help="output pattern (matte.####.exr) or directory")
+    run.add_argument("--frames", help="frames to do: 1001-1100, 1001-1010,1020")
+    run.add_argument("--preset", choices=tuple(PRESETS), default="standard")
+    run.add_argument("--prompt")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--colorspace")
+    run.add_argument("--overwrite", action="store_true")
+    run.add_argument("--chunk-size", type=int, default=24, help="frames per task (default 24)")
+    run.add_argument("--no-review", action="store_true", help="do not build the review page")
+    run.add_argument("--json", action="store_true", help="print the result record as JSON")
+
+    deploy = actions.add_parser("deploy", help="create the work pool, GPU limits and deployments on PREFECT_API_URL")
+    deploy.add_argument("--gpus", type=int, default=1, help="one concurrency limit per GPU: gpu-0 … (default 1: 'gpu')")
+    deploy.add_argument("--drop", help="drop folder the nightly deployment scans")
+    deploy.add_argument("--manifest", help="manifest JSON the nightly deployment reads (instead of --drop)")
+    deploy.add_argument("--output-root", help="where the nightly deployment writes each shot's mattes")
+    deploy.add_argument("--cron", default="0 2 * * *", help="schedule of the nightly deployment (default 02:00)")
+    deploy.add_argument("--timezone", default="UTC")
+
+    requeue = actions.add_parser("requeue", help="put crashed or stuck matte-shot runs back in the queue")
+    requeue.add_argument("run_ids", nargs="*", help="flow run ids (default: every crashed matte-shot run)")
+    for action in (run, deploy, requeue):  # `vfxmatte flow run … --debug` too
+        action.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+
+
+def cmd_flow(args: argparse.Namespace) -> int:
+    try:
+        import flows  # noqa: F401  (sets the offline defaults before Prefect loads)
+    except ModuleNotFoundError as exc:
+        raise UsageError("vfxmatte flow: the flows package is not installed next to vfxmatte") from exc
+    if args.flow_command == "run":
+        return _run(args)
+    if args.flow_command == "deploy":
+        from flows.deploy import apply_all
+
+        for line in apply_all(
+            gpus=args.gpus,
+            drop=args.drop,
+            manifest=args.manifest,
+            output_root=args.output_root,
+            cron=args.cron,
+            timezone=args.timezone,
+        ):
+            print(line)
+        return 0
+    from flows.recover import requeue_runs
+
+    for line in requeue_runs(args.run_ids):
+        print(line)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from flows.matte_shot import ShotFailed, matte_shot
+
+    state = matte_shot(
+        args.input,
+        args.output,
+        frames=args.frames,
+        preset=args.preset,
+        prompt=args.prompt,
+        seed=args.seed,
+        colorspace=args.colorspace,
+        overwrite=args.overwrite,
+        chunk_size=args.chunk_size,
+        review=not args.no_review,
+        return_state=True,
+    )
+    value = state.result(raise_on_failure=False)
+    if isinstance(value, ShotFailed):
+        result: dict[str, Any] = value.result
+    elif isinstance(value, VfxmatteError):
+        raise value
+    elif isinstance(value, BaseException):
+        raise UsageError(f"{args.input}: flow run failed: {value}")
+    else:
+        result = value
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        frames = result["frames"]
+        print(
+            f"{len(frames['written'])} written, {len(frames['skipped'])} skipped, "
+            f"{len(frames['failed'])} failed → {result['output']}"
+        )
+        for frame, error in result["errors"].items():
+            print(f"error: frame {frame}: {error}", file=sys.stderr)
+        if result["flagged"]:
+            print(f"flagged for review: {', '.join(map(str, result['flagged']))}")
+        print(f"review: {result['review_page'] or result['review_note']}")
+    return 1 if result["frames"]["failed"] else 0
