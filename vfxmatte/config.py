@@ -18,6 +18,9 @@ class MatteParams:
     view: str | None = None
     colorspace: str | None = None
     prompt: str | None = None
+    temporal: str = "shared"  # off | shared | prev-latent (vfxmatte.temporal)
+    temporal_strength: float = 0.5
+    temporal_flow: bool = False
 
     def __post_init__(self) -> None:
         from vfxmatte.errors import UsageError
@@ -32,6 +35,10 @@ class MatteParams:
             raise UsageError(f"--lr-size {self.lr_size}: must be between 64 and 4096")
         if self.prompt is not None and len(self.prompt) > 500:
             raise UsageError("--prompt: at most 500 characters")
+        if self.temporal not in ("off", "shared", "prev-latent"):
+            raise UsageError(f"--temporal {self.temporal}: choose off, shared or prev-latent")
+        if not 0.0 < self.temporal_strength <= 1.0:
+            raise UsageError(f"--temporal-strength {self.temporal_strength}: must be in (0, 1]")
 
     def header_json(self, model: str) -> str:
         """Canonical JSON of the pixel-affecting parameters plus the model identity."""

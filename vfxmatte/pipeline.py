@@ -6,6 +6,7 @@ The CLI, the Prefect flows and the Nuke bridge all call :func:`matte_shot` (or
 
 from __future__ import annotations
 
+import bisect
 import os
 import time
 import traceback
@@ -32,6 +33,7 @@ from vfxmatte.io.sequence import (
 )
 from vfxmatte.model.core import MattingModel, load_model, resolve_device
 from vfxmatte.sampling import lr_ensemble, lr_shape, resize
+from vfxmatte.temporal import TemporalState, temporal_state
 
 Status = Literal["written", "skipped", "failed"]
 
@@ -142,14 +144,27 @@ def estimate_foreground(linear: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return fg
 
 
-def matte_plate(model: MattingModel, plate: Plate, params: MatteParams, batch_size: int | None = None) -> Matte:
-    """Matte one decoded plate: LR ensemble → upsampled matte + uncertainty → foreground."""
+def matte_plate(
+    model: MattingModel,
+    plate: Plate,
+    params: MatteParams,
+    batch_size: int | None = None,
+    temporal: TemporalState | None = None,
+) -> Matte:
+    """Matte one decoded plate: LR ensemble → upsampled matte + uncertainty → foreground.
+
+    ``temporal`` carries noise and previous-frame latents through a shot (frames in
+    order); without it the plate is matted as the first frame of a shot.
+    """
     linear_space = color.linear_space(plate.colorspace)
     linear = color.convert(plate.rgb, plate.colorspace, linear_space)
     height, width = linear.shape[:2]
     long_side = min(params.lr_size, max(height, width))
     lr_h, lr_w = lr_shape(height, width, long_side, model.size_multiple)
     network_image = color.to_network(resize(linear, lr_h, lr_w), linear_space)
+    temporal = temporal or temporal_state(params)
+    member = (int(model.unet.config.out_channels), lr_h // model.latent_factor, lr_w // model.latent_factor)
+    noise, start = temporal.inputs(plate.frame, (params.seeds, *member), network_image)
     ensemble = lr_ensemble(
         model,
         network_image,
@@ -158,7 +173,11 @@ def matte_plate(model: MattingModel, plate: Plate, params: MatteParams, batch_si
         seed=params.seed,
         batch_size=batch_size,
         prompt=params.prompt,
+        noise=noise,
+        start=start,
+        strength=params.temporal_strength,
     )
+    temporal.update(plate.frame, ensemble.latents, network_image)
     lr_mean, lr_std = ensemble.mean, ensemble.std
     alpha = np.clip(resize(lr_mean, height, width), 0.0, 1.0)
     uncertainty = np.clip(resize(lr_std, height, width), 0.0, None)
@@ -182,13 +201,17 @@ class Shot:
     stem: str
     frames: list[int]
     missing: list[int]
-    plates: Callable[[set[int]], Iterator[Plate | FrameError | int]]  # skipped frames come back as ints
+    # plates(skip, warm): skipped frames come back as ints unless in ``warm`` (needed for
+    # temporal state only); warm frames are read even when not requested.
+    plates: Callable[[set[int], set[int]], Iterator[Plate | FrameError | int]]
     input_paths: dict[int, str]
     padding: int = 4
     is_movie: bool = False
     # (width, height, display width, display height) every frame must have: the first requested
     # frame's, from its header, so a resumed run (first frames skipped) checks against the same.
     reference_size: tuple[int, int, int, int] | None = None
+    # The frame before a frame in the input (None for the first): temporal warm-up reads it.
+    predecessor: Callable[[int], int | None] = lambda frame: frame - 1
 
 
 def open_shot(input_path: str, requested: list[int] | None, params: MatteParams, options: RunOptions) -> Shot:
@@ -205,12 +228,13 @@ def open_shot(input_path: str, requested: list[int] | None, params: MatteParams,
         wanted = set(requested) if requested is not None else None
         colorspace = params.colorspace or color.NETWORK_SPACE
 
-        def movie_plates(skip: set[int]) -> Iterator[Plate | FrameError | int]:
+        def movie_plates(skip: set[int], warm: set[int]) -> Iterator[Plate | FrameError | int]:
             # A movie decodes sequentially: skipped frames are decoded and dropped.
             try:
-                movie = read_movie(input_path, start_frame=options.start_frame, frames=wanted, colorspace=colorspace)
+                needed = wanted | warm if wanted is not None else None
+                movie = read_movie(input_path, start_frame=options.start_frame, frames=needed, colorspace=colorspace)
                 for plate in movie:
-                    yield plate.frame if plate.frame in skip else plate
+                    yield plate.frame if plate.frame in skip and plate.frame not in warm else plate
             except MovieDecodeError as exc:
                 yield exc
 
@@ -222,6 +246,7 @@ def open_shot(input_path: str, requested: list[int] | None, params: MatteParams,
             plates=movie_plates,
             input_paths={},
             is_movie=True,
+            predecessor=lambda frame: frame - 1 if frame > options.start_frame else None,
         )
 
     sequence = FrameSequence.parse(input_path)
@@ -238,9 +263,9 @@ def open_shot(input_path: str, requested: list[int] | None, params: MatteParams,
     if not frames:
         raise InputError(f"{input_path}: none of the requested frames {format_ranges(requested)} exist")
 
-    def sequence_plates(skip: set[int]) -> Iterator[Plate | FrameError | int]:
-        for frame in frames:
-            if frame in skip:
+    def sequence_plates(skip: set[int], warm: set[int]) -> Iterator[Plate | FrameError | int]:
+        for frame in sorted(set(frames) | warm):
+            if frame in skip and frame not in warm:
                 yield frame
                 continue
             try:
@@ -270,6 +295,7 @@ def open_shot(input_path: str, requested: list[int] | None, params: MatteParams,
         input_paths={f: sequence.path(f) for f in frames},
         padding=sequence.padding or 4,
         reference_size=reference,
+        predecessor=lambda frame: on_disk[i - 1] if (i := bisect.bisect_left(on_disk, frame)) > 0 else None,
     )
 
 
@@ -356,16 +382,27 @@ def matte_shot(
     for frame in shot.missing:
         record(FrameResult(frame, "failed", error=f"{shot.description}: frame {frame} is missing on disk"))
     reference = shot.reference_size
+    temporal = temporal_state(params, shot.predecessor)
+    to_do = {f for f in shot.frames if f not in skip}
+    warm = {w for f in to_do if (w := temporal.needs_warmup(f, to_do)) is not None}
     try:
-        for item in shot.plates(skip):
+        for item in shot.plates(skip, warm):
             frame_started = time.perf_counter()
             if isinstance(item, int):
                 record(FrameResult(item, "skipped", path=output_path(out_seq, item)))
+                continue
+            if isinstance(item, FrameError) and item.frame in warm and item.frame not in shot.frames:
+                summary.notes.append(f"temporal warm-up frame {item.frame} unreadable: {item}")
                 continue
             if isinstance(item, FrameError):
                 record(FrameResult(item.frame or 0, "failed", error=str(item), traceback=_traceback(item)))
                 continue
             plate = item
+            if plate.frame in warm:
+                _warm_up(model, plate, params, options.batch_size, temporal, summary)
+                if plate.frame in skip:
+                    record(FrameResult(plate.frame, "skipped", path=output_path(out_seq, plate.frame)))
+                continue
             dw, disp = plate.data_window, plate.display_window
             size = (dw.width, dw.height, disp.width, disp.height)
             if reference is None:
@@ -382,7 +419,7 @@ def matte_shot(
                 continue
             target = output_path(out_seq, plate.frame)
             try:
-                matte = matte_plate(model, plate, params, options.batch_size)
+                matte = matte_plate(model, plate, params, options.batch_size, temporal)
                 write_matte(target, plate, matte, model, params, params_json)
             except FrameError as exc:
                 record(
@@ -412,6 +449,22 @@ def matte_shot(
     summary.results.sort(key=lambda r: r.frame)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _warm_up(
+    model: MattingModel,
+    plate: Plate,
+    params: MatteParams,
+    batch_size: int | None,
+    temporal: TemporalState,
+    summary: ShotSummary,
+) -> None:
+    """Matte the frame before a chunk (or a resumed gap) for its temporal state only; write nothing."""
+    try:
+        matte_plate(model, plate, params, batch_size, temporal)
+        summary.notes.append(f"frame {plate.frame} matted for temporal state only (warm-up), not written")
+    except FrameError as exc:
+        summary.notes.append(f"temporal warm-up frame {plate.frame} failed: {exc}")
 
 
 def write_matte(

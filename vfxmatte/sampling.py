@@ -78,9 +78,14 @@ def denoise(
     condition: torch.Tensor,
     scheduler: DDIMScheduler,
     on_step: Callable[[int], None] | None = None,
+    timesteps: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Run the DDIM loop from ``latents`` (already at the first timestep's noise level)."""
-    for i, t in enumerate(scheduler.timesteps):
+    """Run the DDIM loop from ``latents`` (already at the first timestep's noise level).
+
+    ``timesteps`` (default: all of the scheduler's) is a tail of the schedule for a
+    partial run that starts from a noised clean latent (see :func:`noised_start`).
+    """
+    for i, t in enumerate(scheduler.timesteps if timesteps is None else timesteps):
         model_input = torch.cat([latents, image_latent], dim=1)
         eps = model.unet(model_input, t, encoder_hidden_states=condition).sample
         latents = scheduler.step(eps, t, latents).prev_sample
@@ -112,6 +117,23 @@ def ensemble_noise(shape: tuple[int, ...], seeds: int, seed: int) -> torch.Tenso
     return torch.randn((seeds, *shape), generator=generator, dtype=torch.float32)
 
 
+def noised_start(
+    scheduler: DDIMScheduler, clean: torch.Tensor, noise: torch.Tensor, strength: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Start a DDIM run from a clean latent instead of pure noise (Eq. 6, SDEdit-style).
+
+    Eq. 6, ``z_T = sqrt((1-σ_T)/σ_T)·ε + ẑ0``, is the forward process written in the
+    variance-exploding scale; in the scheduler's own scale that is ``add_noise(ẑ0, ε, t)``.
+    ``strength`` in (0, 1] is the fraction of the schedule that is run: 1 noises to the
+    first timestep, 0.5 starts half-way down and runs half the steps.  Returns the start
+    latents and the timesteps still to run (at least one).
+    """
+    count = len(scheduler.timesteps)
+    skip = min(count - 1, max(0, int(round(count * (1.0 - strength)))))
+    timesteps = scheduler.timesteps[skip:]
+    return scheduler.add_noise(clean, noise, timesteps[:1]), timesteps
+
+
 @torch.no_grad()
 def lr_ensemble(
     model: MattingModel,
@@ -122,12 +144,18 @@ def lr_ensemble(
     seed: int = 0,
     batch_size: int | None = None,
     prompt: str | None = None,
+    noise: torch.Tensor | None = None,
+    start: torch.Tensor | None = None,
+    strength: float = 1.0,
 ) -> Ensemble:
     """Sample ``seeds`` mattes of a network-space image (h, w, 3) in [0, 1].
 
     ``h`` and ``w`` must be multiples of ``model.size_multiple``.  All seeds run in one
     batch unless ``batch_size`` splits them (to fit memory); the result does not depend
-    on the batching, because each member's noise is fixed up front.
+    on the batching, because each member's noise is fixed up front.  ``noise`` (L, C,
+    h/f, w/f) replaces the noise drawn from ``seed``; ``start`` (same shape) are clean
+    latents to start from at ``strength`` (:func:`noised_start`), e.g. the previous
+    frame's for video.
     """
     h, w = image.shape[:2]
     if h % model.size_multiple or w % model.size_multiple:
@@ -135,16 +163,35 @@ def lr_ensemble(
     pixels = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None].float()
     image_latent = encode_image(model, pixels)
     c = int(model.unet.config.out_channels)
-    noise = ensemble_noise((c, h // model.latent_factor, w // model.latent_factor), seeds, seed)
+    shape = (seeds, c, h // model.latent_factor, w // model.latent_factor)
+    if noise is None:
+        noise = ensemble_noise(shape[1:], seeds, seed)
+    for name, given in (("noise", noise), ("start", start)):
+        if given is not None and tuple(given.shape) != shape:
+            raise ValueError(f"{name} has shape {tuple(given.shape)}, the ensemble needs {shape}")
     batch_size = batch_size or seeds
     finals = []
-    for start in range(0, seeds, batch_size):
-        chunk = noise[start : start + batch_size].to(model.device, model.dtype)
+    for first in range(0, seeds, batch_size):
+        chunk = noise[first : first + batch_size].to(model.device, model.dtype)
         scheduler = make_scheduler(model.scheduler_config)
         scheduler.set_timesteps(steps, device=model.device)
-        latents = chunk * scheduler.init_noise_sigma
+        timesteps: torch.Tensor | None = None
+        if start is None:
+            latents = chunk * scheduler.init_noise_sigma
+        else:
+            clean = start[first : first + batch_size].to(model.device, model.dtype)
+            latents, timesteps = noised_start(scheduler, clean, chunk, strength)
         condition = encode_prompt(model, prompt, chunk.shape[0])
-        finals.append(denoise(model, latents, image_latent.expand(chunk.shape[0], -1, -1, -1), condition, scheduler))
+        finals.append(
+            denoise(
+                model,
+                latents,
+                image_latent.expand(chunk.shape[0], -1, -1, -1),
+                condition,
+                scheduler,
+                timesteps=timesteps,
+            )
+        )
     latents = torch.cat(finals)
     mattes = torch.cat([decode_alpha(model, latents[i : i + batch_size]) for i in range(0, seeds, batch_size)])
     return Ensemble(mattes=mattes.cpu().numpy().astype(np.float32), latents=latents, image_latent=image_latent)
