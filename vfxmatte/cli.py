@@ -44,6 +44,19 @@ def _add_matte(sub: Any) -> None:
     p.add_argument("--lr-size", type=int, help="long side of the LR pass (default 512; overrides the preset)")
     p.add_argument("--seed", type=int, default=0, help="noise seed; same seed, same device → same pixels")
     p.add_argument("--prompt", help="text prompt (models with a text encoder)")
+    p.add_argument(
+        "--temporal", choices=("off", "shared", "prev-latent"),
+        help="temporal stability: off (independent noise per frame), shared (one noise for every frame), "
+        "prev-latent (start each frame from the previous frame's LR latent, Eq. 6); default: shared",
+    )
+    p.add_argument(
+        "--temporal-strength", type=float,
+        help="prev-latent: fraction of the DDIM schedule re-run from the previous latent (0-1, default 0.5)",
+    )
+    p.add_argument(
+        "--temporal-flow", action="store_true", default=None,
+        help="prev-latent: warp the previous latent by optical flow between the frames",
+    )
     p.add_argument("--layer", help="EXR layer or part to matte (default: the main RGB layer)")
     p.add_argument("--view", help="stereo view to matte (default: the file's first/hero view)")
     p.add_argument("--colorspace", help="input colour space (OCIO name); default from the header / file type")
@@ -102,6 +115,9 @@ def _cmd_matte(args: argparse.Namespace) -> int:
         view=args.view,
         colorspace=args.colorspace,
         prompt=args.prompt,
+        temporal=args.temporal,
+        temporal_strength=args.temporal_strength,
+        temporal_flow=args.temporal_flow,
     )
     if args.colorspace:
         from vfxmatte.io.color import is_linear
