@@ -54,11 +54,17 @@ def _downsample(pixels: np.ndarray, long_side: int) -> np.ndarray:
     if scale >= 1.0:
         return pixels
     out_w, out_h = max(1, round(width * scale)), max(1, round(height * scale))
-    # Integer box averaging first (cheap in numpy), then OIIO's filtered resize to the exact size.
-    k = min(height // out_h, width // out_w) // 2
+    # Integer box averaging first (cheap in numpy), then OIIO's filtered resize for what is left.
+    k = min(height // out_h, width // out_w)
     if k >= 2:
         h, w = (height // k) * k, (width // k) * k
-        pixels = pixels[:h, :w].reshape(h // k, k, w // k, k, -1).mean(axis=(1, 3), dtype=np.float32)
+        box = np.zeros((h // k, w // k, pixels.shape[2]), np.float32)
+        for dy in range(k):
+            for dx in range(k):
+                box += pixels[dy:h:k, dx:w:k]
+        pixels = box * np.float32(1.0 / (k * k))
+        if pixels.shape[:2] == (out_h, out_w):
+            return pixels
     buf = oiio.ImageBuf(np.ascontiguousarray(pixels, dtype=np.float32))
     channels = pixels.shape[2]
     out = oiio.ImageBufAlgo.resize(buf, roi=oiio.ROI(0, out_w, 0, out_h, 0, 1, 0, channels))
@@ -163,8 +169,9 @@ def render_frame(path: str, frame: int, out_dir: Path, settings: ReviewSettings)
     height, width = matte.shape[:2]
     stem = f"f{frame}"
     images: dict[str, str] = {}
-    for kind, size in (("", settings.thumb_size), ("_large", settings.preview_size)):
-        small = _downsample(matte, size)
+    # The large view from the full frame, the thumbnail from the large view: one full-size pass.
+    preview = _downsample(matte, settings.preview_size)
+    for kind, small in (("", _downsample(preview, settings.thumb_size)), ("_large", preview)):
         square = max(4, round(max(small.shape[:2]) / 32))
         outputs = {
             "comp": (comp_display(small, colorspace, square), "jpg"),
@@ -176,8 +183,12 @@ def render_frame(path: str, frame: int, out_dir: Path, settings: ReviewSettings)
             _save(image, out_dir / relative)
             images[name + kind] = relative
     crops = []
+    # Regions are found on the large view's uncertainty (cheap), then cut from the full frame.
     window = max(32, min(height, width, round(max(height, width) / 8)))
-    for index, (x, y, mean) in enumerate(uncertain_regions(matte[..., 4], window, settings.crops)):
+    scale = preview.shape[1] / width
+    found = uncertain_regions(preview[..., 4], max(1, round(window * scale)), settings.crops)
+    for index, (px, py, mean) in enumerate(found):
+        x, y = min(width - window, round(px / scale)), min(height - window, round(py / scale))
         region = _downsample(matte[y : y + window, x : x + window], settings.crop_size)
         square = max(4, round(region.shape[0] / 16))
         panels = [

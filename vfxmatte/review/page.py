@@ -149,7 +149,7 @@ def render_html(result: ReviewResult, axes: dict[str, float], settings: ReviewSe
     def flagged_row(f: FrameReview) -> str:
         crops = "".join(
             f'<img loading="lazy" class="crop" src="{esc(c["image"])}" '
-            f'title="region x={c["x"]} y={c["y"]} size {c["size"]} px, mean uncertainty {c["mean"]:.4f}" '
+            f'title="region (data window) x={c["x"]} y={c["y"]} size {c["size"]} px, mean uncertainty {c["mean"]:.4f}" '
             f'alt="crop {f.frame}">'
             for c in f.crops
         )
@@ -271,7 +271,7 @@ _SCRIPT = """
     crops.replaceChildren(...f.crops.map((c) => {
       const img = document.createElement("img");
       img.src = c.image;
-      img.title = "x=" + c.x + " y=" + c.y + " size " + c.size + " px, mean " + c.mean.toFixed(4);
+      img.title = "region (data window) x=" + c.x + " y=" + c.y + " size " + c.size + " px, mean " + c.mean.toFixed(4);
       return img;
     }));
     viewer.classList.add("open");
