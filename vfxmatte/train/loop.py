@@ -319,7 +319,8 @@ def train_unet(run: _Run, bank: LatentBank) -> None:
     if config.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
         if train_text:
-            text.gradient_checkpointing_enable()
+            enable = getattr(text, "activation_checkpointing_enable", None) or text.gradient_checkpointing_enable
+            enable()
     trained: dict[str, torch.nn.Module] = {"unet": unet}
     if train_text:
         trained["text"] = text
