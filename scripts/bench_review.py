@@ -27,7 +27,7 @@ def write_frames(directory: Path, frames: int, width: int, height: int) -> Path:
     ys, xs = np.indices((height, width), dtype=np.float32)
     for index in range(frames):
         frame = 1001 + index
-        radius = np.hypot(xs - width * (0.45 + 0.01 * index), ys - height / 2) / min(width, height)
+        radius = np.hypot(xs - width * (0.45 + 0.01 * (index % 10)), ys - height / 2) / min(width, height)
         alpha = np.clip((0.3 - radius) * 40.0 + rng.normal(0.0, 0.05, (height, width)), 0.0, 1.0).astype(np.float32)
         uncertainty = (alpha * (1.0 - alpha) * (0.3 + 0.1 * (index % 3))).astype(np.float32)
         plate = Plate(

@@ -236,11 +236,12 @@ def test_cache_reuses_unchanged_frames(tmp_path: Path, tiny_model_dir: Path) -> 
     first = build_review(pattern, out, settings=SMALL)
     assert (first.generated, first.cached) == (3, 0)
     thumb = out / first.frames[0].images["comp"]
-    stamp = thumb.stat().st_mtime_ns
+    stamp, sheet_stamp = thumb.stat().st_mtime_ns, first.contact_sheet.stat().st_mtime_ns
 
     second = build_review(pattern, out, settings=SMALL)
     assert (second.generated, second.cached) == (0, 3)
     assert thumb.stat().st_mtime_ns == stamp
+    assert second.contact_sheet.stat().st_mtime_ns == sheet_stamp  # nothing changed: not redrawn
     assert [f.score for f in second.frames] == [f.score for f in first.frames]
 
     # Re-matting one frame changes its size/mtime: only it is redone.
@@ -248,6 +249,7 @@ def test_cache_reuses_unchanged_frames(tmp_path: Path, tiny_model_dir: Path) -> 
     write_shot(tmp_path / "out", tiny_model_dir, frames=(2,))
     third = build_review(pattern, out, settings=SMALL)
     assert (third.generated, third.cached) == (1, 2)
+    assert third.contact_sheet.stat().st_mtime_ns != sheet_stamp
 
     # A missing cached image, other settings, a removed frame.
     (out / third.frames[2].images["heat"]).unlink()

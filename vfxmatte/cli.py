@@ -45,6 +45,13 @@ def _add_matte(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="noise seed; same seed, same device → same pixels")
     p.add_argument("--prompt", help="text prompt (models with a text encoder)")
     p.add_argument(
+        "--hr", choices=("auto", "diffusion", "pymatting", "off"),
+        help="full-resolution refinement: diffusion (uncertain patches, GPU), pymatting (closed-form in the "
+        "auto-trimap band, CPU), off (upsampled LR matte); default auto: diffusion on CUDA with an HR-capable "
+        "model, else pymatting",
+    )
+    p.add_argument("--write-trimap", action="store_true", default=None, help="also write the auto-trimap as trimap.Y")
+    p.add_argument(
         "--temporal", choices=("off", "shared", "prev-latent"),
         help="temporal stability: off (independent noise per frame), shared (one noise for every frame), "
         "prev-latent (start each frame from the previous frame's LR latent, Eq. 6); default: shared",
@@ -118,6 +125,8 @@ def _cmd_matte(args: argparse.Namespace) -> int:
         temporal=args.temporal,
         temporal_strength=args.temporal_strength,
         temporal_flow=args.temporal_flow,
+        hr=args.hr,
+        write_trimap=args.write_trimap,
     )
     if args.colorspace:
         from vfxmatte.io.color import is_linear

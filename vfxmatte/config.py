@@ -21,6 +21,8 @@ class MatteParams:
     temporal: str = "shared"  # off | shared | prev-latent (vfxmatte.temporal)
     temporal_strength: float = 0.5
     temporal_flow: bool = False
+    hr: str = "auto"  # auto | diffusion | pymatting | off (vfxmatte.hr); matte_shot records the resolved one
+    write_trimap: bool = False  # the HR auto-trimap as ``trimap.Y``
 
     def __post_init__(self) -> None:
         from vfxmatte.errors import UsageError
@@ -35,6 +37,8 @@ class MatteParams:
             raise UsageError(f"--lr-size {self.lr_size}: must be between 64 and 4096")
         if self.prompt is not None and len(self.prompt) > 500:
             raise UsageError("--prompt: at most 500 characters")
+        if self.hr not in ("auto", "diffusion", "pymatting", "off"):
+            raise UsageError(f"--hr {self.hr}: choose auto, diffusion, pymatting or off")
         if self.temporal not in ("off", "shared", "prev-latent"):
             raise UsageError(f"--temporal {self.temporal}: choose off, shared or prev-latent")
         if not 0.0 < self.temporal_strength <= 1.0:

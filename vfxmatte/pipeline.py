@@ -11,7 +11,7 @@ import os
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from vfxmatte import __version__
+from vfxmatte import __version__, hr
 from vfxmatte.config import MatteParams, RunOptions
 from vfxmatte.errors import FrameError, InputError, OutputError, UsageError
 from vfxmatte.io import color
@@ -108,6 +108,7 @@ class Matte:
     foreground: np.ndarray  # (H, W, 3) unpremultiplied, in ``colorspace``
     colorspace: str
     score: float  # mean uncertainty in the edge band (header ``vfxmatte:uncertainty``)
+    trimap: np.ndarray | None = None  # the HR auto-trimap (0 / 0.5 / 1), written as ``trimap.Y``
 
     @property
     def premultiplied(self) -> np.ndarray:
@@ -179,14 +180,29 @@ def matte_plate(
     )
     temporal.update(plate.frame, ensemble.latents, network_image)
     lr_mean, lr_std = ensemble.mean, ensemble.std
-    alpha = np.clip(resize(lr_mean, height, width), 0.0, 1.0)
     uncertainty = np.clip(resize(lr_std, height, width), 0.0, None)
+    mode = hr.resolve_mode(params.hr, model)
+    display = color.to_network(linear, linear_space) if mode in ("pymatting", "diffusion") else linear
+    refined = hr.refine(
+        mode,
+        model,
+        linear,
+        display,
+        lr_mean,
+        lr_std,
+        steps=params.steps,
+        seed=params.seed,
+        lr_size=params.lr_size,
+        want_trimap=params.write_trimap,
+    )
+    foreground = refined.foreground if refined.foreground is not None else estimate_foreground(linear, refined.alpha)
     return Matte(
-        alpha=alpha,
+        alpha=refined.alpha,
         uncertainty=uncertainty,
-        foreground=estimate_foreground(linear, alpha),
+        foreground=foreground,
         colorspace=linear_space,
         score=edge_band_uncertainty(lr_mean, lr_std),
+        trimap=refined.trimap if params.write_trimap else None,
     )
 
 
@@ -363,6 +379,7 @@ def matte_shot(
     shot = open_shot(input_path, frames, params, options)
     if not isinstance(model, MattingModel):
         model = load_run_model(model, options.device)
+    params = replace(params, hr=hr.resolve_mode(params.hr, model))  # the header records what ran
     params_json = params.header_json(model.describe())
     out_seq, skip = _plan_outputs(shot, output, params_json, options.overwrite)
     summary = ShotSummary(input=shot.description, output=out_seq.pattern, model=model.describe())
@@ -479,6 +496,8 @@ def write_matte(
         "A": matte.alpha,
         "uncertainty.Y": matte.uncertainty,
     }
+    if matte.trimap is not None:
+        channels["trimap.Y"] = matte.trimap
     attributes: dict[str, str | float | int] = {
         "vfxmatte:version": __version__,
         "vfxmatte:model": model.describe(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -188,7 +189,13 @@ def build_review(
         cached=result_counts["cached"],
     )
     axes = write_plot(result, result.plot)
-    write_contact_sheet(result, result.contact_sheet, settings)
+    # The contact sheet reads every thumbnail: redo it only when a frame, score or flag changed.
+    sheet_state = [[f.frame, f.score, f.flagged, entries[f.frame]["stat"]] for f in frames] + [asdict(settings)]
+    sheet_key = hashlib.sha256(json.dumps(sheet_state).encode()).hexdigest()
+    key_path = directory / "thumbs" / "contact_sheet.key"
+    if not (result.contact_sheet.is_file() and key_path.is_file() and key_path.read_text() == sheet_key):
+        write_contact_sheet(result, result.contact_sheet, settings)
+        write_text(key_path, sheet_key)
     write_scores(result)
     write_text(result.index_html, render_html(result, axes, settings))
     return result

@@ -41,6 +41,8 @@ def read_score(path: str) -> tuple[float, str]:
         score = float(value)
     except (TypeError, ValueError):
         raise FrameError(f"{path}: {SCORE_ATTRIBUTE} header {value!r} is not a number") from None
+    if not math.isfinite(score) or score < 0:
+        raise FrameError(f"{path}: {SCORE_ATTRIBUTE} header {score} is not a finite non-negative number")
     return score, space if isinstance(space, str) and space else color.LINEAR_REC709
 
 

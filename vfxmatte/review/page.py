@@ -100,7 +100,7 @@ def write_contact_sheet(result: ReviewResult, path: Path, settings: ReviewSettin
         text_colour = (255, 120, 120) if f.flagged else (220, 220, 220)
         draw.text((x + pad, y + pad + tile_h + 2), f"{f.frame}  {f.score:.4f}", fill=text_colour)
     buffer = io.BytesIO()
-    sheet.save(buffer, format="PNG")
+    sheet.save(buffer, format="PNG", compress_level=3)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     tmp.write_bytes(buffer.getvalue())
     os.replace(tmp, path)
