@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -253,3 +255,142 @@ def test_truncated_movie_raises_after_the_frames_it_has(tmp_path: Path) -> None:
     assert 0 < len(got) < 8 and got == list(range(1001, 1001 + len(got)))
     assert caught.value.frame == 1001 + len(got)
     assert str(caught.value) == f"{cut}: only {len(got)} of 8 declared frames decoded"
+
+
+# -- matting movies: movie output, damage, unsupported codecs (tiny model, 64 px) ---------------
+
+MATTE_FAST = ["--steps", "2", "--seeds", "2", "--lr-size", "64", "--quiet"]
+
+
+def _vfxmatte(model_dir: Path, *args: object) -> tuple[int, str, str]:
+    """``vfxmatte matte …`` in-process with the tiny model: (exit code, stdout, stderr)."""
+    import contextlib
+    import io
+
+    from vfxmatte.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["matte", *(str(a) for a in args), "--model", str(model_dir), *MATTE_FAST])
+    return code, out.getvalue(), err.getvalue()
+
+
+def _moving_clip(path: Path, frames: int = 3) -> None:
+    """A 64x48 mpeg4 clip of a bright block moving right over a dark ramp."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(frames):
+            img = np.tile(np.linspace(20, 90, 64, dtype=np.uint8)[None, :, None], (48, 1, 3))
+            img[12:36, 8 + 6 * i : 28 + 6 * i] = (240, 180, 40)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+def _decode(path: Path, fmt: str) -> tuple[Any, list[np.ndarray]]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = [f.to_ndarray(format=fmt) for f in container.decode(stream)]
+        return stream, frames
+
+
+def test_prores_4444_output_carries_the_matte_as_alpha(tiny_model_dir: Path, tmp_path: Path) -> None:
+    import OpenImageIO as oiio
+
+    clip = tmp_path / "clip.mp4"
+    _moving_clip(clip)
+    code, _, err = _vfxmatte(tiny_model_dir, clip, "-o", tmp_path / "review.mov", "--start-frame", "1")
+    assert code == 0, err
+    with av.open(str(tmp_path / "review.mov")) as container:
+        stream = container.streams.video[0]
+        assert (stream.codec_context.name, stream.codec_context.profile) == ("prores", "4444")
+        assert stream.average_rate == 25 and (stream.width, stream.height) == (64, 48)
+        pictures = [f.to_ndarray(format="rgba64le") for f in container.decode(stream)]
+    assert len(pictures) == 3 and stream.pix_fmt.startswith("yuva444p")
+    # the alpha channel is the matte the EXR path writes, to 10-bit precision
+    code, _, err = _vfxmatte(tiny_model_dir, clip, "-o", tmp_path / "exr" / "m.####.exr", "--start-frame", "1")
+    assert code == 0, err
+    for number, picture in enumerate(pictures, start=1):
+        alpha = np.asarray(oiio.ImageBuf(str(tmp_path / "exr" / f"m.{number:04d}.exr")).get_pixels(oiio.FLOAT))[..., 3]
+        assert float(alpha.std()) > 0.001  # a real matte, not a constant
+        assert float(np.abs(picture[..., 3] / 65535.0 - alpha).max()) < 2.5 / 1023
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp file left
+
+
+def test_preview_is_h264_comp_with_heat(tiny_model_dir: Path, tmp_path: Path) -> None:
+    clip = tmp_path / "clip.mov"
+    _moving_clip(clip, frames=2)
+    code, stdout, err = _vfxmatte(tiny_model_dir, clip, "-o", tmp_path / "preview.mp4", "--preview", "--json")
+    assert code == 0, err
+    assert json.loads(stdout)["frames"]["written"] == [1001, 1002]
+    stream, pictures = _decode(tmp_path / "preview.mp4", "rgb24")
+    assert (stream.codec_context.name, stream.pix_fmt, len(pictures)) == ("h264", "yuv420p", 2)
+    assert pictures[0].shape == (48, 64, 3)
+
+
+def test_movie_writer_pads_odd_sizes_and_heat_marks_uncertainty(tmp_path: Path) -> None:
+    from vfxmatte.io.movie_out import MovieWriter, preview_picture
+
+    fg = np.full((31, 45, 3), 0.5, np.float32)
+    alpha = np.ones((31, 45), np.float32)
+    calm = preview_picture(fg, alpha, np.zeros_like(alpha))
+    hot = preview_picture(fg, alpha, np.full_like(alpha, 0.2))
+    assert np.allclose(calm, 0.5) and hot[0, 0, 0] > 0.8 and hot[0, 0, 2] < 0.2  # red where unsure
+    writer = MovieWriter(str(tmp_path / "odd.mkv"), "preview", Fraction(30000, 1001))
+    for _ in range(2):
+        writer.write(hot)
+    assert not (tmp_path / "odd.mkv").exists()  # only the hidden temp file until close
+    writer.close()
+    stream, pictures = _decode(tmp_path / "odd.mkv", "rgb24")
+    assert len(pictures) == 2 and pictures[0].shape == (32, 46, 3) and stream.average_rate == Fraction(30000, 1001)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["odd.mkv"]
+
+
+def test_movie_output_refusals_are_one_line(tiny_model_dir: Path, tmp_path: Path) -> None:
+    clip = tmp_path / "clip.mov"
+    _moving_clip(clip, frames=1)
+    cases = [
+        (("-o", tmp_path / "r.mp4"), "r.mp4: .mp4 cannot hold ProRes 4444"),
+        (("-o", tmp_path / "out" / "m.####.exr", "--preview"), "--preview writes a movie"),
+        (("-o", clip), "output would overwrite the input"),
+    ]
+    (tmp_path / "exists.mov").write_bytes(b"x")
+    cases.append((("-o", tmp_path / "exists.mov"), "exists.mov: already exists; pass --overwrite"))
+    for args, needle in cases:
+        code, _, err = _vfxmatte(tiny_model_dir, clip, *args)
+        assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+    assert (tmp_path / "exists.mov").read_bytes() == b"x"
+
+
+def test_damaged_movie_writes_frames_before_the_damage_and_exits_1(
+    tiny_model_dir: Path, video: Path, tmp_path: Path
+) -> None:
+    movie = video / "no_timescale.mp4"  # 8 pictures, then the decoder fails
+    frames = ("--frames", "1007-1010", "--json")
+    code, stdout, err = _vfxmatte(tiny_model_dir, movie, "-o", tmp_path / "m.####.exr", *frames)
+    summary = json.loads(stdout)
+    assert code == 1 and summary["exit_code"] == 1
+    assert summary["frames"]["written"] == [1007, 1008]
+    failed = {f["frame"]: f["error"] for f in summary["frames"]["failed"]}
+    assert sorted(failed) == [1009, 1010] and "decoding stopped after 8" in failed[1009]
+    assert "error: frame 1009:" in err and sorted(p.name for p in tmp_path.iterdir()) == ["m.1007.exr", "m.1008.exr"]
+    # the same into a movie: the two good frames, the failure reported, exit 1
+    code, stdout, err = _vfxmatte(tiny_model_dir, movie, "-o", tmp_path / "m.mov", *frames)
+    assert code == 1 and json.loads(stdout)["frames"]["written"] == [1007, 1008]
+    assert any("holds the 2 matted frame(s) only" in n for n in json.loads(stdout)["notes"])
+    assert len(_decode(tmp_path / "m.mov", "rgba64le")[1]) == 2
+
+
+def test_unsupported_codec_is_a_clear_error(tiny_model_dir: Path, tmp_path: Path) -> None:
+    made = tmp_path / "made.mkv"
+    _make_movie(made, frames=2)
+    data = made.read_bytes()
+    assert b"V_MPEG4/ISO/ASP" in data
+    odd = tmp_path / "odd.mkv"
+    odd.write_bytes(data.replace(b"V_MPEG4/ISO/ASP", b"V_VFXM/NOCODEC!"))  # a codec id no decoder knows
+    with pytest.raises(InputError, match=r"odd\.mkv: unsupported video codec"):
+        probe_movie(odd)
+    code, _, err = _vfxmatte(tiny_model_dir, odd, "-o", tmp_path / "out.mov")
+    assert code == 2 and err.strip() == f"vfxmatte: error: {odd}: unsupported video codec (no decoder available)"

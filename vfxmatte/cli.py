@@ -32,7 +32,14 @@ class _Parser(argparse.ArgumentParser):
 def _add_matte(sub: Any) -> None:
     p = sub.add_parser("matte", help="matte a sequence, an image or a movie into multichannel EXRs")
     p.add_argument("input", help="plate.####.exr, plate.%%04d.exr, plate.@.exr, one image, or a movie")
-    p.add_argument("-o", "--output", required=True, help="output pattern (plate.####.exr) or directory")
+    p.add_argument(
+        "-o", "--output", required=True,
+        help="output pattern (plate.####.exr), directory, or a .mov (ProRes 4444 with alpha)",
+    )
+    p.add_argument(
+        "--preview", action="store_true",
+        help="movie output as H.264 (.mov/.mp4/.mkv): the comp over a checkerboard with uncertainty as heat",
+    )
     p.add_argument("--frames", help="frames to do: 1001-1100, 1001-1100x2, 1001,1005")
     p.add_argument("--model", help="model folder (default: the bundled model)")
     p.add_argument(
@@ -138,6 +145,7 @@ def _cmd_matte(args: argparse.Namespace) -> int:
         start_frame=args.start_frame,
         max_pixels=args.max_pixels,
         batch_size=args.batch_size,
+        preview=args.preview,
     )
     frames = parse_frame_range(args.frames) if args.frames else None
     bar: Any = None

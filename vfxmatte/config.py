@@ -80,3 +80,4 @@ class RunOptions:
     start_frame: int = 1001
     max_pixels: int = 48_000_000
     batch_size: int | None = None
+    preview: bool = False  # movie output: H.264 review comp instead of ProRes 4444 with alpha

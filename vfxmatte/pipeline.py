@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -25,6 +26,7 @@ from vfxmatte.errors import FrameError, InputError, OutputError, UsageError
 from vfxmatte.io import color
 from vfxmatte.io.exr import read_header_attribute, read_plate, read_windows, remove_stale_temporaries, write_exr
 from vfxmatte.io.frames import Plate
+from vfxmatte.io.movie_out import MovieKind, MovieWriter, preview_picture
 from vfxmatte.io.sequence import (
     FrameSequence,
     format_ranges,
@@ -381,8 +383,13 @@ def matte_shot(
         model = load_run_model(model, options.device)
     params = replace(params, hr=hr.resolve_mode(params.hr, model))  # the header records what ran
     params_json = params.header_json(model.describe())
-    out_seq, skip = _plan_outputs(shot, output, params_json, options.overwrite)
+    movie_out = _plan_movie_output(input_path, output, options)
+    if movie_out:
+        out_seq, skip = FrameSequence.parse(os.path.abspath(output)), set[int]()
+    else:
+        out_seq, skip = _plan_outputs(shot, output, params_json, options.overwrite)
     summary = ShotSummary(input=shot.description, output=out_seq.pattern, model=model.describe())
+    writer: MovieWriter | None = None
     # A killed run's half-written frames are hidden temp files; a resumed run clears them.
     for stale in remove_stale_temporaries([output_path(out_seq, f) for f in shot.frames]):
         summary.notes.append(f"removed a stale temporary file: {stale}")
@@ -434,10 +441,16 @@ def matte_shot(
                     )
                 )
                 continue
-            target = output_path(out_seq, plate.frame)
+            target = output if movie_out else output_path(out_seq, plate.frame)
             try:
                 matte = matte_plate(model, plate, params, options.batch_size, temporal)
-                write_matte(target, plate, matte, model, params, params_json)
+                if movie_out:
+                    if writer is None:
+                        kind: MovieKind = "preview" if options.preview else "prores"
+                        writer = MovieWriter(output, kind, plate.fps, plate.timecode)
+                    _write_movie_frame(writer, matte)
+                else:
+                    write_matte(target, plate, matte, model, params, params_json)
             except FrameError as exc:
                 record(
                     FrameResult(
@@ -457,12 +470,19 @@ def matte_shot(
             )
     except KeyboardInterrupt:
         summary.interrupted = True
+    finally:
+        if writer is not None and (summary.interrupted or sys.exc_info()[0] is not None):
+            writer.abort()
+    if writer is not None and not summary.interrupted:
+        writer.close()
     if not summary.interrupted:
         # A movie yields nothing for requested frames past its end (or past damage).
         done = {r.frame for r in summary.results}
         for frame in shot.frames:
             if frame not in done:
                 record(FrameResult(frame, "failed", error=f"{shot.description}: frame {frame} was not decoded"))
+    if writer is not None and not summary.interrupted and summary.frames("failed"):
+        summary.notes.append(f"{output}: holds the {writer.frames} matted frame(s) only; failed frames are left out")
     summary.results.sort(key=lambda r: r.frame)
     summary.seconds = time.perf_counter() - started
     return summary
@@ -482,6 +502,34 @@ def _warm_up(
         summary.notes.append(f"frame {plate.frame} matted for temporal state only (warm-up), not written")
     except FrameError as exc:
         summary.notes.append(f"temporal warm-up frame {plate.frame} failed: {exc}")
+
+
+def _plan_movie_output(input_path: str, output: str, options: RunOptions) -> bool:
+    """True when ``output`` names a movie; refuses bad combinations before any work."""
+    from vfxmatte.io.movie import is_movie
+
+    if not is_movie(output) or os.path.isdir(output):
+        if options.preview:
+            raise UsageError(f"{output}: --preview writes a movie; name a .mov, .mp4 or .mkv output")
+        return False
+    ext = os.path.splitext(output)[1].lower()
+    allowed = (".mov", ".mp4", ".mkv", ".m4v") if options.preview else (".mov",)
+    if ext not in allowed:
+        what = "an H.264 preview" if options.preview else "ProRes 4444 with alpha (or --preview for H.264)"
+        raise UsageError(f"{output}: {ext} cannot hold {what}; use {' or '.join(allowed)}")
+    if os.path.realpath(output) == os.path.realpath(input_path):
+        raise OutputError(f"{output}: output would overwrite the input; choose another output")
+    if os.path.exists(output) and not options.overwrite:
+        raise OutputError(f"{output}: already exists; pass --overwrite to replace it")
+    return True
+
+
+def _write_movie_frame(writer: MovieWriter, matte: Matte) -> None:
+    display = color.to_network(matte.foreground, matte.colorspace)
+    if writer.kind == "preview":
+        writer.write(preview_picture(display, matte.alpha, matte.uncertainty))
+    else:
+        writer.write(display, matte.alpha)
 
 
 def write_matte(
