@@ -25,6 +25,7 @@ import fake_nuke
 import numpy as np
 import OpenImageIO as oiio
 import pytest
+from prefect_server import PrefectServer, kill_tree, prefect_server, start_worker  # noqa: F401  (fixture)
 
 from nuke_bridge.client import BridgeError, PrefectClient, latest_artifacts
 from nuke_bridge.jobs import ShotRequest, default_output, frame_path, hashes, parse_result, review_page, start_job
@@ -399,3 +400,72 @@ def test_local_mode_failure_reaches_nuke_message(
 
 def read_frames(directory: Path) -> list[Path]:
     return sorted(directory.rglob("*.exr"))
+
+
+# -- farm mode against a real Prefect server ---------------------------------------------------
+
+
+@pytest.fixture()
+def farm(prefect_server: PrefectServer, tmp_path: Path, tiny_model_dir: Path) -> Iterator[tuple[str, Path]]:  # noqa: F811
+    """The shared real Prefect server, ``matte-shot/vfxmatte`` deployed, and one worker whose roots hold tmp_path.
+
+    Workers other tests left on the pool are stopped first: a worker confined to another
+    test's folder would take this run and refuse its paths.
+    """
+    from test_flows_server import POOL, deploy, worker_env
+
+    for worker in list(prefect_server.workers):
+        kill_tree(worker)
+        prefect_server.workers.remove(worker)
+    deploy(prefect_server)
+    worker = start_worker(prefect_server, POOL, worker_env(tmp_path, tiny_model_dir), limit=1, name="nuke")
+    yield prefect_server.api_url, tmp_path
+    kill_tree(worker)
+    prefect_server.workers.remove(worker)
+
+
+@pytest.mark.slow
+def test_farm_mode_submit_follow_reload(
+    nuke: fake_nuke.FakeNuke, farm: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vfxmatte_nuke.panel as panel
+
+    api_url, root = farm
+    pattern = write_plates(root / "nuke_farm" / "shot", range(1001, 1003))
+    monkeypatch.setenv("PREFECT_API_URL", api_url)
+    monkeypatch.setenv("VFXMATTE_POLL_SECONDS", "0.5")
+    plate = nuke.nodes.Read(file=pattern, first=1001, last=1002, colorspace="default (linear)")
+    nuke.select(plate)
+
+    # A missing deployment is one clear line, and nothing is added to the script.
+    monkeypatch.setenv("VFXMATTE_DEPLOYMENT", "matte-shot/no-such-deployment")
+    assert panel.matte_selected() is None
+    assert nuke.messages == [
+        f"vfxmatte: deployment 'matte-shot/no-such-deployment' not found on {api_url}: "
+        "deploy the vfxmatte flows there first (see docs/NUKE.md) or set VFXMATTE_DEPLOYMENT"
+    ]
+    assert len(nuke.created) == 1
+    nuke.messages.clear()
+    monkeypatch.delenv("VFXMATTE_DEPLOYMENT")
+
+    nuke.panel_answers.update({"Preset": "draft", "Run on": "farm"})
+    follower = panel.matte_selected()
+    assert follower is not None, nuke.messages
+    assert nuke.panels[-1].fields["Run on"] == "farm local"
+    output = str(root / "nuke_farm" / "shot" / "vfxmatte" / "plate" / "plate.####.exr")
+    read = check_result_graph(nuke, plate, output, 1001, 1002)
+    follow(nuke, follower, timeout=420)
+
+    assert follower.final is not None and follower.final.state == "completed", follower.final
+    assert nuke.messages == [] and read["reload"].executed >= 1
+    assert nuke.tasks[-1].progress[-1] == 100
+    run = PrefectClient(api_url).read_flow_run(follower.job.flow_run_id)
+    assert run.state_type == "COMPLETED"
+    assert (run.parameters["preset"], run.parameters["frames"], run.parameters["input"]) == (
+        "draft",
+        "1001-1002",
+        pattern,
+    )
+    for frame in (1001, 1002):
+        assert os.path.isfile(frame_path(output, frame))
+    assert follower.final.review_page == review_page(output) and read["vfxmatte_review"].enabled()
