@@ -4,7 +4,8 @@ Held-out multi-object composites (``CompositeDataset(..., multi_object_fraction=
 seed the model never trained on) are matted once per object with one of that object's
 captions, drawn at random; the LR ensemble's mean matte, thresholded at 0.5, is compared
 with the object's own alpha (> 0.5) by intersection over union.  The same scenes with the
-empty prompt give the reference (what the model does without being told which object).
+empty prompt give the reference (what the model does without being told which object); a
+model without a text encoder is scored on that null-prompt matte for every query.
 
     python scripts/eval_prompts.py --model runs/default-v2 --count 40 --size 128 --json
 
@@ -53,6 +54,7 @@ def evaluate(
     model_dir: str | None, count: int, size: int, seed: int, steps: int, seeds: int, noise_seed: int
 ) -> dict[str, Any]:
     model = load_model(model_dir)
+    texted = model.text_encoder is not None
     dataset = CompositeDataset(count, size=size, seed=seed, multi_object_fraction=1.0)
     rng = np.random.default_rng(seed)
     rows: list[dict[str, Any]] = []
@@ -65,7 +67,9 @@ def evaluate(
         null_best.append(max(iou(null, o.alpha) for o in scene.objects))
         for k, obj in enumerate(scene.objects):
             caption = obj.captions[int(rng.integers(0, len(obj.captions)))]
-            matte = lr_ensemble(model, scene.image, steps=steps, seeds=seeds, seed=noise_seed, prompt=caption).mean
+            # A model without a text encoder cannot take the caption: it gives its null-prompt matte.
+            matte = null if not texted else lr_ensemble(
+                model, scene.image, steps=steps, seeds=seeds, seed=noise_seed, prompt=caption).mean
             colour, shape = obj.name.split(" ", 1)
             others = [iou(matte, o.alpha) for j, o in enumerate(scene.objects) if j != k]
             rows.append(
@@ -82,6 +86,7 @@ def evaluate(
     return {
         "model": str(model.path),
         "model_name": model.name,
+        "text_encoder": texted,
         "scenes": count,
         "queries": len(rows),
         "size": size,

@@ -32,6 +32,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import shlex
 import subprocess
 import sys
@@ -348,6 +349,17 @@ def _machine_line(devices: list[str]) -> str:
     return text
 
 
+def _kept_sections(output: Path) -> list[str]:
+    """Blocks between ``<!-- keep:NAME -->`` and ``<!-- /keep:NAME -->`` (other scripts write them): kept."""
+    if not output.is_file():
+        return []
+    text = output.read_text(encoding="utf-8")
+    kept: list[str] = []
+    for match in re.finditer(r"<!-- keep:(\S+) -->.*?<!-- /keep:\1 -->", text, flags=re.S):
+        kept += ["", match.group(0)]
+    return kept
+
+
 def cmd_all(args: argparse.Namespace) -> int:
     run = Runner()
     work = Path(args.work).resolve()
@@ -429,6 +441,7 @@ def cmd_all(args: argparse.Namespace) -> int:
     lines += _metrics_section(run, work)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
+    lines += _kept_sections(output)
     output.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     print(f"wrote {output}", file=sys.stderr)
     return 0
