@@ -21,7 +21,7 @@ from vfxmatte.review.records import FrameReview, FrameStatus, ReviewResult, Revi
 
 #: Bumped whenever the cached images would come out differently.
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 # -- inputs -------------------------------------------------------------------------
 

@@ -198,7 +198,7 @@ def render_frame(path: str, frame: int, out_dir: Path, settings: ReviewSettings)
             np.repeat(alpha_display(region[..., 3])[..., None], 3, axis=2),
             heat_display(region[..., 4], settings.heat_max),
         ]
-        gap = np.full((region.shape[0], 4, 3), 255, np.uint8)
+        gap = np.full((region.shape[0], 4, 3), 40, np.uint8)
         relative = f"thumbs/{stem}.crop{index}.jpg"
         _save(np.concatenate([panels[0], gap, panels[1], gap, panels[2]], axis=1), out_dir / relative)
         crops.append({"image": relative, "x": x, "y": y, "size": window, "mean": round(mean, 6)})
