@@ -1,0 +1,255 @@
+"""High-resolution refinement (vfxmatte.hr): collage, shared noise, patch selection, merge,
+the closed-form band refine, the CLI switch and the 4K memory bound."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import REPO, run_cli
+from vfxmatte import hr
+from vfxmatte.model.core import load_model
+
+
+def _disc(height: int, width: int, radius: float, softness: float = 1.5) -> np.ndarray:
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    distance = np.hypot(yy - height / 2, xx - width / 2) - radius
+    return np.clip(0.5 - distance / (2 * softness), 0.0, 1.0).astype(np.float32)
+
+
+def test_collage_of_constant_patches_reproduces_the_constant() -> None:
+    grid = hr.make_grid(40, 56, size=16, overlap=4)
+    positions = grid.all_positions()
+    patches = torch.full((len(positions), 4, 16, 16), 0.37)
+    out, weights = hr.collage(patches, positions, torch.zeros(4, grid.height, grid.width), hr.patch_weights(16, 4))
+    assert bool((weights > 0).all())
+    assert torch.allclose(out, torch.full_like(out, 0.37), atol=1e-6)
+
+
+def test_collage_keeps_the_background_where_no_patch_lies() -> None:
+    background = torch.arange(2 * 32 * 32, dtype=torch.float32).reshape(2, 32, 32)
+    out, weights = hr.collage(torch.ones(1, 2, 8, 8), [(4, 20)], background, hr.patch_weights(8, 2))
+    assert torch.equal(out[:, :4], background[:, :4])
+    assert torch.allclose(out[:, 4:12, 20:28], torch.ones(2, 8, 8))
+    assert float(weights[:4].sum()) == 0.0
+
+
+def test_overlapping_patches_receive_identical_noise() -> None:
+    grid = hr.make_grid(50, 70, size=16, overlap=6)
+    noise = hr.patch_noise(4, grid.height, grid.width, seed=3)
+    positions = grid.all_positions()
+    crops = hr.crop_patches(noise, positions, 16)
+    (t0, l0), (t1, l1) = positions[0], positions[1]  # horizontal neighbours share 6 columns
+    assert t0 == t1 and l1 - l0 == 10
+    assert torch.equal(crops[0][:, :, 10:], crops[1][:, :, :6])
+    below = positions[grid.cols]
+    assert torch.equal(crops[0][:, 10:, :], hr.crop_patches(noise, [below], 16)[0][:, :6, :])
+    # The same seed gives a patch the same noise whichever other patches are selected.
+    again = hr.crop_patches(hr.patch_noise(4, grid.height, grid.width, seed=3), [positions[5]], 16)
+    assert torch.equal(again[0], crops[5])
+
+
+def test_grid_neighbours_share_exactly_the_overlap() -> None:
+    grid = hr.make_grid(61, 130, size=16, overlap=4)
+    assert grid.height >= 61 and grid.width >= 130
+    assert grid.height - 12 < 61 and grid.width - 12 < 130  # the smallest grid that covers the frame
+    assert {left for _, left in grid.all_positions()} == set(range(0, grid.width - 15, 12))
+
+
+def test_a_patch_inside_a_solid_region_is_never_selected() -> None:
+    # A large foreground disc: its edge is uncertain; its inside and the far background are solid.
+    size = 96
+    mean = _disc(size, size, radius=36.0)
+    std = np.where((mean > 0.02) & (mean < 0.98), 0.2, 0.0).astype(np.float32)
+    settings = hr.PatchSettings(size=16, overlap=4, dilation=1)
+    grid = hr.make_grid(size, size, 16, 4)
+    cells = hr._uncertain_cells(grid, mean, std, (size, size), settings)
+    selected = hr.select_patches(grid, cells, settings.dilation)
+    assert selected, "the disc's edge must select patches"
+    for top, left in grid.all_positions():
+        # The patch plus the dilation halo (in cells) is solid: it must not be selected.
+        halo = mean[max(0, top - 1) : top + 17, max(0, left - 1) : left + 17]
+        if halo.size and (bool((halo >= 0.999).all()) or bool((halo <= 0.001).all())):
+            assert (top, left) not in selected
+    assert (36, 36) in grid.all_positions() and float(mean[35:53, 35:53].min()) == 1.0
+    assert (36, 36) not in selected  # the disc's inside
+    assert (0, 0) not in selected  # the far background
+
+
+def test_merge_has_no_step_across_patch_borders_or_into_the_lr_matte() -> None:
+    # Two neighbouring patches that disagree completely (0 and 1), over an LR matte of 0.5.
+    ramp, size = 8, 32
+    decoded = torch.stack([torch.zeros(size, size), torch.ones(size, size)])
+    positions = [(16, 16), (16, 16 + size - ramp)]
+    lr = np.full((64, 96), 0.5, dtype=np.float32)
+    alpha, coverage = hr.merge_patches(decoded, positions, lr, ramp)
+    step = max(float(np.abs(np.diff(alpha, axis=0)).max()), float(np.abs(np.diff(alpha, axis=1)).max()))
+    assert step <= 1.0 / (ramp + 1) + 1e-5
+    assert float(coverage.max()) == pytest.approx(1.0)
+    assert alpha[0, 0] == pytest.approx(0.5)
+    assert alpha[32, 30] == pytest.approx(0.0) and alpha[32, 60] == pytest.approx(1.0)
+
+
+def test_diffusion_refine_touches_only_patches_and_stays_continuous(tiny_model_dir: Path) -> None:
+    torch.manual_seed(0)
+    model = load_model(tiny_model_dir)
+    height, width = 96, 160
+    image = np.random.default_rng(0).random((height, width, 3)).astype(np.float32)
+    # An LR ensemble that is solid except around one corner object.
+    lr_mean = np.zeros((48, 80), dtype=np.float32)
+    lr_mean[4:14, 4:14] = 1.0
+    lr_mean[3, 4:14] = lr_mean[14, 4:14] = 0.5
+    lr_std = np.where((lr_mean > 0) & (lr_mean < 1), 0.3, 0.0).astype(np.float32)
+    result = hr.refine_diffusion(
+        model, image, lr_mean, lr_std, steps=2, seed=0, lr_size=32, settings=hr.PatchSettings(overlap=4)
+    )
+    grid = result.grid
+    assert 0 < len(result.positions) < grid.rows * grid.cols
+    assert result.unet_evaluations == 2 * len(result.positions)
+    lr_alpha = hr.resize(lr_mean, height, width)
+    untouched = result.coverage == 0
+    assert untouched.any()
+    np.testing.assert_allclose(result.alpha[untouched], np.clip(lr_alpha[untouched], 0, 1), atol=1e-6)
+    # Continuity at the edge of the patched area: the result departs from the LR matte by at
+    # most the patches' share, and that share is one ramp increment next to untouched pixels.
+    ramp = 4 * model.latent_factor
+    assert bool((np.abs(result.alpha - np.clip(lr_alpha, 0, 1)) <= result.coverage + 1e-5).all())
+    next_to_untouched = np.zeros_like(untouched)
+    next_to_untouched[:, 1:] |= untouched[:, :-1]
+    next_to_untouched[:, :-1] |= untouched[:, 1:]
+    next_to_untouched[1:] |= untouched[:-1]
+    next_to_untouched[:-1] |= untouched[1:]
+    border = next_to_untouched & ~untouched
+    assert border.any()
+    assert float(result.coverage[border].max()) <= 1.0 / (ramp + 1) + 1e-6
+
+
+def test_same_seed_same_patches(tiny_model_dir: Path) -> None:
+    model = load_model(tiny_model_dir)
+    image = np.random.default_rng(1).random((64, 64, 3)).astype(np.float32)
+    lr_mean = _disc(32, 32, 8.0)
+    lr_std = np.full((32, 32), 0.1, dtype=np.float32)
+    kwargs = {"steps": 2, "seed": 5, "lr_size": 32, "settings": hr.PatchSettings(overlap=4, batch=1)}
+    a = hr.refine_diffusion(model, image, lr_mean, lr_std, **kwargs)  # type: ignore[arg-type]
+    kwargs["settings"] = hr.PatchSettings(overlap=4, batch=3)
+    b = hr.refine_diffusion(model, image, lr_mean, lr_std, **kwargs)  # type: ignore[arg-type]
+    np.testing.assert_allclose(a.alpha, b.alpha, atol=1e-5)  # batching does not change pixels
+
+
+def test_auto_trimap_band_follows_uncertainty_and_edges() -> None:
+    mean = _disc(64, 64, 20.0)
+    std = np.zeros_like(mean)
+    std[5, 5] = 0.5  # one uncertain LR pixel in the background
+    trimap = hr.auto_trimap(mean, std, 256, 256, hr.TrimapSettings(radius=2))
+    assert set(np.unique(trimap)) == {0.0, 0.5, 1.0}
+    assert trimap[128, 128] == 1.0 and trimap[250, 250] == 0.0
+    assert trimap[22, 22] == 0.5  # the uncertain background pixel, upsampled ×4
+    radius_px = 20.0 * 4
+    assert trimap[128, int(128 + radius_px)] == 0.5  # the disc's edge
+
+
+def test_closed_form_band_refine_recovers_a_sharp_edge() -> None:
+    rng = np.random.default_rng(0)
+    height = width = 160
+    truth = _disc(height, width, 50.0, softness=0.8)
+    fg_colour, bg_colour = np.array([0.9, 0.3, 0.2]), np.array([0.1, 0.4, 0.8])
+    image = (truth[..., None] * fg_colour + (1 - truth[..., None]) * bg_colour).astype(np.float32)
+    image += rng.normal(0, 0.003, image.shape).astype(np.float32)
+    lr = hr.resize(truth, 40, 40)  # what an LR pass at a quarter of the size can see
+    lr_std = np.zeros_like(lr)
+    trimap = hr.auto_trimap(lr, lr_std, height, width)
+    prior = np.clip(hr.resize(lr, height, width), 0, 1)
+    refined = hr.refine_closed_form(np.clip(image, 0, 1), trimap, prior, hr.TileSettings(size=64, margin=12))
+    band = trimap == 0.5
+    assert np.abs(refined - truth)[band].sum() < 0.5 * np.abs(prior - truth)[band].sum()
+    assert (refined[~band] == trimap[~band]).all()
+    fg = hr.foreground_by_tiles(image, refined, hr.TileSettings(size=64, margin=12))
+    edge = (truth > 0.3) & (truth < 0.7)
+    assert np.abs(fg[edge] - fg_colour).mean() < 0.1
+
+
+@pytest.mark.slow
+def test_cli_hr_modes_and_trimap_pass(tiny_model_dir: Path, tmp_path: Path) -> None:
+    import OpenImageIO as oiio
+
+    # A small linear EXR of a soft disc: quick enough for three CLI runs.
+    truth = _disc(96, 128, 30.0)
+    rgb = truth[..., None] * np.array([0.8, 0.4, 0.2], np.float32) + (1 - truth[..., None]) * 0.1
+    plate = tmp_path / "plate.1001.exr"
+    spec = oiio.ImageSpec(128, 96, 3, oiio.HALF)
+    out_file = oiio.ImageOutput.create(str(plate))
+    assert out_file.open(str(plate), spec) and out_file.write_image(rgb.astype(np.float32)) and out_file.close()
+    frames = [plate]
+    out = {}
+    for mode in ("pymatting", "diffusion"):
+        target = tmp_path / mode / "m.####.exr"
+        code, stdout, stderr = run_cli(
+            "matte", str(frames[0]), "-o", str(target), "--model", str(tiny_model_dir), "--steps", "2",
+            "--seeds", "2", "--lr-size", "64", "--hr", mode, "--write-trimap", "--json", "--quiet",
+        )  # fmt: skip
+        assert code == 0, stderr
+        written = json.loads(stdout)["frames"]["written"]
+        path = Path(str(target).replace("####", f"{written[0]:04d}"))
+        image = oiio.ImageBuf(str(path))
+        names = list(image.spec().channelnames)
+        assert "trimap.Y" in names
+        params = json.loads(image.spec().get_string_attribute("vfxmatte:params"))
+        assert params["hr"] == mode
+        out[mode] = image.get_pixels(oiio.FLOAT)[..., names.index("A")]
+        trimap = image.get_pixels(oiio.FLOAT)[..., names.index("trimap.Y")]
+        assert set(np.unique(np.round(trimap * 2) / 2)) <= {0.0, 0.5, 1.0}
+    assert not np.array_equal(out["pymatting"], out["diffusion"])
+    code, _, stderr = run_cli("matte", str(frames[0]), "-o", str(tmp_path / "x"), "--hr", "sharp")
+    assert code == 2 and "--hr" in stderr
+
+
+_MEMORY_PROBE = textwrap.dedent(
+    """
+    import json, resource, sys, time
+    import numpy as np, torch
+    torch.set_num_threads(1)
+    from vfxmatte import hr
+    from vfxmatte.model.core import load_model
+    height, width = 2160, 3840
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    truth = np.clip(0.5 - (np.hypot(yy - 1080, xx - 1920) - 700) / 3.0, 0, 1).astype(np.float32)
+    rng = np.random.default_rng(0)
+    linear = (truth[..., None] * np.array([0.8, 0.5, 0.3], np.float32)
+              + (1 - truth[..., None]) * np.array([0.1, 0.2, 0.5], np.float32))
+    linear += rng.normal(0, 0.002, linear.shape).astype(np.float32)
+    del yy, xx
+    lr_mean = hr.resize(truth, 288, 512)
+    lr_std = np.zeros_like(lr_mean)
+    model = load_model(sys.argv[1])
+    started = time.perf_counter()
+    refined = hr.refine(sys.argv[2], model, linear, np.clip(linear, 0, 1), lr_mean, lr_std,
+                        steps=1, seed=0, lr_size=512, want_trimap=True)
+    seconds = time.perf_counter() - started
+    print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "seconds": seconds,
+                      "band": float((refined.trimap == 0.5).mean()), "shape": list(refined.alpha.shape)}))
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["pymatting", "diffusion"])
+def test_4k_frame_within_memory_bound(tiny_model_dir: Path, mode: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", _MEMORY_PROBE, str(tiny_model_dir), mode],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["shape"] == [2160, 3840]
+    assert 0 < report["band"] < 0.1
+    assert report["peak_mb"] < 6 * 1024, report

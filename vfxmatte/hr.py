@@ -1,0 +1,596 @@
+"""High-resolution refinement of the LR matte (DESIGN §1 HR path, §2 CPU refine).
+
+Two ways from the LR ensemble (mean matte + uncertainty U) to a full-resolution matte:
+
+``pymatting``
+    An automatic trimap from the ensemble (confident background, confident foreground and
+    an unknown band where U or the fractional alpha says so, dilated at full resolution),
+    then closed-form matting solved only inside that band, tile by tile, and the
+    foreground colour by ``estimate_foreground_ml`` on the band's tiles only.  The CPU
+    default: real full-resolution edges with no diffusion pass at full resolution.
+
+``diffusion``
+    The paper's path: candidate patches where U is high, on a regular grid in latent
+    units; one full-frame noise tensor cropped per patch; at every DDIM step all patches
+    are denoised (in memory-budgeted batches) and pasted back with feathered weights into
+    the full latent ("collage", Eq. 5) before re-cropping; the start point is the noised
+    latent of the upsampled LR matte (Eq. 6, :func:`vfxmatte.sampling.noised_start`).  The
+    decoded patches are merged with the upsampled LR matte by the same feathered weights,
+    so the join has no seam.  The UNet never sees the whole frame at full resolution.
+
+:func:`tiled_diffusion` is the naive baseline (every tile, MultiDiffusion-style, pure noise
+start) that ``scripts/bench_hr.py`` compares against; nothing on the product path uses it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse
+import torch
+from scipy import ndimage
+
+from vfxmatte.errors import UsageError
+from vfxmatte.model.core import MattingModel
+from vfxmatte.sampling import decode_alpha, encode_image, make_scheduler, noised_start, resize
+
+HR_MODES = ("auto", "diffusion", "pymatting", "off")
+#: The paper's fixed prompt for full-resolution patches (also its training prompt for small crops).
+HR_PROMPT = "enhance details"
+#: Trimap codes written to ``trimap.Y``: background, unknown band, foreground.
+BACKGROUND, UNKNOWN, FOREGROUND = 0.0, 0.5, 1.0
+
+
+def resolve_mode(mode: str, model: MattingModel) -> str:
+    """``auto`` → ``diffusion`` on CUDA with a model marked ``hr_capable``, else ``pymatting``."""
+    if mode not in HR_MODES:
+        raise UsageError(f"--hr {mode}: choose one of {', '.join(HR_MODES)}")
+    if mode != "auto":
+        return mode
+    if model.device.type == "cuda" and bool(model.info.get("hr_capable")):
+        return "diffusion"
+    return "pymatting"
+
+
+# -- automatic trimap ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrimapSettings:
+    """Where the LR ensemble is not sure enough to be taken as it is.
+
+    A pixel is unknown where the ensemble's std exceeds ``uncertainty`` or the mean alpha
+    lies strictly between ``low`` and ``high``; the band is then grown by ``radius`` pixels
+    at full resolution (default: one LR pixel's footprint, at least 2 px).
+    """
+
+    uncertainty: float = 0.05
+    low: float = 0.02
+    high: float = 0.98
+    radius: int | None = None
+
+
+def auto_trimap(
+    lr_mean: np.ndarray, lr_std: np.ndarray, height: int, width: int, settings: TrimapSettings | None = None
+) -> np.ndarray:
+    """(H, W) float32 trimap with codes 0 (background), 0.5 (unknown), 1 (foreground)."""
+    settings = settings or TrimapSettings()
+    unknown_lr = (lr_std > settings.uncertainty) | ((lr_mean > settings.low) & (lr_mean < settings.high))
+    # Bilinear upsampling spreads each LR cell over its whole footprint: any coverage counts.
+    unknown = resize(unknown_lr.astype(np.float32), height, width) > 1e-3
+    scale = max(height / lr_mean.shape[0], width / lr_mean.shape[1])
+    radius = settings.radius if settings.radius is not None else max(2, math.ceil(scale))
+    if radius > 0 and unknown.any():
+        unknown = ndimage.maximum_filter(unknown, size=2 * radius + 1)  # separable: fast at 4K
+    alpha = resize(lr_mean, height, width)
+    trimap = np.where(alpha >= 0.5, FOREGROUND, BACKGROUND).astype(np.float32)
+    trimap[unknown] = UNKNOWN
+    return trimap
+
+
+# -- closed-form refinement inside the band, by tiles ----------------------------------------
+
+
+@dataclass(frozen=True)
+class TileSettings:
+    """Tiles for band-only solves: ``size`` px written per tile, ``margin`` px of context."""
+
+    size: int = 320
+    margin: int = 16
+
+
+def _tiles(height: int, width: int, tiles: TileSettings) -> Iterator[tuple[slice, slice, slice, slice]]:
+    """(inner rows, inner cols, crop rows, crop cols) of every tile of the frame."""
+    for y0 in range(0, height, tiles.size):
+        for x0 in range(0, width, tiles.size):
+            y1, x1 = min(height, y0 + tiles.size), min(width, x0 + tiles.size)
+            cy0, cx0 = max(0, y0 - tiles.margin), max(0, x0 - tiles.margin)
+            cy1, cx1 = min(height, y1 + tiles.margin), min(width, x1 + tiles.margin)
+            yield slice(y0, y1), slice(x0, x1), slice(cy0, cy1), slice(cx0, cx1)
+
+
+def _ramp(length: int, start: int, stop: int, total: int, margin: int) -> np.ndarray:
+    """1-D weight over a crop [start, stop) of [0, total): 1 inside, falling to 0 over
+    ``margin`` px towards a crop edge, except where that edge is the frame's own."""
+    pos = np.arange(length, dtype=np.float32)
+    weight = np.ones(length, dtype=np.float32)
+    if margin > 0:
+        if start > 0:
+            weight = np.minimum(weight, (pos + 1.0) / (margin + 1.0))
+        if stop < total:
+            weight = np.minimum(weight, (length - pos) / (margin + 1.0))
+    return weight
+
+
+def solve_closed_form(
+    image: np.ndarray, trimap: np.ndarray, prior: np.ndarray, epsilon: float = 1e-6, prior_weight: float = 1e-2
+) -> np.ndarray:
+    """Closed-form matting (Levin et al.) of one crop, anchored by the trimap and the LR prior.
+
+    Minimises ``αᵀLα + λ·Σ_unknown (α - prior)²`` with the known pixels fixed, ``L`` being
+    pymatting's matting Laplacian built only over windows that touch unknown pixels.  The
+    weak prior term keeps the system well posed in a crop whose known pixels are all
+    background (or all foreground, or none), where plain closed-form matting would return a
+    constant.
+    """
+    from pymatting import cf_laplacian, cg, ichol
+
+    is_unknown = (trimap == UNKNOWN).ravel()
+    is_known = ~is_unknown
+    laplacian = cf_laplacian(image, epsilon=epsilon, radius=1, is_known=is_known.reshape(trimap.shape))
+    l_unknown = laplacian[is_unknown, :][:, is_unknown]
+    coupling = laplacian[is_unknown, :][:, is_known]
+    known_values = trimap.ravel()[is_known].astype(np.float64)
+    prior_values = prior.ravel()[is_unknown].astype(np.float64)
+    system = (l_unknown + prior_weight * scipy.sparse.identity(l_unknown.shape[0], format="csr")).tocsr()
+    rhs = prior_weight * prior_values - coupling.dot(known_values)
+    # The prior term makes the system diagonally dominant enough for a sparser factor.
+    solution = cg(system, rhs, x0=prior_values, M=ichol(system, discard_threshold=1e-3), rtol=1e-6, maxiter=2000)
+    alpha = trimap.astype(np.float64).ravel().copy()
+    alpha[is_unknown] = solution
+    return np.clip(alpha, 0.0, 1.0).reshape(trimap.shape).astype(np.float32)
+
+
+def refine_closed_form(
+    image: np.ndarray,
+    trimap: np.ndarray,
+    prior: np.ndarray,
+    tiles: TileSettings | None = None,
+    epsilon: float = 1e-6,
+) -> np.ndarray:
+    """Closed-form matting solved only inside the trimap's unknown band, by tiles.
+
+    ``image`` (H, W, 3) in [0, 1] (display-referred: the colour-line model and its
+    ``epsilon`` are tuned for that), ``trimap`` from :func:`auto_trimap`, ``prior`` the
+    upsampled LR matte.  Only tiles whose own area holds unknown pixels are solved, each
+    with ``margin`` px of context; neighbouring solutions are cross-faded over the margins
+    so tile borders do not show.
+    """
+    tiles = tiles or TileSettings()
+    height, width = trimap.shape
+    unknown = trimap == UNKNOWN
+    alpha = trimap.copy()
+    alpha[unknown] = prior[unknown]
+    if not unknown.any():
+        return alpha
+    total = np.zeros((height, width), dtype=np.float32)
+    weights = np.zeros((height, width), dtype=np.float32)
+    for iy, ix, cy, cx in _tiles(height, width, tiles):
+        if not unknown[iy, ix].any():
+            continue
+        crop_unknown = unknown[cy, cx]
+        solved = solve_closed_form(
+            np.ascontiguousarray(image[cy, cx], dtype=np.float64), trimap[cy, cx], prior[cy, cx], epsilon
+        )
+        w = np.outer(
+            _ramp(cy.stop - cy.start, cy.start, cy.stop, height, tiles.margin),
+            _ramp(cx.stop - cx.start, cx.start, cx.stop, width, tiles.margin),
+        )
+        w = w * crop_unknown
+        total[cy, cx] += w * solved
+        weights[cy, cx] += w
+    solved_mask = unknown & (weights > 0)
+    alpha[solved_mask] = total[solved_mask] / weights[solved_mask]
+    return np.clip(alpha, 0.0, 1.0)
+
+
+def foreground_by_tiles(linear: np.ndarray, alpha: np.ndarray, tiles: TileSettings | None = None) -> np.ndarray:
+    """Foreground colour (Germer et al. 2021) solved only on tiles with fractional alpha.
+
+    Where alpha is 1 the plate is the foreground; where it is 0 the foreground is never
+    seen (premultiplied to zero) and keeps the plate's value.  Each solved tile gets
+    ``2 × margin`` px of context so the colour it propagates comes from nearby opaque pixels.
+    """
+    from pymatting import estimate_foreground_ml
+
+    tiles = tiles or TileSettings()
+    context = TileSettings(tiles.size, 2 * tiles.margin)
+    foreground = np.array(linear, dtype=np.float32, copy=True)
+    fractional = (alpha > 1e-3) & (alpha < 0.999)
+    for iy, ix, cy, cx in _tiles(alpha.shape[0], alpha.shape[1], context):
+        if not fractional[iy, ix].any():
+            continue
+        crop = np.clip(linear[cy, cx], 0.0, None).astype(np.float32)
+        scale = max(1.0, float(crop.max()))  # the solver clamps to [0, 1]; keep HDR highlights
+        solved = np.asarray(estimate_foreground_ml(crop / scale, alpha[cy, cx].astype(np.float32)), np.float32)
+        oy, ox = iy.start - cy.start, ix.start - cx.start
+        inner = solved[oy : oy + iy.stop - iy.start, ox : ox + ix.stop - ix.start] * scale
+        keep = fractional[iy, ix]
+        foreground[iy, ix][keep] = inner[keep]
+    return foreground
+
+
+# -- diffusion patches (Eq. 5 / Eq. 6) -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PatchSettings:
+    """Candidate patches for the diffusion HR path, in latent cells.
+
+    ``size`` defaults to the LR pass's latent size (the resolution the model is trained
+    at); ``overlap`` cells are shared by grid neighbours and cross-faded.  A patch is a
+    candidate where any latent cell's uncertainty exceeds ``threshold`` (or its alpha is
+    fractional, with ``edges``) after dilating that mask by ``dilation`` cells.
+    """
+
+    size: int | None = None
+    overlap: int = 8
+    threshold: float = 0.05
+    dilation: int = 2
+    edges: bool = True
+    batch: int | None = None
+    lr_start: bool = True
+    strength: float = 1.0
+
+
+@dataclass
+class PatchGrid:
+    """A regular grid of square patches over a (padded) latent frame."""
+
+    size: int
+    stride: int
+    rows: int
+    cols: int
+
+    @property
+    def height(self) -> int:
+        return self.size + (self.rows - 1) * self.stride
+
+    @property
+    def width(self) -> int:
+        return self.size + (self.cols - 1) * self.stride
+
+    def all_positions(self) -> list[tuple[int, int]]:
+        return [(r * self.stride, c * self.stride) for r in range(self.rows) for c in range(self.cols)]
+
+
+def make_grid(latent_height: int, latent_width: int, size: int, overlap: int) -> PatchGrid:
+    """The smallest grid of ``size`` patches with ``overlap`` shared cells covering the frame.
+
+    The frame is padded to the grid rather than the last patch squeezed against the edge:
+    neighbours then always share exactly ``overlap`` cells and no two patches overlap
+    heavily, so candidates never need merging.
+    """
+    if not 0 <= overlap < size:
+        raise UsageError(f"patch overlap {overlap} must be between 0 and the patch size {size}")
+    stride = size - overlap
+    rows = 1 + max(0, math.ceil((latent_height - size) / stride))
+    cols = 1 + max(0, math.ceil((latent_width - size) / stride))
+    return PatchGrid(size=size, stride=stride, rows=rows, cols=cols)
+
+
+def select_patches(grid: PatchGrid, uncertain: np.ndarray, dilation: int) -> list[tuple[int, int]]:
+    """Grid patches that hold any uncertain cell of ``uncertain`` (grid-sized bool map)."""
+    if dilation > 0 and uncertain.any():
+        uncertain = ndimage.binary_dilation(uncertain, iterations=dilation)
+    return [
+        (top, left)
+        for top, left in grid.all_positions()
+        if uncertain[top : top + grid.size, left : left + grid.size].any()
+    ]
+
+
+def patch_weights(size: int, ramp: int) -> torch.Tensor:
+    """(size, size) feathering: 1 inside, falling linearly to near 0 over ``ramp`` cells."""
+    pos = torch.arange(size, dtype=torch.float32)
+    edge = torch.minimum(pos + 1.0, size - pos) / float(max(1, ramp) + 1)
+    line = edge.clamp(max=1.0)
+    return line[:, None] * line[None, :]
+
+
+def crop_patches(full: torch.Tensor, positions: list[tuple[int, int]], size: int) -> torch.Tensor:
+    """(N, C, size, size) crops of a full (C, H, W) tensor."""
+    return torch.stack([full[:, top : top + size, left : left + size] for top, left in positions])
+
+
+def collage(
+    patches: torch.Tensor,
+    positions: list[tuple[int, int]],
+    background: torch.Tensor,
+    weights: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Paste patches into a copy of ``background`` averaging overlaps by ``weights`` (Eq. 5).
+
+    Returns the collage and the summed weight map (0 where no patch lies).
+    """
+    size = patches.shape[-1]
+    total = torch.zeros_like(background, dtype=torch.float32)
+    weight_sum = torch.zeros(background.shape[-2:], dtype=torch.float32, device=background.device)
+    w = weights.to(background.device)
+    for patch, (top, left) in zip(patches, positions, strict=True):
+        total[:, top : top + size, left : left + size] += patch.float() * w
+        weight_sum[top : top + size, left : left + size] += w
+    covered = weight_sum > 0
+    out = background.clone().float()
+    out[:, covered] = total[:, covered] / weight_sum[covered]
+    return out.to(background.dtype), weight_sum
+
+
+def _batch_size(model: MattingModel, pixels: int, requested: int | None) -> int:
+    """Patches per UNet call: as given, or what half the free GPU memory (2 GiB on CPU) holds."""
+    if requested:
+        return max(1, requested)
+    budget = 2 << 30
+    if model.device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(model.device)
+        budget = free // 2
+    # Activations of one patch: a few feature maps of the widest level at latent size.
+    latent_cells = pixels // (model.latent_factor**2)
+    width = max(int(c) for c in model.unet.config.block_out_channels)
+    per_patch = latent_cells * width * 4 * 24
+    return max(1, int(budget // max(1, per_patch)))
+
+
+@dataclass
+class DiffusionResult:
+    alpha: np.ndarray  # (H, W) merged full-resolution matte
+    positions: list[tuple[int, int]]  # selected patches (top, left) in latent cells
+    grid: PatchGrid
+    unet_evaluations: int  # patches × steps
+    coverage: np.ndarray  # (H, W) in [0, 1]: how much of each pixel comes from the patches
+
+
+def _pad_to(array: np.ndarray, height: int, width: int) -> np.ndarray:
+    pad = [(0, height - array.shape[0]), (0, width - array.shape[1])] + [(0, 0)] * (array.ndim - 2)
+    return np.pad(array, pad, mode="edge")
+
+
+@torch.no_grad()
+def _encode_patches(
+    model: MattingModel, pixels: np.ndarray, positions: list[tuple[int, int]], size: int
+) -> torch.Tensor:
+    """Scaled latents of each patch's pixel crop (H, W, 3) in [0, 1] → (N, C, size, size)."""
+    f = model.latent_factor
+    out = []
+    for top, left in positions:
+        crop = pixels[top * f : (top + size) * f, left * f : (left + size) * f]
+        tensor = torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1)))[None].float()
+        out.append(encode_image(model, tensor)[0])
+    return torch.stack(out)
+
+
+def patch_noise(channels: int, height: int, width: int, seed: int) -> torch.Tensor:
+    """One full-frame noise tensor (C, H, W) drawn on the CPU; patches crop theirs from it."""
+    generator = torch.Generator(device="cpu").manual_seed(int(seed))
+    return torch.randn((channels, height, width), generator=generator, dtype=torch.float32)
+
+
+@torch.no_grad()
+def diffuse_patches(
+    model: MattingModel,
+    image: np.ndarray,
+    lr_alpha: np.ndarray,
+    grid: PatchGrid,
+    positions: list[tuple[int, int]],
+    *,
+    steps: int,
+    seed: int,
+    settings: PatchSettings,
+    merge_with_lr: bool = True,
+    on_step: Callable[[int], None] | None = None,
+) -> DiffusionResult:
+    """The collage sampler (Eq. 5) over ``positions``, then the feathered merge.
+
+    ``image`` (H, W, 3) display-referred in [0, 1] and ``lr_alpha`` (H, W) the upsampled LR
+    matte, both at full resolution.
+    """
+    height, width = lr_alpha.shape
+    f, size = model.latent_factor, grid.size
+    if not positions:
+        return DiffusionResult(lr_alpha.copy(), [], grid, 0, np.zeros_like(lr_alpha))
+    pixels = _pad_to(image, grid.height * f, grid.width * f)
+    lr_pixels = _pad_to(lr_alpha, grid.height * f, grid.width * f)
+    channels = int(model.unet.config.out_channels)
+    weights = patch_weights(size, settings.overlap)
+    # Image latents and the Eq. 6 latent of the upsampled LR matte are encoded patch by patch,
+    # then made one consistent full-frame latent by the same collage the sampler uses.
+    empty = torch.zeros((channels, grid.height, grid.width), dtype=torch.float32)
+    image_full, _ = collage(_encode_patches(model, pixels, positions, size), positions, empty, weights)
+    noise_full = patch_noise(channels, grid.height, grid.width, seed)
+    scheduler = make_scheduler(model.scheduler_config)
+    scheduler.set_timesteps(steps, device="cpu")
+    timesteps = scheduler.timesteps
+    if settings.lr_start:
+        lr_rgb = np.repeat(lr_pixels[..., None], 3, axis=2)
+        lr_full, _ = collage(_encode_patches(model, lr_rgb, positions, size), positions, empty, weights)
+        latent_full, timesteps = noised_start(scheduler, lr_full[None], noise_full[None], settings.strength)
+        latent_full = latent_full[0]
+    else:
+        latent_full = noise_full * scheduler.init_noise_sigma
+    image_patches = crop_patches(image_full, positions, size).to(model.device, model.dtype)
+    batch = _batch_size(model, (size * f) ** 2, settings.batch)
+    prompt = HR_PROMPT if model.text_encoder is not None else None
+    condition = model.encode_prompt(prompt, batch)
+    evaluations = 0
+    for i, t in enumerate(timesteps):
+        patches = crop_patches(latent_full, positions, size)
+        stepped = torch.empty_like(patches)
+        for first in range(0, len(positions), batch):
+            chunk = patches[first : first + batch].to(model.device, model.dtype)
+            n = chunk.shape[0]
+            model_input = torch.cat([chunk, image_patches[first : first + n]], dim=1)
+            eps = model.unet(model_input, t.to(model.device), encoder_hidden_states=condition[:n]).sample
+            stepped[first : first + n] = scheduler.step(eps.cpu().float(), t, chunk.cpu().float()).prev_sample
+            evaluations += n
+        latent_full, _ = collage(stepped, positions, latent_full, weights)
+        if on_step is not None:
+            on_step(i)
+    final = crop_patches(latent_full, positions, size)
+    decoded = torch.cat(
+        [
+            decode_alpha(model, final[j : j + batch].to(model.device, model.dtype)).cpu()
+            for j in range(0, len(final), batch)
+        ]
+    )
+    pixel_positions = [(top * f, left * f) for top, left in positions]
+    alpha, coverage = merge_patches(decoded, pixel_positions, lr_alpha, settings.overlap * f, merge_with_lr)
+    return DiffusionResult(alpha, positions, grid, evaluations, coverage)
+
+
+def merge_patches(
+    decoded: torch.Tensor,
+    positions: list[tuple[int, int]],
+    lr_alpha: np.ndarray,
+    ramp: int,
+    merge_with_lr: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Merge decoded alpha patches (N, S, S) at pixel ``positions`` with the LR matte.
+
+    Each patch's weight rises from 0 at its border to 1 over ``ramp`` px; patches are
+    averaged by those weights and the result is cross-faded into ``lr_alpha`` by the summed
+    weight (capped at 1), so neither patch borders nor the edge of the patched area show a
+    step.  Neighbours share at least ``ramp`` px, so the summed weight is 1 wherever
+    patches meet.  Returns the matte and the coverage (the patches' share per pixel).
+    """
+    height, width = lr_alpha.shape
+    size = decoded.shape[-1]
+    canvas_h = max(height, max(top for top, _ in positions) + size)
+    canvas_w = max(width, max(left for _, left in positions) + size)
+    hr_full, weight_sum = collage(
+        decoded[:, None].float(), positions, torch.zeros((1, canvas_h, canvas_w)), patch_weights(size, ramp)
+    )
+    merged = hr_full[0, :height, :width].numpy()
+    coverage = weight_sum[:height, :width].clamp(max=1.0).numpy()
+    if merge_with_lr:
+        alpha = coverage * merged + (1.0 - coverage) * lr_alpha
+    else:
+        alpha = np.where(coverage > 0, merged, lr_alpha)
+    return np.clip(alpha, 0.0, 1.0).astype(np.float32), coverage
+
+
+def _uncertain_cells(
+    grid: PatchGrid, lr_mean: np.ndarray, lr_std: np.ndarray, latent_hw: tuple[int, int], settings: PatchSettings
+) -> np.ndarray:
+    """Bool map over the padded latent grid: cells whose LR uncertainty (or alpha) asks for HR."""
+    std = resize(lr_std, *latent_hw)
+    uncertain = std > settings.threshold
+    if settings.edges:
+        mean = resize(lr_mean, *latent_hw)
+        uncertain |= (mean > 0.02) & (mean < 0.98)
+    padded = np.zeros((grid.height, grid.width), dtype=bool)  # the padding is never uncertain
+    padded[: latent_hw[0], : latent_hw[1]] = uncertain
+    return padded
+
+
+def patch_size(model: MattingModel, lr_size: int, requested: int | None) -> int:
+    """Patch side in latent cells: the LR pass's latent size, a multiple of the UNet's stride."""
+    multiple = model.size_multiple // model.latent_factor
+    size = requested or lr_size // model.latent_factor
+    return max(multiple, (size // multiple) * multiple)
+
+
+def refine_diffusion(
+    model: MattingModel,
+    image: np.ndarray,
+    lr_mean: np.ndarray,
+    lr_std: np.ndarray,
+    *,
+    steps: int,
+    seed: int,
+    lr_size: int,
+    settings: PatchSettings | None = None,
+) -> DiffusionResult:
+    """Uncertainty-selected patches, collage sampling, merge with the upsampled LR matte."""
+    settings = settings or PatchSettings()
+    height, width = image.shape[:2]
+    f = model.latent_factor
+    latent_hw = (math.ceil(height / f), math.ceil(width / f))
+    size = patch_size(model, lr_size, settings.size)
+    grid = make_grid(*latent_hw, size, settings.overlap)
+    positions = select_patches(grid, _uncertain_cells(grid, lr_mean, lr_std, latent_hw, settings), settings.dilation)
+    lr_alpha = np.clip(resize(lr_mean, height, width), 0.0, 1.0)
+    return diffuse_patches(model, image, lr_alpha, grid, positions, steps=steps, seed=seed, settings=settings)
+
+
+def tiled_diffusion(
+    model: MattingModel,
+    image: np.ndarray,
+    *,
+    steps: int,
+    seed: int,
+    lr_size: int,
+    settings: PatchSettings | None = None,
+) -> DiffusionResult:
+    """Naive baseline for the benchmark: every grid tile, pure-noise start, no LR merge."""
+    base = settings or PatchSettings()
+    settings = PatchSettings(size=base.size, overlap=base.overlap, batch=base.batch, lr_start=False)
+    height, width = image.shape[:2]
+    f = model.latent_factor
+    size = patch_size(model, lr_size, settings.size)
+    grid = make_grid(math.ceil(height / f), math.ceil(width / f), size, settings.overlap)
+    blank = np.zeros((height, width), dtype=np.float32)
+    return diffuse_patches(
+        model, image, blank, grid, grid.all_positions(), steps=steps, seed=seed, settings=settings, merge_with_lr=False
+    )
+
+
+# -- one entry for the pipeline --------------------------------------------------------------
+
+
+@dataclass
+class Refined:
+    alpha: np.ndarray
+    foreground: np.ndarray | None = None  # unpremultiplied, linear; None: the caller estimates it
+    trimap: np.ndarray | None = None
+    notes: dict[str, float] = field(default_factory=dict)
+
+
+def refine(
+    mode: str,
+    model: MattingModel,
+    linear: np.ndarray,
+    display: np.ndarray,
+    lr_mean: np.ndarray,
+    lr_std: np.ndarray,
+    *,
+    steps: int,
+    seed: int,
+    lr_size: int,
+    want_trimap: bool = False,
+) -> Refined:
+    """Full-resolution matte for ``mode`` (already resolved: diffusion, pymatting or off).
+
+    ``linear`` is the plate in scene-linear light (foreground colour), ``display`` the same
+    plate display-referred in [0, 1] (what the model and the closed-form solver see).
+    """
+    height, width = linear.shape[:2]
+    lr_alpha = np.clip(resize(lr_mean, height, width), 0.0, 1.0)
+    if mode == "off":
+        return Refined(alpha=lr_alpha, trimap=auto_trimap(lr_mean, lr_std, height, width) if want_trimap else None)
+    trimap = auto_trimap(lr_mean, lr_std, height, width)
+    if mode == "pymatting":
+        alpha = refine_closed_form(display, trimap, lr_alpha)
+        return Refined(alpha=alpha, foreground=foreground_by_tiles(linear, alpha), trimap=trimap)
+    if mode == "diffusion":
+        result = refine_diffusion(model, display, lr_mean, lr_std, steps=steps, seed=seed, lr_size=lr_size)
+        alpha = result.alpha
+        return Refined(
+            alpha=alpha,
+            foreground=foreground_by_tiles(linear, alpha),
+            trimap=trimap,
+            notes={"patches": float(len(result.positions)), "unet_evaluations": float(result.unet_evaluations)},
+        )
+    raise UsageError(f"--hr {mode}: choose one of {', '.join(HR_MODES)}")
