@@ -35,7 +35,7 @@ from scipy import ndimage
 
 from vfxmatte.errors import UsageError
 from vfxmatte.model.core import MattingModel
-from vfxmatte.sampling import decode_alpha, encode_image, make_scheduler, noised_start, resize
+from vfxmatte.sampling import decode_alpha, encode_image, encode_prompt, make_scheduler, noised_start, resize
 
 HR_MODES = ("auto", "diffusion", "pymatting", "off")
 #: The paper's fixed prompt for full-resolution patches (also its training prompt for small crops).
@@ -423,7 +423,7 @@ def diffuse_patches(
     image_patches = crop_patches(image_full, positions, size).to(model.device, model.dtype)
     batch = _batch_size(model, (size * f) ** 2, settings.batch)
     prompt = HR_PROMPT if model.text_encoder is not None else None
-    condition = model.encode_prompt(prompt, batch)
+    condition = encode_prompt(model, prompt, batch)
     evaluations = 0
     for i, t in enumerate(timesteps):
         patches = crop_patches(latent_full, positions, size)
