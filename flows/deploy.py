@@ -60,6 +60,54 @@ def ensure_gpu_limits(gpus: int, slots: int = 1) -> list[str]:
     return lines
 
 
+ZOMBIE_AUTOMATION = "vfxmatte: crash silent flow runs"
+
+
+def ensure_zombie_automation(silent_for: float = 180.0) -> str:
+    """Mark flow runs Crashed when their heartbeats stop (a dead node); requeue them with ``vfxmatte flow requeue``.
+
+    Needs ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` (≥ 30 s) in the workers' environment.
+    """
+    from datetime import timedelta
+
+    from prefect.automations import Automation
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import EventTrigger, Posture
+    from prefect.events.schemas.events import ResourceSpecification
+
+    with get_client(sync_client=True) as client:
+        if any(a.name == ZOMBIE_AUTOMATION for a in client.read_automations()):
+            return f"automation {ZOMBIE_AUTOMATION!r}: exists"
+    Automation(
+        name=ZOMBIE_AUTOMATION,
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"},
+            expect={
+                "prefect.flow-run.heartbeat",
+                "prefect.flow-run.Completed",
+                "prefect.flow-run.Failed",
+                "prefect.flow-run.Cancelled",
+                "prefect.flow-run.Crashed",
+            },
+            match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=timedelta(seconds=silent_for),
+        ),
+        actions=[
+            ChangeFlowRunState(
+                name=None,
+                force=False,
+                state=StateType.CRASHED,
+                message=f"No heartbeat for {silent_for:.0f} s: the worker or its node died",
+            )
+        ],
+    ).create()
+    return f"automation {ZOMBIE_AUTOMATION!r}: created"
+
+
 def _load(entrypoint: str, source: Path) -> Any:
     from prefect import Flow
 
@@ -115,9 +163,12 @@ def apply_all(
     output_root: str | None = None,
     cron: str = "0 2 * * *",
     timezone: str = "UTC",
+    automations: bool = False,
 ) -> list[str]:
-    """Work pool, GPU limits, both deployments; one line per thing done."""
+    """Work pool, GPU limits, both deployments (and the zombie-run automation); one line per thing done."""
     lines = [ensure_work_pool(), *ensure_gpu_limits(gpus)]
+    if automations:
+        lines.append(ensure_zombie_automation())
     lines.append(f"deployment matte-shot/vfxmatte: {deploy_matte_shot()}")
     new_shots = deploy_new_shots(drop, manifest, output_root, cron, timezone)
     state = f"schedule '{cron}' {timezone}" if drop or manifest else "paused: no drop folder or manifest given"

@@ -246,11 +246,9 @@ def prefect_server_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterato
     start = [*as_user, pg_ctl, "-D", str(data), "-l", str(base / "pg.log"), "-w", "-o",
              f"-p {port} -k {base} -h 127.0.0.1", "start"]
     subprocess.run(start, check=True, capture_output=True)
-    try:
-        subprocess.run([*as_user, str(Path(initdb).parent / "createdb"), "-h", "127.0.0.1", "-p", str(port),
-                        "-U", "prefect", "prefect"], check=True, capture_output=True)
+    try:  # the cluster's own "postgres" database: no createdb needed
         server = _start(tmp_path_factory.mktemp("prefect-pg-home"),
-                        f"postgresql+asyncpg://prefect@127.0.0.1:{port}/prefect")
+                        f"postgresql+asyncpg://prefect@127.0.0.1:{port}/postgres")
         try:
             yield server
         finally:

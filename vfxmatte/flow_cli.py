@@ -45,6 +45,9 @@ def add_flow_parser(sub: Any) -> None:
     deploy.add_argument("--output-root", help="where the nightly deployment writes each shot's mattes")
     deploy.add_argument("--cron", default="0 2 * * *", help="schedule of the nightly deployment (default 02:00)")
     deploy.add_argument("--timezone", default="UTC")
+    deploy.add_argument(
+        "--automations", action="store_true", help="also mark runs whose heartbeats stop Crashed (facility mode)"
+    )
 
     requeue = actions.add_parser("requeue", help="put crashed or stuck matte-shot runs back in the queue")
     requeue.add_argument("run_ids", nargs="*", help="flow run ids (default: every crashed matte-shot run)")
@@ -69,6 +72,7 @@ def cmd_flow(args: argparse.Namespace) -> int:
             output_root=args.output_root,
             cron=args.cron,
             timezone=args.timezone,
+            automations=args.automations,
         ):
             print(line)
         return 0

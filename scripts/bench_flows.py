@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Orchestration overhead of the ``matte-shot`` flow against the plain CLI on the same shot.
+
+Writes a synthetic scene-linear EXR shot (default 24 frames), then mattes it, alternating, with
+
+- ``vfxmatte matte IN -o OUT``               (the plain CLI), and
+- ``vfxmatte flow run IN -o OUT``           (the flow in-process on Prefect's ephemeral server,
+  whose start-up is included: that is what a user of the embedded default pays),
+
+each in a fresh process into a fresh output folder, ``--repeats`` times.  Prints a Markdown table
+of wall time, per-frame time and overhead (flow − CLI) / CLI, from the median of the repeats.
+
+    .venv/bin/python scripts/bench_flows.py --frames 24 --size 128 --repeats 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+
+def timed(command: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    proc = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=24)
+    parser.add_argument("--size", type=int, default=128, help="frame width and height in pixels")
+    parser.add_argument("--preset", default="standard", choices=("draft", "standard", "final"))
+    parser.add_argument("--chunk-size", type=int, default=24)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--model", help="model folder (default: the bundled model)")
+    args = parser.parse_args()
+
+    from test_flows import write_sequence
+
+    work = Path(tempfile.mkdtemp(prefix="bench-flows-"))
+    try:
+        pattern = write_sequence(work / "plate", range(1001, 1001 + args.frames), size=args.size)
+        env = dict(os.environ, VFXMATTE_ROOTS=str(work), OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
+        env.pop("PREFECT_API_URL", None)  # the embedded default: an ephemeral server per run
+        env["PREFECT_HOME"] = str(work / "prefect-home")
+        common = ["--preset", args.preset]
+        if args.model:
+            env["VFXMATTE_MODEL"] = args.model
+        cli_times: list[float] = []
+        flow_times: list[float] = []
+        for repeat in range(args.repeats):
+            out = work / f"cli{repeat}" / "matte.####.exr"
+            model = ["--model", args.model] if args.model else []
+            cli_times.append(timed([sys.executable, "-m", "vfxmatte.cli", "matte", pattern, "-o", str(out),
+                                    "--quiet", *common, *model], env))
+            out = work / f"flow{repeat}" / "matte.####.exr"
+            flow_times.append(timed([sys.executable, "-m", "vfxmatte.cli", "flow", "run", pattern, "-o", str(out),
+                                     "--chunk-size", str(args.chunk_size), "--no-review", *common], env))
+            print(f"repeat {repeat + 1}: cli {cli_times[-1]:.1f} s, flow {flow_times[-1]:.1f} s", file=sys.stderr)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    cli, flow = statistics.median(cli_times), statistics.median(flow_times)
+    print(f"| {args.frames} frames {args.size}x{args.size}, preset {args.preset}, chunk {args.chunk_size} "
+          "| wall (median) | per frame | overhead |")
+    print("|---|---:|---:|---:|")
+    print(f"| `vfxmatte matte` | {cli:.1f} s | {cli / args.frames:.2f} s | — |")
+    print(f"| `vfxmatte flow run` (ephemeral server) | {flow:.1f} s | {flow / args.frames:.2f} s "
+          f"| {100 * (flow - cli) / cli:+.1f} % ({(flow - cli) / args.frames:+.2f} s/frame) |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
