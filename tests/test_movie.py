@@ -259,7 +259,7 @@ def test_truncated_movie_raises_after_the_frames_it_has(tmp_path: Path) -> None:
 
 # -- matting movies: movie output, damage, unsupported codecs (tiny model, 64 px) ---------------
 
-MATTE_FAST = ["--steps", "2", "--seeds", "2", "--lr-size", "64", "--quiet"]
+MATTE_FAST = ["--steps", "2", "--seeds", "2", "--lr-size", "64", "--hr", "off", "--quiet"]
 
 
 def _vfxmatte(model_dir: Path, *args: object) -> tuple[int, str, str]:

@@ -19,7 +19,7 @@ from vfxmatte.pipeline import matte_plate, matte_shot
 from vfxmatte.sampling import make_scheduler, noised_start
 from vfxmatte.temporal import TemporalState, estimate_flow, frame_seed, warp_latents
 
-FAST = {"steps": 2, "seeds": 2, "lr_size": 64}
+FAST = {"steps": 2, "seeds": 2, "lr_size": 64, "hr": "off"}
 #: Mean and largest per-pixel alpha difference allowed between a chunked and a single
 #: prev-latent run with the tiny *untrained* model, whose latents are far from any matte;
 #: the bundled model's bound is measured by scripts/bench_temporal.py (docs/BENCHMARKS.md).
