@@ -1,0 +1,133 @@
+"""Spatial guidance (vfxmatte.guide): guide kinds parsed from real files, Eq. 8, bad guides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import OpenImageIO as oiio
+import pytest
+import torch
+
+from vfxmatte import guide
+from vfxmatte.errors import InputError, UsageError
+from vfxmatte.io.frames import Window
+from vfxmatte.model.core import load_model
+from vfxmatte.sampling import make_scheduler, noised_start
+
+
+def _write(path: Path, pixels: np.ndarray, channels: list[str], fmt: str = "half") -> Path:
+    h, w = pixels.shape[:2]
+    spec = oiio.ImageSpec(w, h, len(channels), fmt)
+    spec.channelnames = tuple(channels)
+    if len(channels) == 4 or "A" in channels:
+        spec.alpha_channel = channels.index("A")
+    out = oiio.ImageOutput.create(str(path))
+    assert out.open(str(path), spec) and out.write_image(pixels.astype(np.float32)) and out.close()
+    return path
+
+
+WINDOW = Window(0, 0, 32, 24)
+
+
+def test_trimap_png_parsed_with_tolerance(tmp_path: Path) -> None:
+    trimap = np.zeros((24, 32), np.float32)
+    trimap[:, 12:20] = 102 / 255  # pymatting's lemur uses 102, not 128
+    trimap[:, 20:] = 1.0
+    path = _write(tmp_path / "t.png", np.repeat(trimap[..., None], 3, axis=2), ["R", "G", "B"], "uint8")
+    g = guide.load_guide(str(path), "auto", WINDOW, WINDOW)
+    assert g.kind == "trimap"
+    assert g.unknown[:, 12:20].all() and not g.unknown[:, :12].any() and not g.unknown[:, 20:].any()
+    assert (g.values[:, 20:] == 1).all() and (g.values[:, :12] == 0).all()
+
+
+def test_exr_alpha_is_a_mask_and_channel_can_be_named(tmp_path: Path) -> None:
+    rgba = np.zeros((24, 32, 5), np.float32)
+    rgba[4:20, 4:16, 3] = 1.0  # alpha: a roto shape
+    rgba[:, 16:, 4] = 1.0  # another channel
+    path = _write(tmp_path / "roto.exr", rgba, ["R", "G", "B", "A", "other.Y"])
+    g = guide.load_guide(str(path), "auto", WINDOW, WINDOW)
+    assert g.kind == "mask" and g.unknown.all()
+    assert g.values[10, 8] == 1.0 and g.values[0, 0] == 0.0
+    named = guide.load_guide(str(path), "mask", WINDOW, WINDOW, channel="other.Y")
+    assert named.values[0, 20] == 1.0 and named.values[0, 0] == 0.0
+    with pytest.raises(InputError, match="no channel 'nope'"):
+        guide.load_guide(str(path), "mask", WINDOW, WINDOW, channel="nope")
+
+
+def test_scribbles_with_transparency(tmp_path: Path) -> None:
+    rgba = np.zeros((24, 32, 4), np.float32)
+    rgba[2:6, 2:30, :] = 1.0  # a white stroke (opaque)
+    rgba[18:22, 2:30, 3] = 1.0  # a black stroke (opaque)
+    path = _write(tmp_path / "s.png", rgba, ["R", "G", "B", "A"], "uint8")
+    g = guide.load_guide(str(path), "auto", WINDOW, WINDOW)
+    assert g.kind == "scribble"
+    assert not g.unknown[3, 10] and g.values[3, 10] == 1.0
+    assert not g.unknown[20, 10] and g.values[20, 10] == 0.0
+    assert g.unknown[10, 10]  # transparent: unscribbled
+
+
+def test_guide_registered_to_the_plate_display_window(tmp_path: Path) -> None:
+    half = np.zeros((12, 16), np.float32)
+    half[:, 8:] = 1.0  # right half foreground, at half resolution
+    path = _write(tmp_path / "m.exr", np.repeat(half[..., None], 3, axis=2), ["R", "G", "B"])
+    plate_data = Window(4, 2, 20, 16)  # a data window inside the 32x24 display
+    g = guide.load_guide(str(path), "mask", plate_data, WINDOW)
+    assert g.values.shape == (16, 20)
+    assert g.values[0, 11] == 0.0 and g.values[0, 12] == 1.0  # display x = 16 is data x = 12
+
+
+def test_eq8_start_point_equals_the_formula(tiny_model_dir: Path) -> None:
+    model = load_model(tiny_model_dir)
+    values = np.zeros((32, 32), np.float32)
+    values[:, 16:] = 1.0
+    unknown = np.zeros((32, 32), bool)
+    unknown[:, 12:20] = True
+    g = guide.Guide("trimap", values, unknown, [])
+    clean = guide.guided_start(model, g, 32, 32, seeds=2)
+    f = model.latent_factor
+    from vfxmatte.sampling import encode_image
+
+    c_s = encode_image(model, torch.from_numpy(np.repeat(values[None], 3, axis=0))[None])
+    m = torch.zeros(1, 1, 32 // f, 32 // f)
+    m[..., 12 // f : 20 // f] = 1.0
+    expected = (1 - m) * c_s
+    assert torch.allclose(clean[0:1], expected, atol=1e-6) and torch.equal(clean[0], clean[1])
+    scheduler = make_scheduler(model.scheduler_config)
+    scheduler.set_timesteps(4)
+    noise = torch.randn_like(clean)
+    start, timesteps = noised_start(scheduler, clean, noise, 1.0)
+    abar = scheduler.alphas_cumprod[int(timesteps[0])]
+    # Eq. 8 in the variance-exploding scale, times sqrt(ᾱ_T): the scheduler's scale.
+    eq8 = torch.sqrt((1 - abar) / abar) * noise + (1 - m) * c_s
+    assert torch.allclose(start, torch.sqrt(abar) * eq8, atol=1e-5)
+
+
+def test_bad_guides(tmp_path: Path) -> None:
+    known = np.repeat(np.where(np.arange(32) < 16, 0.0, 1.0)[None].repeat(24, 0)[..., None], 3, axis=2)
+    all_known = _write(tmp_path / "k.png", known, ["R", "G", "B"], "uint8")
+    with pytest.raises(UsageError, match="no unknown"):
+        guide.load_guide(str(all_known), "trimap", WINDOW, WINDOW)
+    grey = _write(tmp_path / "g.png", np.full((24, 32, 3), 0.5, np.float32), ["R", "G", "B"], "uint8")
+    g = guide.load_guide(str(grey), "trimap", WINDOW, WINDOW)
+    assert g.unknown.all() and "all unknown" in g.warnings[0]
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    with pytest.raises(InputError, match="broken.png"):
+        guide.load_guide(str(broken), "auto", WINDOW, WINDOW)
+    with pytest.raises(InputError, match="does not cover frames 1003"):
+        _write(tmp_path / "seq.1001.png", known, ["R", "G", "B"], "uint8")
+        _write(tmp_path / "seq.1002.png", known, ["R", "G", "B"], "uint8")
+        guide.guide_frames(str(tmp_path / "seq.####.png"), [1001, 1002, 1003])
+    with pytest.raises(UsageError, match="--guide-kind"):
+        guide.interpret(np.zeros((2, 2), np.float32), "lasso")
+
+
+def test_mask_excluding_an_object_removes_it() -> None:
+    alpha = np.zeros((40, 80), np.float32)
+    alpha[10:30, 5:25] = 1.0  # object A
+    alpha[10:30, 55:75] = 1.0  # object B
+    mask = np.zeros_like(alpha)
+    mask[8:32, 2:28] = 1.0  # a rough roto of A only
+    out = guide.apply_to_matte(alpha, guide.Guide("mask", mask, np.ones(alpha.shape, bool), []), clamp_known=False)
+    assert out[10:30, 55:75].max() == 0.0 and out[10:30, 5:25].min() == 1.0
