@@ -131,3 +131,34 @@ def test_mask_excluding_an_object_removes_it() -> None:
     mask[8:32, 2:28] = 1.0  # a rough roto of A only
     out = guide.apply_to_matte(alpha, guide.Guide("mask", mask, np.ones(alpha.shape, bool), []), clamp_known=False)
     assert out[10:30, 55:75].max() == 0.0 and out[10:30, 5:25].min() == 1.0
+
+
+@pytest.mark.slow
+def test_cli_trimap_guide_clamps_known_and_bad_guide_exits_2(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    h, w = 48, 64
+    yy, xx = np.mgrid[0:h, 0:w]
+    truth = (np.hypot(yy - 24, xx - 32) < 14).astype(np.float32)
+    plate = _write(tmp_path / "plate.1001.exr", np.repeat(truth[..., None], 3, axis=2) * 0.7 + 0.1, ["R", "G", "B"])
+    trimap = np.where(np.hypot(yy - 24, xx - 32) < 11, 1.0, 0.0)
+    trimap[(np.hypot(yy - 24, xx - 32) >= 11) & (np.hypot(yy - 24, xx - 32) < 17)] = 0.5
+    guide_path = _write(tmp_path / "trimap.png", np.repeat(trimap[..., None], 3, axis=2), ["R", "G", "B"], "uint8")
+    out = tmp_path / "out" / "m.####.exr"
+    code, _, stderr = run_cli(
+        "matte", str(plate), "-o", str(out), "--model", str(tiny_model_dir), "--steps", "2", "--seeds", "2",
+        "--lr-size", "64", "--hr", "pymatting", "--guide", str(guide_path), "--guide-kind", "trimap",
+        "--clamp-known", "--quiet",
+    )  # fmt: skip
+    assert code == 0, stderr
+    written = next((tmp_path / "out").glob("*.exr"))
+    image = oiio.ImageBuf(str(written))
+    alpha = image.get_pixels(oiio.FLOAT)[..., list(image.spec().channelnames).index("A")]
+    assert (alpha[trimap == 1.0] == 1.0).all() and (alpha[trimap == 0.0] == 0.0).all()
+    known = np.repeat(np.where(xx < 32, 0.0, 1.0)[..., None], 3, axis=2)
+    bad = _write(tmp_path / "allknown.png", known, ["R", "G", "B"], "uint8")
+    code, _, stderr = run_cli(
+        "matte", str(plate), "-o", str(tmp_path / "bad" / "m.####.exr"), "--model", str(tiny_model_dir),
+        "--guide", str(bad), "--guide-kind", "trimap", "--quiet",
+    )  # fmt: skip
+    assert code == 2 and "allknown.png" in stderr and "no unknown" in stderr, stderr

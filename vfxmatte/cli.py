@@ -58,6 +58,14 @@ def _add_matte(sub: Any) -> None:
         "model, else pymatting",
     )
     p.add_argument("--write-trimap", action="store_true", default=None, help="also write the auto-trimap as trimap.Y")
+    p.add_argument("--guide", help="guide image or sequence (shot.####.exr / .png) matched frame by frame")
+    p.add_argument(
+        "--guide-kind", choices=("trimap", "mask", "scribble", "auto"),
+        help="trimap: 0/0.5/1; mask: binary or soft subject mask; scribble: white fg, black bg, grey or "
+        "transparent unknown; auto (default) guesses",
+    )
+    p.add_argument("--guide-channel", help="EXR channel holding the guide (default: its alpha)")
+    p.add_argument("--clamp-known", action="store_true", default=None, help="force the guide's known pixels")
     p.add_argument(
         "--temporal", choices=("off", "shared", "prev-latent"),
         help="temporal stability: off (independent noise per frame), shared (one noise for every frame), "
@@ -134,6 +142,10 @@ def _cmd_matte(args: argparse.Namespace) -> int:
         temporal_flow=args.temporal_flow,
         hr=args.hr,
         write_trimap=args.write_trimap,
+        guide=args.guide,
+        guide_kind=args.guide_kind,
+        guide_channel=args.guide_channel,
+        clamp_known=args.clamp_known,
     )
     if args.colorspace:
         from vfxmatte.io.color import is_linear

@@ -23,6 +23,10 @@ class MatteParams:
     temporal_flow: bool = False
     hr: str = "auto"  # auto | diffusion | pymatting | off (vfxmatte.hr); matte_shot records the resolved one
     write_trimap: bool = False  # the HR auto-trimap as ``trimap.Y``
+    guide: str | None = None  # guide image or sequence pattern (vfxmatte.guide)
+    guide_kind: str = "auto"  # trimap | mask | scribble | auto
+    guide_channel: str | None = None
+    clamp_known: bool = False
 
     def __post_init__(self) -> None:
         from vfxmatte.errors import UsageError
@@ -37,6 +41,8 @@ class MatteParams:
             raise UsageError(f"--lr-size {self.lr_size}: must be between 64 and 4096")
         if self.prompt is not None and len(self.prompt) > 500:
             raise UsageError("--prompt: at most 500 characters")
+        if self.guide_kind not in ("trimap", "mask", "scribble", "auto"):
+            raise UsageError(f"--guide-kind {self.guide_kind}: choose trimap, mask, scribble or auto")
         if self.hr not in ("auto", "diffusion", "pymatting", "off"):
             raise UsageError(f"--hr {self.hr}: choose auto, diffusion, pymatting or off")
         if self.temporal not in ("off", "shared", "prev-latent"):

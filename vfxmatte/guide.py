@@ -176,9 +176,10 @@ def guide_frames(pattern: str, frames: list[int]) -> dict[int, str]:
 
     sequence = FrameSequence.parse(pattern)
     if sequence.is_single:
-        if not sequence.frames_on_disk():
+        on_disk = sequence.frames_on_disk()
+        if not on_disk:
             raise InputError(f"{pattern}: guide file does not exist")
-        return dict.fromkeys(frames, sequence.path(frames[0] if frames else 0))
+        return dict.fromkeys(frames, sequence.path(on_disk[0]))  # one image guides every frame
     present = set(sequence.frames_on_disk())
     missing = [f for f in frames if f not in present]
     if missing:

@@ -570,6 +570,7 @@ def refine(
     seed: int,
     lr_size: int,
     want_trimap: bool = False,
+    guide_trimap: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Refined:
     """Full-resolution matte for ``mode`` (already resolved: diffusion, pymatting or off).
 
@@ -581,6 +582,9 @@ def refine(
     if mode == "off":
         return Refined(alpha=lr_alpha, trimap=auto_trimap(lr_mean, lr_std, height, width) if want_trimap else None)
     trimap = auto_trimap(lr_mean, lr_std, height, width)
+    if guide_trimap is not None:  # (known mask, known values) of a trimap or scribble guide win
+        known, values = guide_trimap
+        trimap[known] = values[known]
     if mode == "pymatting":
         alpha = refine_closed_form(display, trimap, lr_alpha)
         return Refined(alpha=alpha, foreground=foreground_by_tiles(linear, alpha), trimap=trimap)

@@ -21,6 +21,7 @@ import torch
 from scipy import ndimage
 
 from vfxmatte import __version__, hr
+from vfxmatte import guide as guidance
 from vfxmatte.config import MatteParams, RunOptions
 from vfxmatte.errors import FrameError, InputError, OutputError, UsageError
 from vfxmatte.io import color
@@ -168,6 +169,17 @@ def matte_plate(
     temporal = temporal or temporal_state(params)
     member = (int(model.unet.config.out_channels), lr_h // model.latent_factor, lr_w // model.latent_factor)
     noise, start = temporal.inputs(plate.frame, (params.seeds, *member), network_image)
+    strength = params.temporal_strength
+    spatial: guidance.Guide | None = None
+    if params.guide:
+        guide_path = guidance.guide_frames(params.guide, [plate.frame])[plate.frame]
+        spatial = guidance.load_guide(
+            guide_path, params.guide_kind, plate.data_window, plate.display_window, params.guide_channel
+        )
+        plate.warnings.extend(spatial.warnings)
+        if spatial.kind != "mask" and not spatial.unknown.all():
+            # Eq. 8: the guide's known pixels seed the start point (replaces a temporal start).
+            start, strength = guidance.guided_start(model, spatial, lr_h, lr_w, params.seeds), 1.0
     ensemble = lr_ensemble(
         model,
         network_image,
@@ -178,7 +190,7 @@ def matte_plate(
         prompt=params.prompt,
         noise=noise,
         start=start,
-        strength=params.temporal_strength,
+        strength=strength,
     )
     temporal.update(plate.frame, ensemble.latents, network_image)
     lr_mean, lr_std = ensemble.mean, ensemble.std
@@ -196,7 +208,10 @@ def matte_plate(
         seed=params.seed,
         lr_size=params.lr_size,
         want_trimap=params.write_trimap,
+        guide_trimap=(spatial.known, spatial.values) if spatial is not None and spatial.kind != "mask" else None,
     )
+    if spatial is not None:
+        refined.alpha = guidance.apply_to_matte(refined.alpha, spatial, params.clamp_known)
     foreground = refined.foreground if refined.foreground is not None else estimate_foreground(linear, refined.alpha)
     return Matte(
         alpha=refined.alpha,
@@ -382,6 +397,8 @@ def matte_shot(
     if not isinstance(model, MattingModel):
         model = load_run_model(model, options.device)
     params = replace(params, hr=hr.resolve_mode(params.hr, model))  # the header records what ran
+    if params.guide:
+        guidance.guide_frames(params.guide, shot.frames)  # a guide that misses frames fails before any work
     params_json = params.header_json(model.describe())
     movie_out = _plan_movie_output(input_path, output, options)
     if movie_out:
