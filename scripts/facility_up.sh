@@ -80,7 +80,7 @@ EOF
 
 local_postgres() {
     # A PostgreSQL cluster under $STATE/pg, owned by the postgres user when we are root.
-    local initdb pg_ctl pgport=5433 as_pg=()
+    local initdb pg_ctl pgport="${PG_PORT:-5433}" as_pg=() log="$STATE/logs/postgres-setup.log"
     initdb="$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | tail -1 || true)"
     pg_ctl="$(command -v pg_ctl || ls /usr/lib/postgresql/*/bin/pg_ctl 2>/dev/null | tail -1 || true)"
     if [ -z "$initdb" ] || [ -z "$pg_ctl" ]; then
@@ -91,20 +91,20 @@ local_postgres() {
     mkdir -p "$STATE/pg"
     [ "$(id -u)" -eq 0 ] && chown postgres "$STATE/pg"
     if [ ! -d "$STATE/pg/data" ]; then
-        "${as_pg[@]}" "$initdb" -D "$STATE/pg/data" -U prefect --auth=trust -E UTF8 >"$STATE/logs/initdb.log"
+        "${as_pg[@]}" "$initdb" -D "$STATE/pg/data" -U prefect --auth=trust -E UTF8 >>"$log" 2>&1
     fi
-    "${as_pg[@]}" "$pg_ctl" -D "$STATE/pg/data" -l "$STATE/pg/pg.log" -w -o "-p $pgport -h 127.0.0.1 -k $STATE/pg" \
-        status >/dev/null 2>&1 || \
-        "${as_pg[@]}" "$pg_ctl" -D "$STATE/pg/data" -l "$STATE/pg/pg.log" -w -o "-p $pgport -h 127.0.0.1 -k $STATE/pg" start
-    "${as_pg[@]}" "$(dirname "$initdb")/createdb" -h 127.0.0.1 -p "$pgport" -U prefect prefect 2>/dev/null || true
-    echo "postgresql+asyncpg://prefect@127.0.0.1:$pgport/prefect"
+    # Only the URL goes to stdout (the caller captures it); pg_ctl's chatter goes to the log.
+    "${as_pg[@]}" "$pg_ctl" -D "$STATE/pg/data" status >>"$log" 2>&1 || \
+        "${as_pg[@]}" "$pg_ctl" -D "$STATE/pg/data" -l "$STATE/pg/pg.log" -w \
+            -o "-p $pgport -h 127.0.0.1 -k $STATE/pg" start >>"$log" 2>&1
+    echo "postgresql+asyncpg://prefect@127.0.0.1:$pgport/postgres"  # the cluster's own database
 }
 
 if [ "$ROLE" = "all" ] || [ "$ROLE" = "server" ]; then
     DATABASE_URL="${DATABASE_URL:-$(local_postgres)}"
     if [ ! -f "$STATE/server.pid" ] || ! kill -0 "$(cat "$STATE/server.pid")" 2>/dev/null; then
         PREFECT_API_DATABASE_CONNECTION_URL="$DATABASE_URL" setsid "$VENV_BIN/prefect" server start \
-            --host "$HOST" --port "$PORT" >"$STATE/logs/server.log" 2>&1 &
+            --host "$HOST" --port "$PORT" >"$STATE/logs/server.log" 2>&1 </dev/null &
         echo $! >"$STATE/server.pid"
     fi
     wait_healthy
@@ -118,16 +118,18 @@ fi
 
 if [ "$ROLE" = "all" ] || [ "$ROLE" = "workers" ]; then
     wait_healthy
+    cd "$HERE"  # deployments load the flows from this checkout
     : "${VFXMATTE_ROOTS:?set VFXMATTE_ROOTS to the folders flows may read and write (os.pathsep-separated)}"
     n="$(gpu_count)"
     for ((i = 0; i < n; i++)); do
         limit="gpu"; [ "$n" -gt 1 ] && limit="gpu-$i"
         pidfile="$STATE/worker-$i.pid"
         if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then continue; fi
-        (cd "$HERE" && CUDA_VISIBLE_DEVICES="$i" VFXMATTE_GPU_LIMIT="$limit" VFXMATTE_DEVICE=cuda \
+        # A simple command (no subshell) so $! is the worker itself and nothing keeps our stdout open.
+        CUDA_VISIBLE_DEVICES="$i" VFXMATTE_GPU_LIMIT="$limit" VFXMATTE_DEVICE=cuda \
             setsid "$VENV_BIN/prefect" worker start --pool vfxmatte-gpu --type process \
-            --name "$(hostname)-gpu$i" >"$STATE/logs/worker-$i.log" 2>&1 &
-            echo $! >"$pidfile")
+            --name "$(hostname)-gpu$i" >"$STATE/logs/worker-$i.log" 2>&1 </dev/null &
+        echo $! >"$pidfile"
         echo "facility: worker $(hostname)-gpu$i (CUDA_VISIBLE_DEVICES=$i, limit $limit)"
     done
 fi
