@@ -143,6 +143,7 @@ def result_json(artifact: Any) -> dict[str, Any]:
     return json.loads(text[len("```json\n") : -len("\n```")])
 
 
+@pytest.mark.slow
 def test_matte_shot_chunks_resume_and_artifacts(harness: None, flow_env: Path) -> None:
     from flows.matte_shot import matte_shot
 
@@ -215,3 +216,29 @@ def test_paths_outside_the_roots_are_refused(harness: None, flow_env: Path, tmp_
     state = matte_shot(pattern, str(flow_env / "out" / "m.####.exr"), return_state=True)
     assert state.is_failed() and "outside the allowed roots" in (state.message or "")
     assert not (flow_env / "out").exists()
+
+
+@pytest.mark.slow
+def test_matte_new_shots_finds_incomplete_shots_and_skips_done_ones(harness: None, flow_env: Path) -> None:
+    from flows.new_shots import matte_new_shots, pending_shots
+
+    drop, mattes = flow_env / "drop", flow_env / "mattes"
+    write_sequence(drop / "sq010", [1001, 1002], stem="plate")
+    write_sequence(drop / "sq020", [1001, 1002], stem="bg")
+    (drop / ".hidden").mkdir()
+    todo = pending_shots(str(drop), None, str(mattes))
+    assert [(t["name"], t["output"]) for t in todo] == [
+        ("sq010_plate", str(mattes / "sq010_plate" / "plate.####.exr")),
+        ("sq020_bg", str(mattes / "sq020_bg" / "bg.####.exr")),
+    ]
+    outcome = matte_new_shots(drop=str(drop), output_root=str(mattes), preset="draft", review=False)
+    assert outcome == {"done": [t["output"] for t in todo], "failed": {}}
+    assert sorted(os.listdir(mattes / "sq020_bg")) == ["bg.1001.exr", "bg.1002.exr"]
+    assert pending_shots(str(drop), None, str(mattes)) == []  # complete now: the next scheduled run has nothing to do
+    write_sequence(drop / "sq010", [1003], stem="plate")  # a new frame arrives
+    assert [t["name"] for t in pending_shots(str(drop), None, str(mattes))] == ["sq010_plate"]
+
+    manifest = flow_env / "manifest.json"
+    manifest.write_text(json.dumps({"shots": [{"input": "/etc/x.####.exr", "output": str(mattes / "x.####.exr")}]}))
+    state = matte_new_shots(manifest=str(manifest), return_state=True)
+    assert state.is_failed() and "1 of 1 shot(s) failed" in (state.message or "")
