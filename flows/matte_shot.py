@@ -278,6 +278,7 @@ def run_shot(request: MatteShotRequest, settings: FlowSettings) -> dict[str, Any
             else:
                 chunk_records = value
             records.update({r["frame"]: r for r in chunk_records})
+            _WRITTEN.pop(str(state.state_details.task_run_id), None)  # a long-lived process keeps no history
     finally:
         _PROGRESS.pop(flow_run_id, None)
         progress.finish()

@@ -36,6 +36,10 @@ def _number(name: str, default: float, minimum: float) -> float:
     return value
 
 
+def _optional_number(name: str, minimum: float) -> float | None:
+    return _number(name, 0.0, minimum) if os.environ.get(name, "").strip() else None
+
+
 @dataclass(frozen=True)
 class FlowSettings:
     roots: tuple[str, ...]
@@ -58,9 +62,7 @@ class FlowSettings:
             lease_seconds=_number("VFXMATTE_GPU_LEASE_SECONDS", 300.0, 60.0),
             retries=int(_number("VFXMATTE_RETRIES", 2, 0)),
             retry_delay=_number("VFXMATTE_RETRY_DELAY", 10.0, 0.0),
-            flag_threshold=_number("VFXMATTE_FLAG_THRESHOLD", -1.0, 0.0)
-            if os.environ.get("VFXMATTE_FLAG_THRESHOLD", "").strip()
-            else None,
+            flag_threshold=_optional_number("VFXMATTE_FLAG_THRESHOLD", 0.0),
             flag_factor=_number("VFXMATTE_FLAG_FACTOR", 1.5, 0.0),
             model=os.environ.get("VFXMATTE_MODEL") or None,
             device=os.environ.get("VFXMATTE_DEVICE", "").strip() or "auto",

@@ -38,6 +38,19 @@ def timed(command: list[str], env: dict[str, str]) -> float:
     return seconds
 
 
+def tiny_model(folder: Path) -> Path:
+    """The tests' tiny seeded model (tests/conftest.py configs), for machines without the bundled one."""
+    import torch
+    from conftest import TINY_UNET, TINY_VAE
+
+    from vfxmatte.model.build import build_model
+    from vfxmatte.model.core import save_model
+
+    torch.manual_seed(0)
+    save_model(build_model(TINY_VAE, TINY_UNET, path=folder), folder, {"name": "tiny-test"})
+    return folder
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=24)
@@ -57,6 +70,10 @@ def main() -> int:
         env.pop("PREFECT_API_URL", None)  # the embedded default: an ephemeral server per run
         env["PREFECT_HOME"] = str(work / "prefect-home")
         common = ["--preset", args.preset]
+        model_name = args.model or "the bundled model"
+        if not args.model and not (REPO / "vfxmatte" / "model" / "default" / "unet" / "config.json").exists():
+            args.model = str(tiny_model(work / "tiny-model"))
+            model_name = "the tests' tiny model (bundled model absent)"
         if args.model:
             env["VFXMATTE_MODEL"] = args.model
         cli_times: list[float] = []
@@ -74,6 +91,7 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
 
     cli, flow = statistics.median(cli_times), statistics.median(flow_times)
+    print(f"Model: {model_name}; {os.cpu_count()} CPU cores.\n")
     print(f"| {args.frames} frames {args.size}x{args.size}, preset {args.preset}, chunk {args.chunk_size} "
           "| wall (median) | per frame | overhead |")
     print("|---|---:|---:|---:|")

@@ -242,3 +242,23 @@ def test_matte_new_shots_finds_incomplete_shots_and_skips_done_ones(harness: Non
     manifest.write_text(json.dumps({"shots": [{"input": "/etc/x.####.exr", "output": str(mattes / "x.####.exr")}]}))
     state = matte_new_shots(manifest=str(manifest), return_state=True)
     assert state.is_failed() and "1 of 1 shot(s) failed" in (state.message or "")
+
+
+@pytest.mark.slow
+def test_vfxmatte_flow_run_cli_embedded_server(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """`vfxmatte flow run` in a fresh process: Prefect's ephemeral server, no set-up, JSON summary, exit codes."""
+    import subprocess
+    import sys
+
+    pattern = write_sequence(tmp_path / "plate", [1001, 1002])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env.update(VFXMATTE_ROOTS=str(tmp_path), VFXMATTE_MODEL=str(tiny_model_dir), PREFECT_HOME=str(tmp_path / "ph"))
+    command = [sys.executable, "-m", "vfxmatte.cli", "flow", "run", pattern, "-o", str(tmp_path / "out") + "/",
+               "--preset", "draft", "--no-review", "--json"]
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout)
+    assert result["frames"]["written"] == [1001, 1002] and result["output"] == str(tmp_path / "out" / "plate.####.exr")
+    assert sorted(os.listdir(tmp_path / "out")) == ["plate.1001.exr", "plate.1002.exr"]
+    refused = subprocess.run([*command[:5], "/etc/hosts", *command[6:]], env=env, capture_output=True, text=True)
+    assert refused.returncode == 2 and "outside the allowed roots" in refused.stderr
