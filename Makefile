@@ -31,7 +31,7 @@ demo: $(STAMP)
 	@ls -1 $(DEMO_OUT)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check vfxmatte tests scripts nuke_bridge
+	$(VENV)/bin/ruff check vfxmatte flows tests scripts nuke_bridge
 	$(VENV)/bin/mypy
 	# The Nuke bridge against the types-nuke stubs (3.10: mypy's oldest target; ruff checks it as py39).
 	$(VENV)/bin/mypy --python-version 3.10 nuke_bridge
