@@ -5,12 +5,14 @@ Writes a synthetic scene-linear EXR shot (default 24 frames), then mattes it, al
 
 - ``vfxmatte matte IN -o OUT``               (the plain CLI), and
 - ``vfxmatte flow run IN -o OUT``           (the flow in-process on Prefect's ephemeral server,
-  whose start-up is included: that is what a user of the embedded default pays),
+  whose start-up is included: that is what a user of the embedded default pays), and
+- the same with ``PREFECT_API_URL`` naming a ``prefect server`` started beforehand (facility mode:
+  the per-run cost of API calls, task states, the GPU slot and the artifacts, no server start-up),
 
 each in a fresh process into a fresh output folder, ``--repeats`` times.  Prints a Markdown table
 of wall time, per-frame time and overhead (flow − CLI) / CLI, from the median of the repeats.
 
-    .venv/bin/python scripts/bench_flows.py --frames 24 --size 128 --repeats 2
+    .venv/bin/python scripts/bench_flows.py --frames 24 --size 128 --preset draft --repeats 1
 """
 
 from __future__ import annotations
@@ -78,6 +80,11 @@ def main() -> int:
             env["VFXMATTE_MODEL"] = args.model
         cli_times: list[float] = []
         flow_times: list[float] = []
+        served_times: list[float] = []
+        from prefect_server import _start, _stop
+
+        server = _start(work / "server-home", f"sqlite+aiosqlite:///{work / 'server-home' / 'prefect.db'}")
+        served_env = dict(env, PREFECT_API_URL=server.api_url)
         for repeat in range(args.repeats):
             out = work / f"cli{repeat}" / "matte.####.exr"
             model = ["--model", args.model] if args.model else []
@@ -86,7 +93,12 @@ def main() -> int:
             out = work / f"flow{repeat}" / "matte.####.exr"
             flow_times.append(timed([sys.executable, "-m", "vfxmatte.cli", "flow", "run", pattern, "-o", str(out),
                                      "--chunk-size", str(args.chunk_size), "--no-review", *common], env))
-            print(f"repeat {repeat + 1}: cli {cli_times[-1]:.1f} s, flow {flow_times[-1]:.1f} s", file=sys.stderr)
+            out = work / f"served{repeat}" / "matte.####.exr"
+            served_times.append(timed([sys.executable, "-m", "vfxmatte.cli", "flow", "run", pattern, "-o", str(out),
+                                       "--chunk-size", str(args.chunk_size), "--no-review", *common], served_env))
+            print(f"repeat {repeat + 1}: cli {cli_times[-1]:.1f} s, flow {flow_times[-1]:.1f} s, "
+                  f"flow on a running server {served_times[-1]:.1f} s", file=sys.stderr)
+        _stop(server)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -98,6 +110,9 @@ def main() -> int:
     print(f"| `vfxmatte matte` | {cli:.1f} s | {cli / args.frames:.2f} s | — |")
     print(f"| `vfxmatte flow run` (ephemeral server) | {flow:.1f} s | {flow / args.frames:.2f} s "
           f"| {100 * (flow - cli) / cli:+.1f} % ({(flow - cli) / args.frames:+.2f} s/frame) |")
+    served = statistics.median(served_times)
+    print(f"| `vfxmatte flow run` on a running `prefect server` | {served:.1f} s | {served / args.frames:.2f} s "
+          f"| {100 * (served - cli) / cli:+.1f} % ({(served - cli) / args.frames:+.2f} s/frame) |")
     return 0
 
 
