@@ -23,7 +23,7 @@ from vfxmatte.bench import (
 from vfxmatte.config import MatteParams
 from vfxmatte.errors import InputError, UsageError
 
-FAST = MatteParams(steps=2, seeds=2, lr_size=64)
+FAST = MatteParams(steps=2, seeds=2, lr_size=64, hr="off")
 
 
 def _touch(folder: Path, *names: str) -> None:

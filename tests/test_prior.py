@@ -78,3 +78,55 @@ def test_prediction_is_deterministic_and_sized_like_the_input() -> None:
     assert np.array_equal(a, b)
     with pytest.raises(ValueError):
         prior.predict(image[..., 0])
+
+
+def test_matte_records_the_prior_and_its_time_and_none_or_a_guide_bypass_it(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    import json
+
+    from tests.test_cli import make_sequence, runner, spec_of
+
+    cli = runner(tiny_model_dir)
+    pattern = make_sequence(tmp_path / "in", frames=(1001,))
+    code, out, err = cli("matte", pattern, "-o", tmp_path / "a" / "m.####.exr", "--hr", "off", "--json")
+    assert code == 0, err
+    timings = json.loads(out)["timings"]
+    assert timings["prior_s"]["1001"] > 0
+    header = str(spec_of(tmp_path / "a" / "m.1001.exr").getattribute("vfxmatte:model"))
+    assert f"prior u2netp sha256:{SHA256}" in header
+
+    code, out, err = cli(
+        "matte", pattern, "-o", tmp_path / "b" / "m.####.exr", "--hr", "off", "--prior", "none", "--json"
+    )
+    assert code == 0, err
+    assert json.loads(out)["timings"]["prior_s"]["1001"] == 0
+    assert "prior" not in str(spec_of(tmp_path / "b" / "m.1001.exr").getattribute("vfxmatte:model"))
+    a = oiio.ImageBuf(str(tmp_path / "a" / "m.1001.exr")).get_pixels(oiio.FLOAT)
+    b = oiio.ImageBuf(str(tmp_path / "b" / "m.1001.exr")).get_pixels(oiio.FLOAT)
+    assert not np.array_equal(a, b), "the prior must change where sampling starts"
+
+    guide = tmp_path / "guide.png"
+    trimap = np.full((64, 64), 128, np.uint8)
+    trimap[:, :16] = 0
+    trimap[24:40, 24:40] = 255
+    spec = oiio.ImageSpec(64, 64, 1, oiio.UINT8)
+    out_buf = oiio.ImageBuf(spec)
+    out_buf.set_pixels(oiio.ROI(0, 64, 0, 64, 0, 1, 0, 1), trimap[..., None])
+    assert out_buf.write(str(guide))
+    code, out, err = cli(
+        "matte",
+        pattern,
+        "-o",
+        tmp_path / "c" / "m.####.exr",
+        "--hr",
+        "off",
+        "--guide",
+        guide,
+        "--guide-kind",
+        "trimap",
+        "--json",
+    )
+    assert code == 0, err
+    assert json.loads(out)["timings"]["prior_s"]["1001"] == 0
+    assert "prior" not in str(spec_of(tmp_path / "c" / "m.1001.exr").getattribute("vfxmatte:model"))

@@ -31,7 +31,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -219,6 +219,7 @@ class BenchResult:
     peak_rss_gib: float | None
     peak_cuda_gib: float | None
     trimaps: bool
+    guided: bool = False
     unmatched: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     machine: dict[str, Any] = field(default_factory=dict)
@@ -260,7 +261,7 @@ class BenchResult:
             "params": asdict(self.params),
             "count": len(self.items),
             "conventions": {"whole": WHOLE_CONVENTION, "unknown": UNKNOWN_CONVENTION},
-            "trimap_guided": False,
+            "trimap_guided": self.guided,
             "trimaps": self.trimaps,
             "mean": {"whole": self.mean_whole.as_dict(), "unknown": None if unknown is None else unknown.as_dict()},
             "seconds_per_image": round(self.seconds_per_image, 4),
@@ -365,6 +366,7 @@ def run_bench(
     *,
     save: str | os.PathLike[str] | None = None,
     label: str | None = None,
+    guided: bool = False,
 ) -> BenchResult:
     """Matte every item of a dataset folder and score it against its alpha.
 
@@ -381,10 +383,10 @@ def run_bench(
     the model and everything loaded before), and on CUDA also the peak memory allocated by
     torch during the run.
 
-    ``trimaps=True`` does **not** guide the model with the trimap -- the model has no
-    spatial guidance yet; trimap-guided sampling comes with the guidance issue.  It scores
-    the same trimap-free prediction inside each trimap's unknown region (DIM / GCA
-    convention), and the result says so (``trimap_guided: false``).
+    ``trimaps=True`` also scores each prediction inside its trimap's unknown region (DIM /
+    GCA convention).  ``guided=True`` (needs ``trimaps``) hands each image's trimap to the
+    model as a ``--guide-kind trimap`` guide (Eq. 8); otherwise the prediction stays
+    trimap-free.
     """
     import torch
 
@@ -396,6 +398,8 @@ def run_bench(
     if limit is not None and limit < 1:
         raise UsageError(f"--limit {limit}: must be at least 1")
     scan = scan_dataset(root)
+    if guided and not trimaps:
+        raise UsageError("--guided needs --trimaps: the trimaps are the guides")
     if trimaps and not scan.has_trimaps:
         raise UsageError(f"{scan.root}: --trimaps needs a trimap folder ({', '.join(TRIMAP_DIRS)}); none found")
     items = scan.items[:limit] if limit is not None else scan.items
@@ -422,7 +426,10 @@ def run_bench(
         if cuda:
             torch.cuda.synchronize(torch_device)
         started = time.perf_counter()
-        matte = matte_plate(loaded, plate, params)
+        run_params = params
+        if guided and item.trimap is not None:
+            run_params = replace(params, guide=str(item.trimap), guide_kind="trimap")
+        matte = matte_plate(loaded, plate, run_params)
         if cuda:
             torch.cuda.synchronize(torch_device)
         seconds = time.perf_counter() - started
@@ -459,6 +466,7 @@ def run_bench(
         peak_rss_gib=_peak_rss_gib(),
         peak_cuda_gib=torch.cuda.max_memory_allocated(torch_device) / _GIB if cuda else None,
         trimaps=trimaps,
+        guided=guided,
         unmatched=scan.unmatched,
         notes=list(dict.fromkeys(notes)),
         machine=_machine(torch_device),
@@ -488,6 +496,10 @@ def add_bench_parser(sub: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="also score the trimap's unknown region (DIM convention); the prediction stays trimap-free",
     )
+    p.add_argument("--guided", action="store_true", help="with --trimaps: guide the model with each trimap (Eq. 8)")
+    p.add_argument("--hr", default="auto", choices=("auto", "diffusion", "pymatting", "off"), help="as vfxmatte matte")
+    p.add_argument("--prior", default="u2netp", choices=("u2netp", "none"), help="as vfxmatte matte (u2netp)")
+    p.add_argument("--prior-strength", type=float, default=0.8, help="as vfxmatte matte (0.8)")
     p.add_argument("--limit", type=int, help="benchmark the first N images (by name) only")
     p.add_argument("--save", help="write each predicted alpha as an 8-bit PNG into this folder")
     p.add_argument("--label", help="first cell of the table row (default: the model's name)")
@@ -497,7 +509,16 @@ def add_bench_parser(sub: Any) -> argparse.ArgumentParser:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run ``vfxmatte bench``: a Markdown table (or ``--json``) on stdout, progress on stderr."""
-    params = MatteParams(steps=args.steps, seeds=args.seeds, lr_size=args.lr_size, seed=args.seed)
+    params = MatteParams(
+        steps=args.steps,
+        seeds=args.seeds,
+        lr_size=args.lr_size,
+        seed=args.seed,
+        hr=args.hr,
+        prior=args.prior,
+        prior_strength=args.prior_strength,
+        temporal="off",
+    )
     count = 0
 
     def progress(result: BenchItemResult) -> None:
@@ -516,6 +537,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         on_item=progress,
         save=args.save,
         label=args.label,
+        guided=args.guided,
     )
     if sys.stderr.isatty():
         print(file=sys.stderr)

@@ -67,6 +67,14 @@ def _add_matte(sub: Any) -> None:
     p.add_argument("--guide-channel", help="EXR channel holding the guide (default: its alpha)")
     p.add_argument("--clamp-known", action="store_true", default=None, help="force the guide's known pixels")
     p.add_argument(
+        "--prior", choices=("u2netp", "none"),
+        help="salient-object prior for runs without --guide: its coarse mask is where sampling starts "
+        "(default u2netp; ignored when a guide is given)",
+    )
+    p.add_argument(
+        "--prior-strength", type=float, help="fraction of the DDIM schedule run from the noised prior mask (0.8)"
+    )
+    p.add_argument(
         "--temporal", choices=("off", "shared", "prev-latent"),
         help="temporal stability: off (independent noise per frame), shared (one noise for every frame), "
         "prev-latent (start each frame from the previous frame's LR latent, Eq. 6); default: shared",
@@ -146,6 +154,8 @@ def _cmd_matte(args: argparse.Namespace) -> int:
         guide_kind=args.guide_kind,
         guide_channel=args.guide_channel,
         clamp_known=args.clamp_known,
+        prior=args.prior,
+        prior_strength=args.prior_strength,
     )
     if args.colorspace:
         from vfxmatte.io.color import is_linear

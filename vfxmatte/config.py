@@ -27,6 +27,8 @@ class MatteParams:
     guide_kind: str = "auto"  # trimap | mask | scribble | auto
     guide_channel: str | None = None
     clamp_known: bool = False
+    prior: str = "u2netp"  # u2netp | none (vfxmatte.prior): coarse-mask start for runs without a guide
+    prior_strength: float = 0.8  # fraction of the DDIM schedule run from the noised prior mask
 
     def __post_init__(self) -> None:
         from vfxmatte.errors import UsageError
@@ -47,8 +49,17 @@ class MatteParams:
             raise UsageError(f"--hr {self.hr}: choose auto, diffusion, pymatting or off")
         if self.temporal not in ("off", "shared", "prev-latent"):
             raise UsageError(f"--temporal {self.temporal}: choose off, shared or prev-latent")
+        if self.prior not in ("u2netp", "none"):
+            raise UsageError(f"--prior {self.prior}: choose u2netp or none")
+        if not 0.0 < self.prior_strength <= 1.0:
+            raise UsageError(f"--prior-strength {self.prior_strength}: must be in (0, 1]")
         if not 0.0 < self.temporal_strength <= 1.0:
             raise UsageError(f"--temporal-strength {self.temporal_strength}: must be in (0, 1]")
+
+    @property
+    def uses_prior(self) -> bool:
+        """The salient-object prior runs only where the user gave no guide."""
+        return self.prior != "none" and not self.guide
 
     def header_json(self, model: str) -> str:
         """Canonical JSON of the pixel-affecting parameters plus the model identity."""

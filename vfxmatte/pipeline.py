@@ -35,7 +35,9 @@ from vfxmatte.io.sequence import (
     sequence_stem,
 )
 from vfxmatte.model.core import MattingModel, load_model, resolve_device
-from vfxmatte.sampling import lr_ensemble, lr_shape, resize
+from vfxmatte.prior import SHA256 as PRIOR_SHA256
+from vfxmatte.prior import load_prior
+from vfxmatte.sampling import encode_image, lr_ensemble, lr_shape, resize
 from vfxmatte.temporal import TemporalState, temporal_state
 
 Status = Literal["written", "skipped", "failed"]
@@ -49,6 +51,7 @@ class FrameResult:
     error: str | None = None
     uncertainty: float | None = None
     seconds: float = 0.0
+    prior_seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
     traceback: str | None = None  # where a failure was raised, for ``--debug``; not in ``as_dict``
 
@@ -96,6 +99,7 @@ class ShotSummary:
             "timings": {
                 "total_s": round(self.seconds, 3),
                 "per_frame_s": {str(r.frame): round(r.seconds, 3) for r in self.results if r.status == "written"},
+                "prior_s": {str(r.frame): round(r.prior_seconds, 3) for r in self.results if r.status == "written"},
             },
             "warnings": [w for r in self.results for w in r.warnings],
             "notes": self.notes,
@@ -112,10 +116,25 @@ class Matte:
     colorspace: str
     score: float  # mean uncertainty in the edge band (header ``vfxmatte:uncertainty``)
     trimap: np.ndarray | None = None  # the HR auto-trimap (0 / 0.5 / 1), written as ``trimap.Y``
+    prior_seconds: float = 0.0  # time spent in the salient-object prior
 
     @property
     def premultiplied(self) -> np.ndarray:
         return self.foreground * self.alpha[..., None]
+
+
+def describe_run(model: MattingModel, params: MatteParams) -> str:
+    """``vfxmatte:model``: the matting model's name and sha256, plus the prior's where one runs."""
+    text = model.describe()
+    if params.uses_prior:
+        text += f"; prior {params.prior} sha256:{PRIOR_SHA256}"
+    return text
+
+
+def mask_latents(model: MattingModel, mask: np.ndarray, seeds: int) -> torch.Tensor:
+    """A coarse (h, w) mask in [0, 1] encoded like an alpha matte, one copy per ensemble member."""
+    pixels = torch.from_numpy(np.repeat(mask[None].astype(np.float32), 3, axis=0))[None]
+    return encode_image(model, pixels).float().cpu().expand(seeds, -1, -1, -1).contiguous()
 
 
 def edge_band_uncertainty(alpha: np.ndarray, uncertainty: np.ndarray, radius: int = 2) -> float:
@@ -180,6 +199,16 @@ def matte_plate(
         if spatial.kind != "mask" and not spatial.unknown.all():
             # Eq. 8: the guide's known pixels seed the start point (replaces a temporal start).
             start, strength = guidance.guided_start(model, spatial, lr_h, lr_w, params.seeds), 1.0
+    prior_seconds = 0.0
+    if params.uses_prior and start is None:
+        # No guide and no previous-frame start: the salient-object prior's coarse mask, noised to
+        # ``prior_strength`` of the schedule, is where sampling starts (SDEdit-style, as Eq. 6/8).
+        prior = load_prior(params.prior)
+        assert prior is not None
+        prior_started = time.perf_counter()
+        mask = prior.predict(network_image)
+        prior_seconds = time.perf_counter() - prior_started
+        start, strength = mask_latents(model, mask, params.seeds), params.prior_strength
     ensemble = lr_ensemble(
         model,
         network_image,
@@ -220,6 +249,7 @@ def matte_plate(
         colorspace=linear_space,
         score=edge_band_uncertainty(lr_mean, lr_std),
         trimap=refined.trimap if params.write_trimap else None,
+        prior_seconds=prior_seconds,
     )
 
 
@@ -399,13 +429,13 @@ def matte_shot(
     params = replace(params, hr=hr.resolve_mode(params.hr, model))  # the header records what ran
     if params.guide:
         guidance.guide_frames(params.guide, shot.frames)  # a guide that misses frames fails before any work
-    params_json = params.header_json(model.describe())
+    params_json = params.header_json(describe_run(model, params))
     movie_out = _plan_movie_output(input_path, output, options)
     if movie_out:
         out_seq, skip = FrameSequence.parse(os.path.abspath(output)), set[int]()
     else:
         out_seq, skip = _plan_outputs(shot, output, params_json, options.overwrite)
-    summary = ShotSummary(input=shot.description, output=out_seq.pattern, model=model.describe())
+    summary = ShotSummary(input=shot.description, output=out_seq.pattern, model=describe_run(model, params))
     writer: MovieWriter | None = None
     # A killed run's half-written frames are hidden temp files; a resumed run clears them.
     for stale in remove_stale_temporaries([output_path(out_seq, f) for f in shot.frames]):
@@ -482,6 +512,7 @@ def matte_shot(
                     path=target,
                     uncertainty=matte.score,
                     seconds=time.perf_counter() - frame_started,
+                    prior_seconds=matte.prior_seconds,
                     warnings=plate.warnings,
                 )
             )
@@ -565,7 +596,7 @@ def write_matte(
         channels["trimap.Y"] = matte.trimap
     attributes: dict[str, str | float | int] = {
         "vfxmatte:version": __version__,
-        "vfxmatte:model": model.describe(),
+        "vfxmatte:model": describe_run(model, params),
         "vfxmatte:params": params_json,
         "vfxmatte:seed": params.seed,
         "vfxmatte:uncertainty": float(matte.score),
