@@ -55,5 +55,6 @@ def confine(path: str, what: str = "path", roots: Sequence[str] | None = None) -
     resolved = _resolve(path)
     for root in allowed:
         if resolved == root or resolved.startswith(root.rstrip(os.sep) + os.sep):
-            return os.path.abspath(path)
+            # Keep a trailing separator: "out/" means "a directory" to the output resolver.
+            return os.path.abspath(path) + (os.sep if path.endswith(("/", os.sep)) else "")
     raise UsageError(f"{what} {path}: outside the allowed roots ({os.pathsep.join(allowed)}); set {ROOTS_ENV}")
