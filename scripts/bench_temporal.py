@@ -158,9 +158,11 @@ def main() -> int:
         matte_shot(shot, str(tmp / "warm" / "m.####.exr"), params(MODES[0]), options, frames=[1001], model=model)
         for mode in modes:
             out = str(tmp / mode.label.replace(" ", "_").replace("+", "") / "m.####.exr")
-            started = time.perf_counter()
+            # CPU time of this process, not wall time: other jobs share the machine, and a
+            # single-threaded run's CPU seconds do not depend on how much of it they take.
+            started = time.process_time()
             summary = matte_shot(shot, out, params(mode), options, model=model)
-            seconds = time.perf_counter() - started
+            seconds = time.process_time() - started
             if summary.exit_code != 0:
                 raise SystemExit(f"{mode.label}: matte_shot exited {summary.exit_code}")
             preds = read_alphas(out, frames)
@@ -203,16 +205,24 @@ def _pct(value: object) -> str:
 
 
 def render(results: list[dict[str, object]], args: argparse.Namespace, model: str, command: str) -> str:
-    lines = [
-        "## Temporal stability: synthetic moving shot",
-        "",
+    lines = ["## Temporal stability: synthetic moving shot", ""]
+    if args.model:
+        lines += [
+            f"> **Provisional**: measured with `{args.model}`, not the bundled default model (it was not "
+            "trained yet); rerun `python scripts/bench_temporal.py --update-docs` once `vfxmatte/model/default` "
+            "exists.  An untrained model's mattes are far from the truth, so only the relative dtSSD and "
+            "the chunk bound mean much here.",
+            "",
+        ]
+    lines += [
         f"{args.frames} frames of {args.size}x{args.size} px: a furry creature from the training generator "
         f"(`vfxmatte/train/synthetic.py`, shot seed {args.shot_seed}) moving and turning 35 degrees over a "
         "panning background, matted through `vfxmatte.pipeline.matte_shot` (the CLI's code path) with "
         f"model `{model}`, steps {args.steps}, seeds {args.seeds}, LR size {args.size}, HR {args.hr}, "
         f"seed {args.seed}, on the CPU "
         f"({args.threads} thread, {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs; "
-        "other jobs were running on the machine, so times are indicative).  dtSSD: mean over frame pairs, "
+        "s/frame is CPU seconds of the benchmark process per frame, so other jobs on the machine do not "
+        "skew it).  dtSSD: mean over frame pairs, "
         "RobustVideoMatting scale (`vfxmatte.metrics.dtssd`); SAD: whole image /1000, mean over frames.  "
         "Lower is better for both.",
         "",
