@@ -119,6 +119,22 @@ def cmd_baseline(args: argparse.Namespace) -> int:
         image = np.clip(plate.rgb, 0.0, 1.0)
         if args.kind == "zero":
             alpha = np.zeros(image.shape[:2], np.float32)
+        elif args.kind == "u2netp":
+            from vfxmatte.prior import load_prior
+
+            prior = load_prior("u2netp")
+            assert prior is not None
+            alpha = prior.predict(image)
+        elif args.kind == "closed-form":
+            import OpenImageIO as oiio
+            from pymatting import estimate_alpha_cf
+
+            if item.trimap is None:
+                raise SystemExit(f"{item.image}: closed-form needs a trimap")
+            values = np.asarray(oiio.ImageBuf(str(item.trimap)).get_pixels(oiio.FLOAT))[..., 0].astype(np.float64)
+            values = values / max(float(values.max()), 1e-6)
+            trimap = np.where(values <= 0.0, 0.0, np.where(values >= 1.0, 1.0, 0.5))
+            alpha = np.clip(estimate_alpha_cf(image.astype(np.float64), trimap), 0.0, 1.0).astype(np.float32)
         else:
             alpha = _difference_key(image)
         _write_png(Path(args.out) / f"{item.name}.png", _to_uint8(alpha))
@@ -210,7 +226,8 @@ def _code(commands: list[str]) -> list[str]:
 
 def _quality_section(
     run: Runner, title: str, dataset: Path, model_args: list[str], device: str, limit: int | None, trimaps: bool,
-    work: Path, intro: str,
+    work: Path, intro: str, variants: tuple[tuple[str, tuple[str, ...]], ...] = (),
+    baseline_kinds: tuple[str, ...] = ("zero", "difference-key"),
 ) -> list[str]:
     data = _rel(dataset)
     limit_args = ["--limit", str(limit)] if limit else []
@@ -220,8 +237,13 @@ def _quality_section(
     result, bench_cmd = run.vfxmatte(*bench_args)
     label = f"vfxmatte ({result['label']})"
     commands = [bench_cmd]
+    variant_results: list[tuple[str, dict[str, Any]]] = []
+    for variant_label, extra in variants:
+        variant, variant_cmd = run.vfxmatte(*bench_args, *extra)
+        commands.append(variant_cmd)
+        variant_results.append((f"vfxmatte {variant_label}", variant))
     baselines: list[tuple[str, dict[str, Any]]] = []
-    for kind in ("zero", "difference-key"):
+    for kind in baseline_kinds:
         out = _rel(work / "baselines" / dataset.name / kind)
         commands.append(run.helper("baseline", kind, data, out, *limit_args))
         eval_args = ["eval", out, _rel(dataset / Path(result["items"][0]["alpha"]).parent.name)]
@@ -238,18 +260,23 @@ def _quality_section(
         HEADER.format(first="method"),
         _row(label, result["mean"]["whole"], result["seconds_per_image"], _peak(result)),
     ]
+    for variant_label, variant in variant_results:
+        lines.append(_row(variant_label, variant["mean"]["whole"], variant["seconds_per_image"], _peak(variant)))
     for kind, report in baselines:
         lines.append(_row(f"baseline: {kind}", report["mean"]["whole"]))
     if trimaps:
         lines += [
             "",
             f"Trimap unknown region ({count} images, Trimap1; DIM / GCA convention: MSE ×1e3, MAD ×1e3, "
-            "SAD /1000, Conn /1000, Grad /1000).  The prediction is the same trimap-free one: the model takes "
-            "no trimap guidance yet, so this scores it inside the band the trimap marks unknown.",
+            "SAD /1000, Conn /1000, Grad /1000).  Rows without `--guided` / `closed-form` are trimap-free "
+            "predictions scored inside the band the trimap marks unknown; `--guided` gives the model each "
+            "trimap as an Eq. 8 guide, and `closed-form` is pymatting's `estimate_alpha_cf` with the same trimap.",
             "",
             HEADER.format(first="method"),
             _row(label, result["mean"]["unknown"], result["seconds_per_image"], _peak(result)),
         ]
+        for variant_label, variant in variant_results:
+            lines.append(_row(variant_label, variant["mean"]["unknown"], variant["seconds_per_image"], _peak(variant)))
         for kind, report in baselines:
             lines.append(_row(f"baseline: {kind}", report["mean"]["unknown"]))
     lines += [
@@ -419,7 +446,11 @@ def cmd_all(args: argparse.Namespace) -> int:
         True,
         work,
         "The low-resolution training set of the alphamatting.com benchmark (`../shared/data/matting`, see its "
-        "INDEX.md; evaluation only, never used for training).  Whole image and the unknown region of Trimap1.",
+        "INDEX.md; evaluation only, never used for training).  Whole image and the unknown region of Trimap1.  "
+        "The default run uses the U²-Netp prior and the CPU `--hr pymatting` refine; the variants switch one "
+        "of them off, or guide with the trimap.  `baseline: u2netp` is the raw prior (320², bilinear back).",
+        variants=(("--prior none", ("--prior", "none")), ("--hr off", ("--hr", "off")), ("--guided", ("--guided",))),
+        baseline_kinds=("zero", "difference-key", "u2netp", "closed-form"),
     )
     synth_lines = _quality_section(
         run,
@@ -472,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--height", type=int)
     p.add_argument("--seed", type=int, default=SYNTH_SEED)
     p = sub.add_parser("baseline", help="a trimap-free baseline's mattes for a dataset")
-    p.add_argument("kind", choices=("zero", "difference-key"))
+    p.add_argument("kind", choices=("zero", "difference-key", "u2netp", "closed-form"))
     p.add_argument("dataset")
     p.add_argument("out")
     p.add_argument("--limit", type=int)
