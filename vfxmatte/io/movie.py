@@ -24,6 +24,7 @@ from typing import Any
 
 import av
 import numpy as np
+from av.sidedata.sidedata import SideDataContainer
 from av.sidedata.sidedata import Type as SideDataType
 
 from vfxmatte.errors import InputError, MovieDecodeError
@@ -102,7 +103,9 @@ def _orientation(frame: av.VideoFrame) -> tuple[_Orientation, str | None]:
     (an all-zero matrix, 45 degrees…) is ignored with a warning, as it cannot be undone
     without resampling.
     """
-    sides: Any = frame.side_data  # the stubs call it a dict of str; it yields SideData
+    # Not ``frame.side_data``: the frame caches that container, which points back at the frame, so
+    # every frame (with its picture and its swscale threads) would wait for the cyclic GC.
+    sides: Any = SideDataContainer(frame)  # type: ignore[call-arg]  # the stubs omit its frame argument
     for side in sides:
         if side.type == SideDataType.DISPLAYMATRIX:
             m = np.frombuffer(bytes(side), dtype=np.int32)
