@@ -98,3 +98,5 @@ class RunOptions:
     max_pixels: int = 48_000_000
     batch_size: int | None = None
     preview: bool = False  # movie output: H.264 review comp instead of ProRes 4444 with alpha
+    # How long a frame waits for another run that holds its output's lock (vfxmatte.io.locks).
+    lock_timeout: float = 900.0

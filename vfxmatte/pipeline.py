@@ -27,6 +27,7 @@ from vfxmatte.errors import FrameError, InputError, OutputError, UsageError
 from vfxmatte.io import color
 from vfxmatte.io.exr import read_header_attribute, read_plate, read_windows, remove_stale_temporaries, write_exr
 from vfxmatte.io.frames import Plate
+from vfxmatte.io.locks import FrameLock
 from vfxmatte.io.movie_out import MovieKind, MovieWriter, preview_picture
 from vfxmatte.io.sequence import (
     FrameSequence,
@@ -456,6 +457,11 @@ def matte_shot(
     temporal = temporal_state(params, shot.predecessor)
     to_do = {f for f in shot.frames if f not in skip}
     warm = {w for f in to_do if (w := temporal.needs_warmup(f, to_do)) is not None}
+    movie_lock: FrameLock | None = None
+    if movie_out:
+        movie_lock = FrameLock(output)
+        if not movie_lock.acquire(0.0):
+            raise OutputError(f"{output}: being written by {movie_lock.holder()}; wait for that run to finish")
     try:
         for item in shot.plates(skip, warm):
             frame_started = time.perf_counter()
@@ -489,6 +495,13 @@ def matte_shot(
                 )
                 continue
             target = output if movie_out else output_path(out_seq, plate.frame)
+            frame_lock: FrameLock | None = None
+            if not movie_out:
+                claim = _claim_frame(target, plate.frame, params_json, options, summary.notes)
+                if isinstance(claim, FrameResult):
+                    record(claim)
+                    continue
+                frame_lock = claim
             try:
                 matte = matte_plate(model, plate, params, options.batch_size, temporal)
                 if movie_out:
@@ -505,6 +518,9 @@ def matte_shot(
                     )
                 )
                 continue
+            finally:
+                if frame_lock is not None:
+                    frame_lock.release()
             record(
                 FrameResult(
                     plate.frame,
@@ -519,10 +535,14 @@ def matte_shot(
     except KeyboardInterrupt:
         summary.interrupted = True
     finally:
-        if writer is not None and (summary.interrupted or sys.exc_info()[0] is not None):
-            writer.abort()
-    if writer is not None and not summary.interrupted:
-        writer.close()
+        try:
+            if writer is not None and (summary.interrupted or sys.exc_info()[0] is not None):
+                writer.abort()
+            if writer is not None and not summary.interrupted and sys.exc_info()[0] is None:
+                writer.close()
+        finally:
+            if movie_lock is not None:
+                movie_lock.release()
     if not summary.interrupted:
         # A movie yields nothing for requested frames past its end (or past damage).
         done = {r.frame for r in summary.results}
@@ -534,6 +554,42 @@ def matte_shot(
     summary.results.sort(key=lambda r: r.frame)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _claim_frame(
+    target: str, frame: int, params_json: str, options: RunOptions, notes: list[str]
+) -> FrameLock | FrameResult:
+    """Lock ``target`` for this run, or say why the frame is not this run's to write.
+
+    Another run on the same output holds the lock while it mattes and writes that frame: wait
+    for it (up to ``options.lock_timeout``), then look again, since the frame may now be done.
+    """
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{target}: cannot create the output directory: {exc.strerror}") from exc
+    lock = FrameLock(target)
+    if not lock.acquire(0.0):
+        holder = lock.holder()
+        if not lock.acquire(options.lock_timeout):
+            return FrameResult(
+                frame, "failed", error=f"{target}: still being written by {holder} after {options.lock_timeout:.0f} s"
+            )
+        notes.append(f"frame {frame}: waited for {holder}, which was writing it")
+    if os.path.exists(target):
+        existing = read_header_attribute(target, "vfxmatte:params")
+        if existing == params_json:
+            lock.release()
+            return FrameResult(frame, "skipped", path=target)
+        if not options.overwrite:
+            lock.release()
+            return FrameResult(
+                frame,
+                "failed",
+                error=f"{target}: written meanwhile by another run with other parameters; "
+                "pass --overwrite to replace it",
+            )
+    return lock
 
 
 def _warm_up(

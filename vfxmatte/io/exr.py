@@ -9,9 +9,10 @@ that declares a gigantic image costs nothing.  Every failure becomes a one-line
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
-import time
+import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ import OpenImageIO as oiio
 
 from vfxmatte.errors import FrameError, OutputError
 from vfxmatte.io.frames import HeaderAttribute, Plate, Window
+from vfxmatte.io.locks import free_lock
 
 #: Default pixel budget for one frame's data window: 8K DCI (8192×4320) plus overscan.
 DEFAULT_MAX_PIXELS = 48_000_000
@@ -364,18 +366,18 @@ def read_header_attribute(path: str, name: str) -> str | None:
         inp.close()
 
 
-def remove_stale_temporaries(paths: list[str], older_than: float = 60.0) -> list[str]:
+def remove_stale_temporaries(paths: list[str]) -> list[str]:
     """Delete ``write_exr``'s hidden temp files for ``paths`` left by a killed process; return them.
 
-    Only files older than ``older_than`` seconds go: a temp file lives for the seconds a write
-    takes, so a younger one may belong to a writer still running.
+    A temp file goes when nobody holds its frame's lock (:mod:`vfxmatte.io.locks`): a run
+    holds that lock while it mattes and writes the frame, so a temp file of a running writer
+    is never touched, however long its write takes.
     """
     by_directory: dict[str, set[str]] = {}
     for path in paths:
         directory, name = os.path.split(os.path.abspath(path))
         by_directory.setdefault(directory, set()).add(name)
     removed: list[str] = []
-    now = time.time()
     for directory, names in by_directory.items():
         try:
             entries = os.listdir(directory)
@@ -386,8 +388,10 @@ def remove_stale_temporaries(paths: list[str], older_than: float = 60.0) -> list
                 continue
             target = entry[1:-len(".tmp.exr")].rsplit(".", 1)[0]  # ".name.exr.<hex>.tmp.exr" → "name.exr"
             stale = os.path.join(directory, entry)
-            with contextlib.suppress(OSError):
-                if target in names and now - os.stat(stale).st_mtime > older_than:
+            if target not in names:
+                continue
+            with contextlib.suppress(OSError), free_lock(os.path.join(directory, target)) as free:
+                if free:
                     os.unlink(stale)
                     removed.append(stale)
     return removed
@@ -479,16 +483,49 @@ def write_exr(
     try:
         out = oiio.ImageOutput.create("openexr")
         if out is None or not out.open(tmp, spec):
-            raise OutputError(f"{path}: cannot write: {oiio_error(out)}")
+            raise OutputError(f"{path}: cannot write: {_write_failure(directory, oiio_error(out))}")
         ok = out.write_image(data)
         closed = out.close()
         if not ok or not closed:
-            raise OutputError(f"{path}: cannot write: {oiio_error(out)}")
+            raise OutputError(f"{path}: cannot write: {_write_failure(directory, oiio_error(out))}")
+        _sync(tmp, directory, path)
         os.replace(tmp, path)
+        _sync_directory(directory)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _write_failure(directory: str, detail: str) -> str:
+    """OIIO's reason for a failed write, with the cause a user can act on when the disk is full."""
+    with contextlib.suppress(OSError):
+        if shutil.disk_usage(directory).free < 1 << 20:
+            return f"no space left on the device ({detail or 'write failed'})"
+    return detail or "write failed"
+
+
+def _sync(tmp: str, directory: str, path: str) -> None:
+    """Flush the finished temp file to disk before it takes the final name (power loss, NFS)."""
+    try:
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        reason = "no space left on the device" if exc.errno == errno.ENOSPC else exc.strerror
+        raise OutputError(f"{path}: cannot write: {reason}") from exc
+
+
+def _sync_directory(directory: str) -> None:
+    """Make the rename itself durable; a filesystem that cannot sync a directory is left as it is."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def timecode_bcd(timecode: str) -> tuple[int, int]:
