@@ -33,15 +33,16 @@ from prefect.concurrency.sync import concurrency
 from prefect.context import get_run_context
 from prefect.tasks import exponential_backoff
 
-from flows.params import GuideKind, MatteShotRequest, Preset
+from flows.params import GuideKind, MatteShotRequest, Preset, check_chunks
 from flows.settings import FlowSettings
 from vfxmatte.config import RunOptions
-from vfxmatte.errors import FrameError
+from vfxmatte.errors import FrameError, UsageError
 from vfxmatte.io.exr import read_header_number
 from vfxmatte.io.sequence import FrameSequence, format_ranges, output_sequence
 from vfxmatte.model.core import MattingModel
 from vfxmatte.pipeline import FrameResult, load_run_model, open_shot, output_path
 from vfxmatte.pipeline import matte_shot as pipeline_matte_shot
+from vfxmatte.security import confine
 
 PROGRESS_KEY = "vfxmatte-progress"
 SUMMARY_KEY = "vfxmatte-summary"
@@ -235,6 +236,8 @@ def run_shot(request: MatteShotRequest, settings: FlowSettings) -> dict[str, Any
     shot = open_shot(request.input, request.frame_list(), params, options)
     in_seq = FrameSequence.parse(shot.description) if not shot.is_movie else None
     out_seq = output_sequence(request.output, in_seq, shot.stem)
+    confine(out_seq.pattern, "output")  # a directory output's frames: no symlink out of the roots
+    check_chunks(len(shot.frames), request.chunk_size)  # frames on disk or declared by a movie
     chunks = split_chunks(shot.frames, request.chunk_size)
     ensure_gpu_limit(settings.gpu_limit, settings.gpu_slots)
     flow_run_id = str(getattr(getattr(get_run_context(), "flow_run", None), "id", ""))
@@ -325,6 +328,7 @@ def summarise(
             for status in ("written", "skipped", "failed")
         },
         "uncertainty": {str(r["frame"]): r["uncertainty"] for r in records},
+        "seconds": {str(r["frame"]): r["seconds"] for r in records if r["status"] == "written"},
         "flag_threshold": threshold,
         "flag_rule": rule,
         "flagged": flagged,
@@ -347,6 +351,10 @@ def make_review_page(request: MatteShotRequest, pattern: str, threshold: float) 
     page = os.path.join(os.path.dirname(pattern), "review", "index.html")
     if not request.review:
         return None, "no review page made: review=false"
+    try:
+        confine(os.path.dirname(page) + os.sep, "review page folder")  # review/ may be a symlink out
+    except UsageError as exc:
+        return None, f"no review page made: {exc}"
     try:
         review = importlib.import_module("vfxmatte.review")
     except ModuleNotFoundError:
