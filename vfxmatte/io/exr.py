@@ -91,7 +91,8 @@ def oiio_error(source: oiio.ImageInput | oiio.ImageOutput | None = None) -> str:
 
 
 def one_line(text: str, limit: int = 300) -> str:
-    flat = " ".join(text.split())
+    """``text`` on one printable line (a damaged header's bytes could be terminal escapes), shortened."""
+    flat = "".join(ch if ch.isprintable() else "?" for ch in " ".join(text.split()))
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
@@ -206,7 +207,7 @@ def _select_channels(
         hint = f" (layers: {', '.join(available)})" if available else ""
         if len(parts) > 1:
             hint += f" (parts: {', '.join(parts)})"
-        raise FrameError(f"{path}: no {what}{hint}", frame)
+        raise FrameError(one_line(f"{path}: no {what}{hint}", 2000), frame)  # names come from the header
     return candidates[0]
 
 
