@@ -179,6 +179,10 @@ def _info(path: str, container: Any, stream: Any, first: av.VideoFrame | None) -
     sar = _sample_aspect(stream)
     fps = _fraction(stream.average_rate)
     declared = int(stream.frames) or None
+    if declared is not None and declared > os.path.getsize(path):
+        # A frame takes at least a byte: this count is a damaged header (an MP4 stts entry says
+        # 2**31 frames), and callers list every declared frame number.
+        declared = None
     if stream.duration is not None and stream.time_base:
         duration: float | None = float(stream.duration * stream.time_base)
     else:
