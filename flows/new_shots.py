@@ -10,7 +10,7 @@ A shot that fails does not stop the others; the run fails if any shot failed.  D
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
@@ -20,30 +20,37 @@ from flows.matte_shot import matte_shot
 from flows.params import Preset
 from vfxmatte.errors import FrameError, InputError, UsageError
 from vfxmatte.io.discover import find_shots, is_complete, output_for
-from vfxmatte.security import confine
+from vfxmatte.security import MAX_PATH_LENGTH, confine
 
 BATCH_KEY = "vfxmatte-batch"
+#: A manifest is read only up to this size and this many shots.
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+MAX_MANIFEST_SHOTS = 10_000
+PathText = Annotated[str, Field(min_length=1, max_length=MAX_PATH_LENGTH)]
 
 
 class ManifestShot(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    input: str
-    output: str
-    frames: str | None = None
+    input: PathText
+    output: PathText
+    frames: str | None = Field(None, max_length=1000)
     preset: Preset | None = None
 
 
 class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    shots: list[ManifestShot] = Field(default_factory=list)
+    shots: list[ManifestShot] = Field(default_factory=list, max_length=MAX_MANIFEST_SHOTS)
 
 
 def load_manifest(path: str) -> list[ManifestShot]:
     try:
         with open(confine(path, "manifest"), encoding="utf-8") as handle:
-            return Manifest.model_validate(json.load(handle)).shots
+            text = handle.read(MAX_MANIFEST_BYTES + 1)
+        if len(text) > MAX_MANIFEST_BYTES:
+            raise InputError(f"{path}: manifest larger than {MAX_MANIFEST_BYTES // (1024 * 1024)} MiB")
+        return Manifest.model_validate(json.loads(text)).shots
     except OSError as exc:
         raise InputError(f"{path}: cannot read the manifest: {exc.strerror}") from exc
     except (ValueError, ValidationError) as exc:
@@ -73,18 +80,23 @@ def pending_shots(drop: str | None, manifest: str | None, output_root: str | Non
     todo = []
     for shot in found:
         output = output_for(shot, output_root)
-        if not is_complete(shot, output):
+        try:  # a symlink in the drop or under the output root that leads out is not followed here
+            confine(shot.input, "input")
+            done = is_complete(shot, confine(output, "output"))
+        except UsageError:
+            done = False  # queued all the same: its matte-shot run refuses it and the batch says why
+        if not done:
             todo.append({"name": shot.name, "input": shot.input, "output": output, "frames": None, "preset": None})
     return todo
 
 
 @flow(name="matte-new-shots", validate_parameters=True)
 def matte_new_shots(
-    drop: str | None = None,
-    manifest: str | None = None,
-    output_root: str | None = None,
+    drop: PathText | None = None,
+    manifest: PathText | None = None,
+    output_root: PathText | None = None,
     preset: Preset = "standard",
-    chunk_size: int = 24,
+    chunk_size: Annotated[int, Field(ge=1, le=10_000)] = 24,
     review: bool = True,
 ) -> dict[str, Any]:
     """Matte every shot in ``drop`` (or ``manifest``) that has no complete output yet."""

@@ -1,7 +1,8 @@
 """The matte-shot parameters as one pydantic model: the contract the Nuke bridge submits against.
 
-Unknown keys are refused, enums are closed, and every path is confined to the configured roots
-(:mod:`vfxmatte.security`) before anything is read or written.
+Unknown keys are refused, enums are closed, every path is confined to the configured roots
+(:mod:`vfxmatte.security`) before anything is read or written, and every size is bounded: text
+lengths, at most :data:`MAX_FRAMES_PER_RUN` frames and :data:`MAX_CHUNKS` chunks per run.
 """
 
 from __future__ import annotations
@@ -9,16 +10,22 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from vfxmatte.config import PRESETS, MatteParams, preset_params
 from vfxmatte.errors import UsageError
 from vfxmatte.io.sequence import parse_frame_range
-from vfxmatte.security import confine
+from vfxmatte.security import MAX_PATH_LENGTH, check_text, confine
 
 Preset = Literal["draft", "standard", "final"]
 GuideKind = Literal["auto", "trimap", "mask", "scribble"]
 assert set(PRESETS) == {"draft", "standard", "final"}, "flows.params.Preset must list vfxmatte.config.PRESETS"
+
+#: Most frames one matte-shot run may do (about 70 minutes at 24 fps); split longer work into runs.
+MAX_FRAMES_PER_RUN = 100_000
+#: Most chunk tasks one run may create (frames / chunk_size).
+MAX_CHUNKS = 10_000
+MAX_NAME_LENGTH = 256  # colorspace and channel names
 
 
 class MatteShotRequest(BaseModel):
@@ -26,16 +33,20 @@ class MatteShotRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    input: str = Field(min_length=1, description="sequence pattern (plate.####.exr) or movie path")
-    output: str = Field(min_length=1, description="output pattern (matte.####.exr) or directory")
-    frames: str | None = Field(None, description="frames to do, e.g. 1001-1100 or 1001-1010,1020")
+    input: str = Field(
+        min_length=1, max_length=MAX_PATH_LENGTH, description="sequence pattern (plate.####.exr) or movie path"
+    )
+    output: str = Field(
+        min_length=1, max_length=MAX_PATH_LENGTH, description="output pattern (matte.####.exr) or directory"
+    )
+    frames: str | None = Field(None, max_length=1000, description="frames to do, e.g. 1001-1100 or 1001-1010,1020")
     preset: Preset = "standard"
     prompt: str | None = Field(None, max_length=500)
-    guide: str | None = None
+    guide: str | None = Field(None, max_length=MAX_PATH_LENGTH)
     guide_kind: GuideKind = "auto"
-    guide_channel: str | None = None
+    guide_channel: str | None = Field(None, max_length=MAX_NAME_LENGTH)
     seed: int = Field(0, ge=0, le=2**31 - 1)
-    colorspace: str | None = None
+    colorspace: str | None = Field(None, max_length=MAX_NAME_LENGTH)
     overwrite: bool = False
     chunk_size: int = Field(24, ge=1, le=10_000)
     review: bool = True
@@ -46,12 +57,24 @@ class MatteShotRequest(BaseModel):
         name = getattr(info, "field_name", "path")
         return None if value is None else confine(value, what=name)
 
+    @field_validator("guide_channel", "colorspace", "prompt")
+    @classmethod
+    def _text(cls, value: str | None, info: object) -> str | None:
+        name = getattr(info, "field_name", "text")
+        return value if not value else check_text(value, name, 500)  # "" keeps its old meaning: none
+
     @field_validator("frames")
     @classmethod
     def _frames(cls, value: str | None) -> str | None:
         if value is not None:
             parse_frame_range(value)  # raises a one-line UsageError on a bad range
         return value
+
+    @model_validator(mode="after")
+    def _sizes(self) -> MatteShotRequest:
+        if self.frames is not None:
+            check_chunks(len(self.frame_list() or []), self.chunk_size)
+        return self
 
     def frame_list(self) -> list[int] | None:
         return parse_frame_range(self.frames) if self.frames else None
@@ -65,3 +88,15 @@ class MatteShotRequest(BaseModel):
                 raise UsageError(f"guide {self.guide}: spatial guidance is not available in this vfxmatte build")
             overrides.update(guide=self.guide, guide_kind=self.guide_kind, guide_channel=self.guide_channel)
         return preset_params(self.preset, **overrides)
+
+
+def check_chunks(frames: int, chunk_size: int) -> None:
+    """Refuse a run of more than :data:`MAX_FRAMES_PER_RUN` frames or :data:`MAX_CHUNKS` chunk tasks."""
+    if frames > MAX_FRAMES_PER_RUN:
+        raise UsageError(f"{frames} frames: more than {MAX_FRAMES_PER_RUN} in one run; split the shot")
+    chunks = -(-frames // chunk_size)
+    if chunks > MAX_CHUNKS:
+        raise UsageError(
+            f"chunk_size {chunk_size}: {frames} frames would make {chunks} chunks (at most {MAX_CHUNKS}); "
+            "use a larger chunk_size"
+        )

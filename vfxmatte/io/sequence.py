@@ -162,25 +162,34 @@ def _runs(ordered: list[int]) -> Iterator[tuple[int, int]]:
     yield start, prev
 
 
-#: Most frames one ``--frames`` item may name (a typo such as 1-100000000 would exhaust memory).
+#: Most frames a ``--frames`` value may name (a typo such as 1-100000000 would exhaust memory).
 MAX_FRAMES = 1_000_000
-_RANGE_ITEM = re.compile(r"^(-?\d+)(?:-(-?\d+)(?:x(\d+))?)?$")
+#: Longest ``--frames`` text accepted (a request is refused before it is parsed).
+MAX_RANGE_TEXT = 10_000
+# Frame numbers have at most 9 digits: no range item can hide a number Python refuses to convert.
+_RANGE_ITEM = re.compile(r"^(-?\d{1,9})(?:-(-?\d{1,9})(?:x(\d{1,9}))?)?$")
 
 
 def parse_frame_range(text: str) -> list[int]:
     """Parse ``1001-1100``, ``1001-1100x2``, ``1001,1005,1010-1012`` into sorted frames."""
+    if len(text) > MAX_RANGE_TEXT:
+        raise UsageError(f"--frames {text[:40]!r}…: longer than {MAX_RANGE_TEXT} characters")
     frames: set[int] = set()
+    total = 0
     for item in text.replace(" ", "").split(","):
         m = _RANGE_ITEM.match(item)
         if not m:
-            raise UsageError(f"--frames {text!r}: cannot read {item!r} (expected e.g. 1001-1100, 1001-1100x2, 1005)")
+            raise UsageError(
+                f"--frames {text[:80]!r}: cannot read {item[:40]!r} (expected e.g. 1001-1100, 1001-1100x2, 1005)"
+            )
         start = int(m.group(1))
         end = int(m.group(2)) if m.group(2) is not None else start
         step = int(m.group(3) or 1)
         if end < start or step < 1:
-            raise UsageError(f"--frames {text!r}: {item!r} is an empty range")
-        if (end - start) // step >= MAX_FRAMES:
-            raise UsageError(f"--frames {text!r}: {item!r} holds more than {MAX_FRAMES} frames")
+            raise UsageError(f"--frames {text[:80]!r}: {item!r} is an empty range")
+        total += (end - start) // step + 1
+        if total > MAX_FRAMES:  # checked before anything is expanded, over all items together
+            raise UsageError(f"--frames {text[:80]!r}: more than {MAX_FRAMES} frames")
         frames.update(range(start, end + 1, step))
     return sorted(frames)
 
