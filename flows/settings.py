@@ -11,6 +11,7 @@
 | ``VFXMATTE_FLAG_THRESHOLD`` | unset | fixed edge-band uncertainty above which a frame is flagged for review |
 | ``VFXMATTE_FLAG_FACTOR`` | ``1.5`` | without a fixed threshold: flag frames above this × the shot's median score |
 | ``VFXMATTE_MODEL`` | the bundled model | model folder the flows use |
+| ``VFXMATTE_MODEL_ROOTS`` | unset | ``os.pathsep``-separated folders ``VFXMATTE_MODEL`` may lie in |
 | ``VFXMATTE_DEVICE`` | ``auto`` | torch device (a worker per GPU sets ``CUDA_VISIBLE_DEVICES`` instead) |
 """
 
@@ -20,7 +21,7 @@ import os
 from dataclasses import dataclass
 
 from vfxmatte.errors import UsageError
-from vfxmatte.security import configured_roots
+from vfxmatte.security import configured_roots, confine_model
 
 
 def _number(name: str, default: float, minimum: float) -> float:
@@ -64,6 +65,6 @@ class FlowSettings:
             retry_delay=_number("VFXMATTE_RETRY_DELAY", 10.0, 0.0),
             flag_threshold=_optional_number("VFXMATTE_FLAG_THRESHOLD", 0.0),
             flag_factor=_number("VFXMATTE_FLAG_FACTOR", 1.5, 0.0),
-            model=os.environ.get("VFXMATTE_MODEL") or None,
+            model=confine_model(model, "VFXMATTE_MODEL") if (model := os.environ.get("VFXMATTE_MODEL")) else None,
             device=os.environ.get("VFXMATTE_DEVICE", "").strip() or "auto",
         )

@@ -78,6 +78,7 @@ def main() -> int:
             model_name = "the tests' tiny model (bundled model absent)"
         if args.model:
             env["VFXMATTE_MODEL"] = args.model
+            env["VFXMATTE_MODEL_ROOTS"] = str(Path(args.model).resolve().parent)  # the flows' model allow-list
         cli_times: list[float] = []
         flow_times: list[float] = []
         served_times: list[float] = []

@@ -115,6 +115,7 @@ def harness() -> Iterator[None]:
 def flow_env(tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("VFXMATTE_ROOTS", str(tmp_path))
     monkeypatch.setenv("VFXMATTE_MODEL", str(tiny_model_dir))
+    monkeypatch.setenv("VFXMATTE_MODEL_ROOTS", str(tiny_model_dir.parent))
     monkeypatch.setenv("VFXMATTE_DEVICE", "cpu")
     monkeypatch.setenv("VFXMATTE_RETRIES", "1")
     monkeypatch.setenv("VFXMATTE_RETRY_DELAY", "0")
@@ -252,7 +253,8 @@ def test_vfxmatte_flow_run_cli_embedded_server(tmp_path: Path, tiny_model_dir: P
 
     pattern = write_sequence(tmp_path / "plate", [1001, 1002])
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
-    env.update(VFXMATTE_ROOTS=str(tmp_path), VFXMATTE_MODEL=str(tiny_model_dir), PREFECT_HOME=str(tmp_path / "ph"))
+    env.update(VFXMATTE_ROOTS=str(tmp_path), VFXMATTE_MODEL=str(tiny_model_dir), PREFECT_HOME=str(tmp_path / "ph"),
+               VFXMATTE_MODEL_ROOTS=str(tiny_model_dir.parent))
     command = [sys.executable, "-m", "vfxmatte.cli", "flow", "run", pattern, "-o", str(tmp_path / "out") + "/",
                "--preset", "draft", "--no-review", "--json"]
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)

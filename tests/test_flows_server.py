@@ -47,6 +47,7 @@ def worker_env(root: Path, model: Path, **extra: str) -> dict[str, str]:
     return {
         "VFXMATTE_ROOTS": str(root),
         "VFXMATTE_MODEL": str(model),
+        "VFXMATTE_MODEL_ROOTS": str(model.parent),
         "VFXMATTE_DEVICE": "cpu",
         "VFXMATTE_RETRY_DELAY": "0",
         "VFXMATTE_GPU_LEASE_SECONDS": "60",

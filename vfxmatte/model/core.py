@@ -4,7 +4,10 @@ A model is a diffusers-style folder (``unet/``, ``vae/``, optional ``text_encode
 ``tokenizer/``, ``scheduler/``) plus ``vfxmatte.json`` with its training facts.  Any
 Stable-Diffusion-style folder (1.5 / 2.1 layout) loads: its 4-channel ``conv_in`` is
 widened to 8 so the image latent can be concatenated to the noisy alpha latent.
-Weights are read from safetensors only — a folder holding pickled weights is refused.
+Weights are read from safetensors only — a folder holding pickled weights is refused — and
+only into fixed classes (no ``trust_remote_code``, no custom pipelines), so nothing in a model
+folder's JSON can make the loader import code.  When ``VFXMATTE_MODEL_ROOTS`` is set, a model
+folder outside it (other than the bundled model) is refused; the flows always check it.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from diffusers.utils import logging as diffusers_logging
 
 from vfxmatte.errors import ModelError, UsageError
+from vfxmatte.security import MODEL_ROOTS_ENV, confine_model
 
 MODEL_INFO = "vfxmatte.json"
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default"
@@ -164,20 +168,38 @@ def weights_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _check_weights(part: Path) -> None:
+    """``part`` (``unet/``…) has safetensors weights, and a shard index names only safetensors files beside it."""
+    if not any(part.glob("*.safetensors")):
+        pickled = [p.name for p in part.iterdir() if p.suffix in _PICKLE_SUFFIXES]
+        reason = (
+            f"holds pickled weights ({', '.join(pickled)}); convert them to safetensors"
+            if pickled
+            else ("holds no .safetensors weights")
+        )
+        raise ModelError(f"{part}: {reason}")
+    for index in part.glob("*.safetensors.index.json"):
+        # The loaders join each shard name to the folder: "/elsewhere/x.bin" or "../x.bin" would leave it.
+        try:
+            if index.stat().st_size > 16 * 1024 * 1024:
+                raise ValueError("larger than 16 MiB")
+            shards = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}).values()
+        except (OSError, ValueError, AttributeError) as exc:
+            raise ModelError(f"{index}: not a readable shard index: {exc}") from None
+        for shard in shards:
+            if not (isinstance(shard, str) and shard.endswith(".safetensors") and os.path.basename(shard) == shard):
+                raise ModelError(f"{index}: shard {str(shard)[:100]!r} is not a .safetensors file in {part.name}/")
+
+
 def _check_folder(path: Path) -> None:
     if not path.is_dir():
         raise ModelError(f"{path}: model folder does not exist")
     for part in ("unet", "vae"):
         if not (path / part / "config.json").is_file():
             raise ModelError(f"{path}: not a diffusers model folder (no {part}/config.json)")
-        if not any((path / part).glob("*.safetensors")):
-            pickled = [p.name for p in (path / part).iterdir() if p.suffix in _PICKLE_SUFFIXES]
-            reason = (
-                f"holds pickled weights ({', '.join(pickled)}); convert them to safetensors"
-                if pickled
-                else ("holds no .safetensors weights")
-            )
-            raise ModelError(f"{path / part}: {reason}")
+        _check_weights(path / part)
+    if (path / "text_encoder" / "config.json").is_file():
+        _check_weights(path / "text_encoder")
 
 
 def load_model(
@@ -187,11 +209,12 @@ def load_model(
 ) -> MattingModel:
     """Load a matting model (or a Stable Diffusion folder, converted on the fly)."""
     folder = Path(path) if path is not None else DEFAULT_MODEL_DIR
+    if path is not None and os.environ.get(MODEL_ROOTS_ENV, "").strip():
+        confine_model(folder)
     _check_folder(folder)
-    kwargs: dict[str, Any] = {"use_safetensors": True, "local_files_only": True}
-    try:
-        unet = UNet2DConditionModel.from_pretrained(folder / "unet", **kwargs)
-        vae = AutoencoderKL.from_pretrained(folder / "vae", **kwargs)
+    try:  # use_safetensors=True: a folder with only pickled weights fails instead of being unpickled
+        unet = UNet2DConditionModel.from_pretrained(folder / "unet", use_safetensors=True, local_files_only=True)
+        vae = AutoencoderKL.from_pretrained(folder / "vae", use_safetensors=True, local_files_only=True)
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise ModelError(f"{folder}: cannot load the model: {' '.join(str(exc).split())[:300]}") from exc
     expand_conv_in(unet)
@@ -202,7 +225,9 @@ def load_model(
         from vfxmatte.train.text import load_tokenizer
 
         try:
-            text_encoder = CLIPTextModel.from_pretrained(folder / "text_encoder", **kwargs)
+            text_encoder = CLIPTextModel.from_pretrained(
+                folder / "text_encoder", use_safetensors=True, local_files_only=True
+            )
             tokenizer = load_tokenizer(folder / "tokenizer")
         except (OSError, ValueError) as exc:
             raise ModelError(f"{folder}: cannot load the text encoder: {' '.join(str(exc).split())[:300]}") from exc
