@@ -27,6 +27,10 @@ SUMMARY_KEY = "vfxmatte-summary"
 RESULT_KEY = "vfxmatte-result"
 
 _FRAME_TOKEN = re.compile(r"%0?(\d*)d|#+|@+")
+# The bounds the matte-shot flow enforces (flows/params.py), checked here so Nuke says so at once.
+MAX_FRAMES = 100_000
+MAX_PATH_LENGTH = 4096
+MAX_TEXT_LENGTH = 500
 MOVIE_EXTENSIONS = (".mov", ".mp4", ".mkv", ".webm", ".m4v", ".mxf", ".avi")
 MOVIE_START_FRAME = 1001  # the CLI's and the flow's default --start-frame
 
@@ -103,6 +107,15 @@ class ShotRequest:
     review: bool = True
 
     def __post_init__(self) -> None:
+        for name, limit in (("input", MAX_PATH_LENGTH), ("output", MAX_PATH_LENGTH), ("guide", MAX_PATH_LENGTH),
+                            ("prompt", MAX_TEXT_LENGTH), ("colorspace", MAX_TEXT_LENGTH)):
+            _check_text(name, getattr(self, name), limit)
+        if not 0 <= self.seed <= 2**31 - 1:
+            raise BridgeError(f"seed {self.seed}: must be between 0 and {2**31 - 1}", "usage")
+        if self.last - self.first + 1 > MAX_FRAMES:
+            raise BridgeError(
+                f"frame range {self.first}-{self.last}: more than {MAX_FRAMES} frames in one job; split it", "usage"
+            )
         if self.preset not in PRESETS:
             raise BridgeError(f"preset {self.preset!r}: choose one of {', '.join(PRESETS)}", "usage")
         if self.guide_kind not in GUIDE_KINDS:
@@ -137,6 +150,16 @@ class ShotRequest:
             "overwrite": self.overwrite,
             "review": self.review,
         }
+
+
+def _check_text(name: str, value: str | None, limit: int) -> None:
+    """No NUL or other control character (they would end or split a command-line argument), bounded length."""
+    if value is None:
+        return
+    if len(value) > limit:
+        raise BridgeError(f"{name} {value[:60]!r}…: longer than {limit} characters", "usage")
+    if any(ord(char) < 32 or ord(char) == 127 for char in value):
+        raise BridgeError(f"{name} {value[:200]!r}: contains a NUL or another control character", "usage")
 
 
 # -- a running job ------------------------------------------------------------------------

@@ -69,27 +69,31 @@ def _cli_help(command: Sequence[str], env: Mapping[str, str]) -> str:
 
 
 def matte_arguments(request: ShotRequest, command: Sequence[str], environ: Mapping[str, str]) -> list[str]:
-    """The full argument list of ``vfxmatte matte`` for ``request``."""
-    argv = [*command, "matte", request.input, "-o", request.output, "--frames", request.frame_range]
-    argv += ["--preset", request.preset, "--seed", str(request.seed), "--json"]
+    """The full argument list of ``vfxmatte matte`` for ``request``.
+
+    Values go in as ``--name=value`` and the input as an absolute path, so a value that starts
+    with ``-`` (a prompt, a file name) can never be read as another option.
+    """
+    argv = [*command, "matte", os.path.abspath(request.input), f"--output={request.output}"]
+    argv += [f"--frames={request.frame_range}", f"--preset={request.preset}", f"--seed={request.seed}", "--json"]
     if request.prompt:
-        argv += ["--prompt", request.prompt]
+        argv.append(f"--prompt={request.prompt}")
     if request.colorspace:
-        argv += ["--colorspace", request.colorspace]
+        argv.append(f"--colorspace={request.colorspace}")
     if request.overwrite:
         argv.append("--overwrite")
     if is_movie(request.input):  # Nuke numbers a movie's frames from the Read's first frame
-        argv += ["--start-frame", str(request.first)]
+        argv.append(f"--start-frame={request.first}")
     if environ.get("VFXMATTE_MODEL"):
-        argv += ["--model", environ["VFXMATTE_MODEL"]]
+        argv.append(f"--model={environ['VFXMATTE_MODEL']}")
     if environ.get("VFXMATTE_DEVICE"):
-        argv += ["--device", environ["VFXMATTE_DEVICE"]]
+        argv.append(f"--device={environ['VFXMATTE_DEVICE']}")
     if request.guide:
         if "--guide" not in _cli_help(command, environ):
             raise BridgeError(f"{command[-1]}: this vfxmatte has no --guide; update it or drop the guide", "usage")
-        argv += ["--guide", request.guide]
+        argv.append(f"--guide={request.guide}")
         if request.guide_kind != "auto":
-            argv += ["--guide-kind", request.guide_kind]
+            argv.append(f"--guide-kind={request.guide_kind}")
     return argv
 
 
@@ -209,7 +213,8 @@ class LocalJob(Job):
         note = ""
         if self.request.review and self.frames_on_disk():
             if self.review is None:
-                self.review = _Process([*self.command, "review", self.request.output, "--quiet"], self.env)
+                output = os.path.abspath(self.request.output)  # never read as an option
+                self.review = _Process([*self.command, "review", output, "--quiet"], self.env)
             review_code = self.review.returncode()
             if review_code is None:
                 return JobStatus("running", done / total, "local: building the review page", landed, failed)
