@@ -5,8 +5,9 @@ Usage::
     python scripts/fuzz_readers.py --cases 2000 --seed 1 --timeout 10 --out build/fuzz
     python scripts/fuzz_readers.py --replay build/fuzz/findings/crash-1000042-t01.exr
 
-Each case is one source file (EXRs, a few PNGs and the movies of ../shared/data, taken in
-turn) damaged by :func:`vfxmatte.fuzz.mutate` with seed ``run seed x 1e6 + case index``,
+Each case is one source file (the EXRs, a few PNGs and the movies of ../shared/data, plus a
+crop of one picture re-encoded as DWA/B44/RLE/PXR24/HTJ2K/tiled EXRs, TIFF, DPX and JPEG, all
+taken in turn) damaged by :func:`vfxmatte.fuzz.mutate` with seed ``run seed x 1e6 + case index``,
 then read in a sandboxed worker exactly as ``vfxmatte info`` and ``vfxmatte matte`` read
 it (:mod:`vfxmatte.fuzz`).  Every source is first read unmutated.  Non-clean cases (crash,
 hang, memory) are kept under ``OUT/findings`` with a JSON record; ``OUT/cases.jsonl`` lists
@@ -24,17 +25,21 @@ import sys
 import time
 from pathlib import Path
 
-from vfxmatte.fuzz import FINDINGS, OUTCOMES, Case, Worker, fuzz, kind_of
+from vfxmatte.fuzz import FINDINGS, OUTCOMES, Case, Worker, derive_stills, fuzz, kind_of
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 # A few PNGs stand for "other stills": RGBA, palette trimaps, 8-bit grey as RGB.
 STILLS = ["matting/lemur/lemur_trimap.png", "matting/lemur/lemur_alpha.png", "matting/alphamatting/trimap/GT01.png",
           "matting/alphamatting/gt/GT01.png"]
+# Cropped and re-encoded (vfxmatte.fuzz.DERIVED: DWA/B44/HTJ2K EXRs, TIFF, DPX, JPEG) into OUT/seeds.
+DERIVED_FROM = "matting/alphamatting/input/GT01.png"
 
 
-def default_sources(data: Path, max_bytes: int) -> list[Path]:
+def default_sources(data: Path, max_bytes: int, derived: Path | None) -> list[Path]:
     found = sorted((data / "exr").rglob("*.exr")) + [data / s for s in STILLS]
+    if derived is not None and (data / DERIVED_FROM).is_file():
+        found += derive_stills(data / DERIVED_FROM, derived)
     found += sorted(p for p in (data / "video").iterdir() if kind_of(p) == "movie")
     return [p for p in found if p.is_file() and 0 < p.stat().st_size <= max_bytes]
 
@@ -89,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default=str(DATA), help="the shared data folder")
     parser.add_argument("--max-source-mb", type=float, default=4.0, help="skip larger source files")
     parser.add_argument("--source", action="append", help="fuzz these files instead of the defaults")
+    parser.add_argument("--no-derived", action="store_true", help="no re-encoded seeds (other codecs and formats)")
     parser.add_argument("--replay", nargs="+", help="read these (kept) files once each, no mutation")
     args = parser.parse_args(argv)
 
@@ -105,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                     print("  stderr: " + result.stderr.replace("\n", "\n          "))
         return 0
     sources = [Path(s) for s in args.source] if args.source else default_sources(
-        Path(args.data), int(args.max_source_mb * 1e6))
+        Path(args.data), int(args.max_source_mb * 1e6), None if args.no_derived else out / "seeds")
     if not sources:
         print(f"no source files under {args.data}", file=sys.stderr)
         return 2

@@ -16,7 +16,8 @@ from vfxmatte.errors import FrameError
 
 STRIPES = "exr/TestImages/stripes.exr"
 # A handful of small real files: scanline, offset data window, tiled mip-map, a damaged EXR, a palette
-# PNG, H.264 in MP4 with a display matrix, H.264 in QuickTime, VP9 in WebM.
+# PNG, H.264 in MP4 with a display matrix, H.264 in QuickTime, VP9 in WebM; the test adds a DWAA EXR
+# and a DPX made from a crop of lemur.png.
 BOUNDED = [STRIPES, "exr/DisplayWindow/t08.exr", "exr/MultiResolution/ColorCodedLevels.exr",
            "exr/Damaged/openexr_2.5.1_null_deref_error.exr", "matting/lemur/lemur_trimap.png",
            "video/video_rotation_90.mp4", "video/greyscale-gamma22.mov", "video/transparent.webm"]
@@ -44,7 +45,8 @@ def raise_target(path: str, beat: fuzz.Beat) -> None:
     if kind == "memory":
         bytearray(2 << 30)  # beyond the 1 GiB cap the test gives
     message = {"clean": f"{path}: damaged", "multiline": f"{path}: damaged\nsecond line",
-               "nameless": "damaged", "escape": f"{path}: damaged \x1b[2J"}[kind]
+               "nameless": "damaged", "escape": f"{path}: damaged \x1b[2J",
+               "eagain": f"{path}: decoding stopped: Resource temporarily unavailable"}[kind]
     raise FrameError(message)
 
 
@@ -94,13 +96,14 @@ def test_format_aware_mutators_find_their_structures(shared_data: Path) -> None:
 def test_classifier_catches_crashes_hangs_memory_and_unclean_errors(tmp_path: Path) -> None:
     with _worker("raise_target", timeout=20, memory_mb=1024) as worker:
         got = {kind: worker.run(str(tmp_path / kind)) for kind in
-               ("clean", "value", "multiline", "nameless", "escape", "memory")}
+               ("clean", "value", "multiline", "nameless", "escape", "memory", "eagain")}
     assert got["clean"].outcome == "error" and got["clean"].message.endswith(": damaged")
     assert got["value"].outcome == "crash" and "uncaught ValueError: boom" in got["value"].message
     assert got["multiline"].outcome == "crash" and "multi-line" in got["multiline"].message
     assert got["nameless"].outcome == "crash" and "does not name the file" in got["nameless"].message
     assert got["escape"].outcome == "crash" and "unprintable" in got["escape"].message
     assert got["memory"].outcome == "memory"
+    assert got["eagain"].outcome == "memory", "a thread that could not start under the cap is exhaustion"
 
     with _worker("abort_target", timeout=20) as worker:
         aborted = worker.run(str(tmp_path / "x"))
@@ -124,12 +127,15 @@ def test_timeouts_are_per_frame_and_per_case(tmp_path: Path) -> None:
 
 
 def test_bounded_fuzz_run_of_the_readers_finds_nothing(shared_data: Path, tmp_path: Path) -> None:
+    picture = shared_data / "matting/lemur/lemur.png"
     sources = [shared_data / name for name in BOUNDED]
-    missing = [str(s) for s in sources if not s.is_file()]
+    missing = [str(s) for s in [*sources, picture] if not s.is_file()]
     if missing:
         pytest.skip(f"fixtures absent: {missing}")
+    sources += fuzz.derive_stills(picture, tmp_path / "seeds",
+                                  ["dwaa.exr", "10bit.dpx"])
     started = time.monotonic()
-    cases = fuzz.fuzz(sources, 56, tmp_path, seed=12, originals=True)
+    cases = fuzz.fuzz(sources, 60, tmp_path, seed=12, originals=True)
     seconds = time.monotonic() - started
     findings = [(c.source, c.seed, c.result.outcome, c.result.message, c.mutations)
                 for c in cases if c.result.outcome in fuzz.FINDINGS]

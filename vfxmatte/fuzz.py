@@ -104,7 +104,7 @@ def overwrite_random(rng: random.Random, buf: bytearray) -> str:
 
 def overwrite_header(rng: random.Random, buf: bytearray) -> str:
     limit = _exr_header_end(bytes(buf)) if buf.startswith(_EXR_MAGIC) else 0
-    return _overwrite_at(rng, buf, limit or 512, "overwrite-header")
+    return _overwrite_at(rng, buf, limit or 1024, "overwrite-header")  # DPX's header alone is 2048 bytes
 
 
 def truncate(rng: random.Random, buf: bytearray) -> str:
@@ -355,6 +355,40 @@ def mutate(data: bytes, seed: int, kind: str = "still") -> tuple[bytes, list[str
     return bytes(buf), done
 
 
+# Seeds made from a real picture for what ../shared/data lacks: other EXR codecs (DWA, B44, HTJ2K…)
+# and the still formats a drop folder takes (vfxmatte.io.discover): TIFF, DPX, JPEG.
+DERIVED = {"dwaa.exr": ("half", "dwaa", 0), "dwab.exr": ("half", "dwab", 0), "b44a.exr": ("half", "b44a", 0),
+           "rle.exr": ("half", "rle", 0), "pxr24-float.exr": ("float", "pxr24", 0),
+           "zip-tiled.exr": ("half", "zip", 32), "htj2k.exr": ("half", "htj2k", 0),
+           "lzw16.tif": ("uint16", "lzw", 0), "10bit.dpx": ("uint10", "", 0), "q90.jpg": ("uint8", "jpeg:90", 0)}
+
+
+def derive_stills(picture: str | os.PathLike[str], folder: str | os.PathLike[str], names: Iterable[str] = DERIVED,
+                  size: tuple[int, int] = (96, 64)) -> list[Path]:
+    """Write a centre crop of ``picture`` in each of the ``DERIVED`` encodings named; return the files."""
+    import OpenImageIO as oiio
+
+    source = oiio.ImageBuf(os.fspath(picture))
+    spec = source.spec()
+    x, y = max(0, (spec.width - size[0]) // 2), max(0, (spec.height - size[1]) // 2)
+    crop = oiio.ImageBufAlgo.cut(source, oiio.ROI(x, x + size[0], y, y + size[1], 0, 1, 0, min(3, spec.nchannels)))
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in names:
+        pixel_format, compression, tile = DERIVED[name]
+        if compression:
+            crop.specmod().attribute("compression", compression)
+        else:
+            crop.specmod().erase_attribute("compression")
+        crop.set_write_format(pixel_format)
+        crop.set_write_tiles(tile, tile)
+        target = Path(folder) / name
+        if not crop.write(str(target)):
+            raise RuntimeError(f"{target}: {crop.geterror()}")
+        written.append(target)
+    return written
+
+
 # --- targets: what the product does with an input --------------------------------------------------------
 
 Beat = Callable[[], None]
@@ -425,6 +459,10 @@ class Outcome:
     stderr: str = ""
 
 
+# Resource exhaustion the readers wrap as a clean error: ENOMEM, and EAGAIN from a thread that could not start.
+_EXHAUSTED = ("Cannot allocate memory", "Resource temporarily unavailable", "bad_alloc")
+
+
 def _memory_in_chain(exc: BaseException | None) -> bool:
     seen = 0
     while exc is not None and seen < 20:
@@ -439,7 +477,7 @@ def classify(exc: BaseException, path: str) -> tuple[str, str]:
     """(outcome, why) for an exception a target raised on ``path``."""
     from vfxmatte.errors import VfxmatteError
 
-    if _memory_in_chain(exc):
+    if _memory_in_chain(exc) or any(s in str(exc) for s in _EXHAUSTED):
         return "memory", f"{type(exc).__name__}: {exc}"
     if not isinstance(exc, VfxmatteError):
         tb = traceback.extract_tb(exc.__traceback__)[-3:]
@@ -583,7 +621,7 @@ class Worker:
             self.close()
             self.restarts += 1
             how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
-            memory = any(s in tail for s in ("bad_alloc", "MemoryError", "Cannot allocate memory", "out of memory"))
+            memory = any(s in tail for s in (*_EXHAUSTED, "MemoryError", "out of memory"))
             return Outcome("memory" if memory else "crash", f"worker {how}", seconds=elapsed, beats=beats,
                            stderr=tail)
 
