@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -60,6 +61,28 @@ def cmd_flow(args: argparse.Namespace) -> int:
         import flows  # noqa: F401  (sets the offline defaults before Prefect loads)
     except ModuleNotFoundError as exc:
         raise UsageError("vfxmatte flow: the flows package is not installed next to vfxmatte") from exc
+    try:
+        return _flow_command(args)
+    except Exception as exc:
+        refused = _refused_credentials(exc)
+        if refused is None:
+            raise
+        raise refused from None
+
+
+def _refused_credentials(exc: BaseException) -> UsageError | None:
+    """One line for an HTTP 401/403 from the Prefect server (Prefect's own error is a paragraph)."""
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if status not in (401, 403):
+        return None
+    url = os.environ.get("PREFECT_API_URL", "the Prefect server")
+    return UsageError(
+        f"the Prefect server at {url} refused our credentials (HTTP {status}): set PREFECT_API_AUTH_STRING "
+        "to the server's PREFECT_SERVER_API_AUTH_STRING (user:password)"
+    )
+
+
+def _flow_command(args: argparse.Namespace) -> int:
     if args.flow_command == "run":
         return _run(args)
     if args.flow_command == "deploy":
