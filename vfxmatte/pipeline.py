@@ -284,7 +284,7 @@ def open_shot(input_path: str, requested: list[int] | None, params: MatteParams,
     from vfxmatte.io.movie import is_movie, probe_movie, read_movie
 
     if is_movie(input_path):
-        info = probe_movie(input_path)
+        info = probe_movie(input_path, max_pixels=options.max_pixels)
         declared = info.declared_frames
         frames = list(range(options.start_frame, options.start_frame + declared)) if declared else []
         if requested is not None:
@@ -296,7 +296,10 @@ def open_shot(input_path: str, requested: list[int] | None, params: MatteParams,
             # A movie decodes sequentially: skipped frames are decoded and dropped.
             try:
                 needed = wanted | warm if wanted is not None else None
-                movie = read_movie(input_path, start_frame=options.start_frame, frames=needed, colorspace=colorspace)
+                movie = read_movie(
+                    input_path, start_frame=options.start_frame, frames=needed, colorspace=colorspace,
+                    max_pixels=options.max_pixels,
+                )
                 for plate in movie:
                     yield plate.frame if plate.frame in skip and plate.frame not in warm else plate
             except MovieDecodeError as exc:

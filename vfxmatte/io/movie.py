@@ -28,6 +28,7 @@ from av.sidedata.sidedata import SideDataContainer
 from av.sidedata.sidedata import Type as SideDataType
 
 from vfxmatte.errors import InputError, MovieDecodeError
+from vfxmatte.io.exr import DEFAULT_MAX_PIXELS
 from vfxmatte.io.frames import HeaderAttribute, Plate, Window
 
 MOVIE_EXTENSIONS = (".mov", ".mp4", ".mkv", ".webm", ".m4v", ".mxf", ".avi")
@@ -206,15 +207,21 @@ def _info(path: str, container: Any, stream: Any, first: av.VideoFrame | None) -
 
 
 @contextmanager
-def _open_video(path: str | os.PathLike[str]) -> Iterator[tuple[str, Any, Any]]:
-    """Open the container and its first video stream; always closes; InputError otherwise."""
+def _open_video(path: str | os.PathLike[str], max_pixels: int) -> Iterator[tuple[str, Any, Any]]:
+    """Open the container and its first video stream; always closes; InputError otherwise.
+
+    FFmpeg's ``max_pixels`` makes its decoders refuse a picture over the budget before
+    allocating it, both while probing the streams and while decoding: a damaged header can
+    declare 16000x16000 pictures in a 3 kB file.  The refusal reads "Invalid argument".
+    """
     name = os.fspath(path)
     if not os.path.isfile(name):
         raise InputError(f"{name}: no such movie file")
     if os.path.getsize(name) == 0:
         raise InputError(f"{name}: empty file (0 bytes), not a movie")
+    budget = {"max_pixels": str(max_pixels)}
     try:
-        container = av.open(name, mode="r")
+        container = av.open(name, mode="r", options=budget)
     except Exception as exc:
         raise InputError(f"{name}: cannot open as a movie: {_reason(exc)}") from exc
     with container:
@@ -223,13 +230,14 @@ def _open_video(path: str | os.PathLike[str]) -> Iterator[tuple[str, Any, Any]]:
         stream = container.streams.video[0]
         if stream.codec_context is None or not stream.codec_context.name:
             raise InputError(f"{name}: unsupported video codec (no decoder available)")
+        stream.codec_context.options = dict(budget)
         stream.thread_type = "AUTO"
         yield name, container, stream
 
 
-def probe_movie(path: str | os.PathLike[str]) -> MovieInfo:
+def probe_movie(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> MovieInfo:
     """Describe a movie; decodes only its first picture, to learn its display matrix."""
-    with _open_video(path) as (name, container, stream):
+    with _open_video(path, max_pixels) as (name, container, stream):
         try:
             first = next(iter(container.decode(stream)), None)
         except Exception:
@@ -286,16 +294,18 @@ def read_movie(
     start_frame: int = 1001,
     frames: AbstractSet[int] | None = None,
     colorspace: str = DEFAULT_COLORSPACE,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Iterator[Plate]:
     """Yield one plate per decoded picture, numbered ``start_frame + index``.
 
     ``frames`` restricts which numbers are yielded; decoding stays sequential and stops
     once past the highest (numbers past the end are simply not yielded).  Damage part
     way raises :class:`MovieDecodeError` after the good plates; a movie that decodes
-    nothing raises :class:`InputError`.
+    nothing raises :class:`InputError`.  A picture over ``max_pixels`` is refused by the
+    decoder before it is allocated.
     """
     last_wanted = max(frames) if frames else None
-    with _open_video(path) as (name, container, stream):
+    with _open_video(path, max_pixels) as (name, container, stream):
         if frames is not None and (last_wanted is None or last_wanted < start_frame):
             return
         info = _info(name, container, stream, None)
