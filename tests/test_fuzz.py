@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from vfxmatte import fuzz
-from vfxmatte.errors import FrameError
+from vfxmatte.errors import FrameError, InputError
 
 STRIPES = "exr/TestImages/stripes.exr"
 # A handful of small real files: scanline, offset data window, tiled mip-map, a damaged EXR, a palette
@@ -210,3 +210,42 @@ def test_error_text_from_a_damaged_header_is_printable(shared_data: Path, tmp_pa
     message = str(caught.value)
     assert message.startswith(f"{damaged}: cannot open: ") and "adding channel 'R?'" in message
     assert message.isprintable()
+
+
+def _png_movie(path: Path, width: int, height: int) -> None:
+    """A two-picture PNG-in-QuickTime movie (64x48) whose PNG headers then claim ``width`` x ``height``."""
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("png", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "rgb24"
+        for value in (0, 200):
+            picture = av.VideoFrame.from_ndarray(np.full((48, 64, 3), value, np.uint8), format="rgb24")
+            out.mux(stream.encode(picture))
+        out.mux(stream.encode())
+    data = bytearray(path.read_bytes())
+    at = data.find(b"IHDR")
+    while at >= 0:
+        data[at + 4 : at + 12] = width.to_bytes(4, "big") + height.to_bytes(4, "big")
+        data[at + 17 : at + 21] = zlib.crc32(bytes(data[at : at + 17])).to_bytes(4, "big")
+        at = data.find(b"IHDR", at + 4)
+    path.write_bytes(data)
+
+
+def test_movie_pictures_over_the_pixel_budget_are_refused_before_allocation(tmp_path: Path) -> None:
+    """A 3 kB movie claiming 16000x16000 pictures: FFmpeg allocated 768 MB twice while probing it."""
+    from vfxmatte.io.movie import probe_movie, read_movie
+
+    huge, fine = tmp_path / "huge.mov", tmp_path / "fine.mov"
+    _png_movie(huge, 16000, 16000)
+    _png_movie(fine, 64, 48)
+    assert probe_movie(fine).width == 64 and len(list(read_movie(fine))) == 2
+    assert probe_movie(fine, max_pixels=64 * 48).width == 64
+    with pytest.raises(InputError, match=r"huge.mov: 0 of 2 declared frames decoded: Invalid argument"):
+        list(read_movie(huge))
+    with pytest.raises(InputError, match=r"fine.mov: 0 of 2 declared frames decoded: Invalid argument"):
+        list(read_movie(fine, max_pixels=64 * 48 - 1))
+    with fuzz.Worker(timeout=60, memory_mb=1024) as worker:
+        result = worker.run(str(huge))
+    assert result.outcome == "error" and result.peak_rss_mb < 400, result

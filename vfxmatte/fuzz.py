@@ -493,6 +493,18 @@ def classify(exc: BaseException, path: str) -> tuple[str, str]:
     return "error", message
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory; VmHWM, as ru_maxrss keeps the parent's from before exec."""
+    try:
+        with open("/proc/self/status") as status:
+            line = next(x for x in status if x.startswith("VmHWM:"))
+        return int(line.split()[1]) / 1024
+    except (OSError, StopIteration, ValueError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _worker_main(target_name: str, memory_mb: int) -> None:
     """Loop: read a path per line on stdin, run the target, answer with JSON lines (beats, then a result)."""
     import faulthandler
@@ -530,7 +542,7 @@ def _worker_main(target_name: str, memory_mb: int) -> None:
         except Exception as exc:  # every exception is a finding or a clean error; SystemExit ends the worker
             outcome, message = classify(exc, path)
             error_type = type(exc).__name__
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        rss = _peak_rss_mb()
         send({"outcome": outcome, "message": message, "error_type": error_type, "beats": beats,
               "seconds": time.monotonic() - started, "peak_rss_mb": rss})
 
