@@ -219,6 +219,25 @@ def test_paths_outside_the_roots_are_refused(harness: None, flow_env: Path, tmp_
     assert not (flow_env / "out").exists()
 
 
+def test_run_checks_frames_found_on_disk_and_a_directory_outputs_links(
+    harness: None, flow_env: Path, tmp_path_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a request cannot say up front is checked once the shot is open, before any model work."""
+    import flows.params
+    from flows.matte_shot import matte_shot
+
+    pattern = write_sequence(flow_env / "plate", [1001, 1002, 1003])
+    monkeypatch.setattr(flows.params, "MAX_FRAMES_PER_RUN", 2)  # 3 frames on disk, no frames parameter
+    state = matte_shot(pattern, str(flow_env / "out") + "/", return_state=True)
+    assert state.is_failed() and "3 frames: more than 2 in one run" in (state.message or "")
+    monkeypatch.setattr(flows.params, "MAX_FRAMES_PER_RUN", 100_000)
+    secret = write_sequence(tmp_path_factory.mktemp("elsewhere") / "s", [1001]).replace("####", "1001")
+    (flow_env / "out").mkdir()
+    (flow_env / "out" / "plate.1001.exr").symlink_to(secret)  # the directory output's frame leads out
+    state = matte_shot(pattern, str(flow_env / "out") + "/", overwrite=True, return_state=True)
+    assert state.is_failed() and "symlink to a file outside the allowed roots" in (state.message or "")
+
+
 @pytest.mark.slow
 def test_matte_new_shots_finds_incomplete_shots_and_skips_done_ones(harness: None, flow_env: Path) -> None:
     from flows.new_shots import matte_new_shots, pending_shots
