@@ -14,6 +14,9 @@
 #   GPUS             number of GPUs (default: nvidia-smi -L count, at least 1)
 #   DROP / MANIFEST, OUTPUT_ROOT, CRON    the nightly deployment's drop folder or manifest and schedule
 #   VFXMATTE_ROOTS   roots flow inputs/outputs must lie in (passed to the workers; required for workers)
+#   VFXMATTE_MODEL, VFXMATTE_MODEL_ROOTS  the workers' model folder and the folders it may lie in
+#   PREFECT_SERVER_API_AUTH_STRING  user:password the server requires on every API call (basic auth)
+#   PREFECT_API_AUTH_STRING         what deploy and the workers send (default: the server's string)
 #   STATE            where logs, pids and the local database live (default ~/.vfxmatte-facility)
 # Telemetry and analytics are off and nothing is fetched from the network.
 # Stop everything with: scripts/facility_up.sh down
@@ -36,6 +39,10 @@ export HF_HUB_OFFLINE=1
 # Flow runs send a heartbeat every 60 s; the automation below marks runs silent for 3 minutes Crashed.
 export PREFECT_FLOWS_HEARTBEAT_FREQUENCY="${PREFECT_FLOWS_HEARTBEAT_FREQUENCY:-60}"
 export PREFECT_API_URL="${PREFECT_API_URL:-http://$HOST:$PORT/api}"
+# Facility authentication (docs/FLOWS.md): on the head, deploy and the workers send the server's string.
+if [ -n "${PREFECT_SERVER_API_AUTH_STRING:-}" ] && [ -z "${PREFECT_API_AUTH_STRING:-}" ]; then
+    export PREFECT_API_AUTH_STRING="$PREFECT_SERVER_API_AUTH_STRING"
+fi
 
 stop_pidfile() {
     local pidfile="$1"
@@ -101,6 +108,10 @@ local_postgres() {
 }
 
 if [ "$ROLE" = "all" ] || [ "$ROLE" = "server" ]; then
+    if [ -z "${PREFECT_SERVER_API_AUTH_STRING:-}" ] && [ "$HOST" != "127.0.0.1" ] && [ "$HOST" != "localhost" ]; then
+        echo "facility: warning: the API on $HOST:$PORT accepts anyone who can reach it (anyone can run code on" \
+            "the workers); set PREFECT_SERVER_API_AUTH_STRING=user:password (docs/FLOWS.md, Authentication)" >&2
+    fi
     DATABASE_URL="${DATABASE_URL:-$(local_postgres)}"
     if [ ! -f "$STATE/server.pid" ] || ! kill -0 "$(cat "$STATE/server.pid")" 2>/dev/null; then
         PREFECT_API_DATABASE_CONNECTION_URL="$DATABASE_URL" setsid "$VENV_BIN/prefect" server start \
