@@ -6,13 +6,14 @@ Usage::
     python scripts/fuzz_readers.py --replay build/fuzz/findings/crash-1000042-t01.exr
 
 Each case is one source file (the EXRs, a few PNGs and the movies of ../shared/data, plus a
-crop of one picture re-encoded as DWA/B44/RLE/PXR24/HTJ2K/tiled EXRs, TIFF, DPX and JPEG, all
-taken in turn) damaged by :func:`vfxmatte.fuzz.mutate` with seed ``run seed x 1e6 + case index``,
-then read in a sandboxed worker exactly as ``vfxmatte info`` and ``vfxmatte matte`` read
-it (:mod:`vfxmatte.fuzz`).  Every source is first read unmutated.  Non-clean cases (crash,
-hang, memory) are kept under ``OUT/findings`` with a JSON record; ``OUT/cases.jsonl`` lists
-every case and ``OUT/summary.json`` the table printed at the end.  Exit status 1 when
-anything but ``ok`` or a clean one-line error came out, else 0.
+crop of one picture re-encoded as DWA/B44/RLE/PXR24/HTJ2K/tiled EXRs, TIFF, DPX, JPEG and as
+ProRes 4444/PNG/MJPEG/FFV1 movies, all taken in turn) damaged by :func:`vfxmatte.fuzz.mutate`
+with seed ``run seed x 1e6 + case index``, then read in a sandboxed worker exactly as
+``vfxmatte info`` and ``vfxmatte matte`` read it (:mod:`vfxmatte.fuzz`).  Every source is
+first read unmutated.  Non-clean cases (crash, hang, memory) are kept under ``OUT/findings``
+with a JSON record; ``OUT/cases.jsonl`` lists every case and ``OUT/summary.json`` the table
+printed at the end.  Exit status 1 when anything but ``ok`` or a clean one-line error came
+out, else 0.
 """
 
 from __future__ import annotations
@@ -25,21 +26,22 @@ import sys
 import time
 from pathlib import Path
 
-from vfxmatte.fuzz import FINDINGS, OUTCOMES, Case, Worker, derive_stills, fuzz, kind_of
+from vfxmatte.fuzz import FINDINGS, OUTCOMES, Case, Worker, derive_seeds, fuzz, kind_of
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 # A few PNGs stand for "other stills": RGBA, palette trimaps, 8-bit grey as RGB.
 STILLS = ["matting/lemur/lemur_trimap.png", "matting/lemur/lemur_alpha.png", "matting/alphamatting/trimap/GT01.png",
           "matting/alphamatting/gt/GT01.png"]
-# Cropped and re-encoded (vfxmatte.fuzz.DERIVED: DWA/B44/HTJ2K EXRs, TIFF, DPX, JPEG) into OUT/seeds.
+# Cropped and re-encoded (vfxmatte.fuzz.DERIVED*: DWA/B44/HTJ2K EXRs, TIFF, DPX, JPEG; ProRes, PNG,
+# MJPEG, FFV1 movies) into OUT/seeds.
 DERIVED_FROM = "matting/alphamatting/input/GT01.png"
 
 
 def default_sources(data: Path, max_bytes: int, derived: Path | None) -> list[Path]:
     found = sorted((data / "exr").rglob("*.exr")) + [data / s for s in STILLS]
     if derived is not None and (data / DERIVED_FROM).is_file():
-        found += derive_stills(data / DERIVED_FROM, derived)
+        found += derive_seeds(data / DERIVED_FROM, derived)
     found += sorted(p for p in (data / "video").iterdir() if kind_of(p) == "movie")
     return [p for p in found if p.is_file() and 0 < p.stat().st_size <= max_bytes]
 
@@ -61,6 +63,8 @@ def summarise(cases: list[Case], seconds: float, restarts: int) -> dict[str, obj
                     "outcome": slowest.result.outcome},
         "peak_rss_mb": round(max(c.result.peak_rss_mb for c in cases), 1),
         "worker_restarts": restarts,
+        "rechecked_without_cap": sum(1 for c in cases if c.result.note),
+        "rechecked_error_codes": sum(1 for c in cases if c.result.note and c.result.outcome == "error"),
         "findings": [{"outcome": c.result.outcome, "kept": c.kept, "message": c.result.message,
                       "mutations": c.mutations} for c in cases if c.result.outcome in FINDINGS],
     }
@@ -80,7 +84,8 @@ def print_table(summary: dict[str, object]) -> None:
     assert isinstance(slowest, dict)
     print(f"time {summary['seconds']} s; slowest case {slowest['seconds']} s ({Path(slowest['source']).name}, "
           f"seed {slowest['seed']}, {slowest['outcome']}); peak worker RSS {summary['peak_rss_mb']} MB; "
-          f"worker restarts {summary['worker_restarts']}")
+          f"worker restarts {summary['worker_restarts']}; exhaustion-like errors re-run without the cap "
+          f"{summary['rechecked_without_cap']} (library error codes: {summary['rechecked_error_codes']})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
             for path in args.replay:
                 result = worker.run(os.path.abspath(path))
                 print(f"{result.outcome:7} {result.seconds:6.2f} s  {path}: {result.message}")
+                if result.note:
+                    print(f"  note: {result.note}")
                 if result.stderr:
                     print("  stderr: " + result.stderr.replace("\n", "\n          "))
         return 0
@@ -124,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         log.write(json.dumps(case.record()) + "\n")
         log.flush()
         if case.result.outcome in FINDINGS:
-            print(f"  {case.result.outcome.upper()} {case.kept}: {case.result.message}", flush=True)
+            note = f" [{case.result.note}]" if case.result.note else ""
+            print(f"  {case.result.outcome.upper()} {case.kept}: {case.result.message}{note}", flush=True)
         if (case.index + 1) % 100 == 0:
             print(f"  {case.index + 1} cases done", flush=True)
 

@@ -39,14 +39,25 @@ def slow_frames_target(path: str, beat: fuzz.Beat) -> None:
 
 
 def raise_target(path: str, beat: fuzz.Beat) -> None:
+    import resource
+
     kind = Path(path).name
+    capped = resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY
     if kind == "value":
         raise ValueError("boom")
     if kind == "memory":
-        bytearray(2 << 30)  # beyond the 1 GiB cap the test gives
+        bytearray(2 << 30)  # beyond the cap the test gives
+    if kind == "eagain" and not capped:
+        return  # as a reader that starts too many threads for the cap, and reads fine without it
+    if kind == "hog" and not capped:
+        hog = b"\x01" * (600 << 20)  # uncapped, it really takes the memory (touched, so resident)
+        time.sleep(0.5)
+        del hog
     message = {"clean": f"{path}: damaged", "multiline": f"{path}: damaged\nsecond line",
                "nameless": "damaged", "escape": f"{path}: damaged \x1b[2J",
-               "eagain": f"{path}: decoding stopped: Resource temporarily unavailable"}[kind]
+               "eagain": f"{path}: decoding stopped: Resource temporarily unavailable",
+               "enomem": f"{path}: cannot open as a movie: Cannot allocate memory",
+               "hog": f"{path}: cannot open as a movie: Cannot allocate memory"}[kind]
     raise FrameError(message)
 
 
@@ -94,9 +105,9 @@ def test_format_aware_mutators_find_their_structures(shared_data: Path) -> None:
 
 
 def test_classifier_catches_crashes_hangs_memory_and_unclean_errors(tmp_path: Path) -> None:
-    with _worker("raise_target", timeout=20, memory_mb=1024) as worker:
+    with _worker("raise_target", timeout=20, memory_mb=400) as worker:
         got = {kind: worker.run(str(tmp_path / kind)) for kind in
-               ("clean", "value", "multiline", "nameless", "escape", "memory", "eagain")}
+               ("clean", "value", "multiline", "nameless", "escape", "memory", "eagain", "enomem", "hog")}
     assert got["clean"].outcome == "error" and got["clean"].message.endswith(": damaged")
     assert got["value"].outcome == "crash" and "uncaught ValueError: boom" in got["value"].message
     assert got["multiline"].outcome == "crash" and "multi-line" in got["multiline"].message
@@ -104,6 +115,10 @@ def test_classifier_catches_crashes_hangs_memory_and_unclean_errors(tmp_path: Pa
     assert got["escape"].outcome == "crash" and "unprintable" in got["escape"].message
     assert got["memory"].outcome == "memory"
     assert got["eagain"].outcome == "memory", "a thread that could not start under the cap is exhaustion"
+    assert got["eagain"].note.startswith("without the address-space cap: ok")
+    assert got["enomem"].outcome == "error", "the same ENOMEM without the cap is the library's error code"
+    assert "not exhaustion" in got["enomem"].note
+    assert got["hog"].outcome == "memory" and "resident memory over 400 MB" in got["hog"].note
 
     with _worker("abort_target", timeout=20) as worker:
         aborted = worker.run(str(tmp_path / "x"))
@@ -132,7 +147,7 @@ def test_bounded_fuzz_run_of_the_readers_finds_nothing(shared_data: Path, tmp_pa
     missing = [str(s) for s in [*sources, picture] if not s.is_file()]
     if missing:
         pytest.skip(f"fixtures absent: {missing}")
-    sources += fuzz.derive_stills(picture, tmp_path / "seeds",
+    sources += fuzz.derive_seeds(picture, tmp_path / "seeds",
                                   ["dwaa.exr", "10bit.dpx"])
     started = time.monotonic()
     cases = fuzz.fuzz(sources, 60, tmp_path, seed=12, originals=True)

@@ -355,34 +355,51 @@ def mutate(data: bytes, seed: int, kind: str = "still") -> tuple[bytes, list[str
     return bytes(buf), done
 
 
-# Seeds made from a real picture for what ../shared/data lacks: other EXR codecs (DWA, B44, HTJ2K…)
-# and the still formats a drop folder takes (vfxmatte.io.discover): TIFF, DPX, JPEG.
+# Seeds made from a real picture for what ../shared/data lacks: other EXR codecs (DWA, B44, HTJ2K…),
+# the still formats a drop folder takes (vfxmatte.io.discover: TIFF, DPX, JPEG) and the intra-frame
+# movie codecs of VFX work (ProRes 4444, PNG, MJPEG, FFV1).
 DERIVED = {"dwaa.exr": ("half", "dwaa", 0), "dwab.exr": ("half", "dwab", 0), "b44a.exr": ("half", "b44a", 0),
            "rle.exr": ("half", "rle", 0), "pxr24-float.exr": ("float", "pxr24", 0),
            "zip-tiled.exr": ("half", "zip", 32), "htj2k.exr": ("half", "htj2k", 0),
            "lzw16.tif": ("uint16", "lzw", 0), "10bit.dpx": ("uint10", "", 0), "q90.jpg": ("uint8", "jpeg:90", 0)}
+DERIVED_MOVIES = {"prores4444.mov": ("prores_ks", "yuva444p10le", {"profile": "4"}),
+                  "png.mov": ("png", "rgb24", {}), "mjpeg.mov": ("mjpeg", "yuvj420p", {}),
+                  "ffv1.mkv": ("ffv1", "yuv420p", {})}
 
 
-def derive_stills(picture: str | os.PathLike[str], folder: str | os.PathLike[str], names: Iterable[str] = DERIVED,
-                  size: tuple[int, int] = (96, 64)) -> list[Path]:
-    """Write a centre crop of ``picture`` in each of the ``DERIVED`` encodings named; return the files."""
+def derive_seeds(picture: str | os.PathLike[str], folder: str | os.PathLike[str],
+                 names: Iterable[str] = (*DERIVED, *DERIVED_MOVIES), size: tuple[int, int] = (96, 64)) -> list[Path]:
+    """Write a centre crop of ``picture`` in each encoding named (movies: 4 frames panning); return the files."""
+    import av
+    import numpy as np
     import OpenImageIO as oiio
 
     source = oiio.ImageBuf(os.fspath(picture))
     spec = source.spec()
     x, y = max(0, (spec.width - size[0]) // 2), max(0, (spec.height - size[1]) // 2)
-    crop = oiio.ImageBufAlgo.cut(source, oiio.ROI(x, x + size[0], y, y + size[1], 0, 1, 0, min(3, spec.nchannels)))
     Path(folder).mkdir(parents=True, exist_ok=True)
     written = []
     for name in names:
+        target = Path(folder) / name
+        crops = [oiio.ImageBufAlgo.cut(source, oiio.ROI(x + 4 * i, x + 4 * i + size[0], y, y + size[1], 0, 1, 0,
+                                                         min(3, spec.nchannels))) for i in range(4)]
+        if name in DERIVED_MOVIES:
+            codec, pix_fmt, options = DERIVED_MOVIES[name]
+            with av.open(str(target), "w") as out:
+                stream = out.add_stream(codec, rate=24, options=options)
+                stream.width, stream.height, stream.pix_fmt = size[0], size[1], pix_fmt
+                for crop in crops:
+                    rgb = np.ascontiguousarray(np.asarray(crop.get_pixels("uint8"))[:, :, :3])
+                    out.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+                out.mux(stream.encode())
+            written.append(target)
+            continue
         pixel_format, compression, tile = DERIVED[name]
+        crop = crops[0]
         if compression:
             crop.specmod().attribute("compression", compression)
-        else:
-            crop.specmod().erase_attribute("compression")
         crop.set_write_format(pixel_format)
         crop.set_write_tiles(tile, tile)
-        target = Path(folder) / name
         if not crop.write(str(target)):
             raise RuntimeError(f"{target}: {crop.geterror()}")
         written.append(target)
@@ -453,10 +470,12 @@ class Outcome:
     outcome: str
     message: str = ""
     error_type: str = ""
+    clean: bool = False  # the error was a one-line message naming the file
     seconds: float = 0.0
     beats: int = 0
     peak_rss_mb: float = 0.0
     stderr: str = ""
+    note: str = ""  # what a second run without the address-space cap showed
 
 
 # Resource exhaustion the readers wrap as a clean error: ENOMEM, and EAGAIN from a thread that could not start.
@@ -477,9 +496,9 @@ def classify(exc: BaseException, path: str) -> tuple[str, str]:
     """(outcome, why) for an exception a target raised on ``path``."""
     from vfxmatte.errors import VfxmatteError
 
-    if _memory_in_chain(exc) or any(s in str(exc) for s in _EXHAUSTED):
-        return "memory", f"{type(exc).__name__}: {exc}"
     if not isinstance(exc, VfxmatteError):
+        if _memory_in_chain(exc):
+            return "memory", f"{type(exc).__name__}: {exc}"
         tb = traceback.extract_tb(exc.__traceback__)[-3:]
         where = " <- ".join(f"{Path(f.filename).name}:{f.lineno}" for f in reversed(tb))
         return "crash", f"uncaught {type(exc).__name__}: {exc!s:.300} at {where}"
@@ -490,7 +509,18 @@ def classify(exc: BaseException, path: str) -> tuple[str, str]:
         return "crash", f"unprintable characters in the message: {message[:300]!r}"
     if path not in message:
         return "crash", f"message does not name the file: {message[:300]!r}"
+    if _memory_in_chain(exc) or any(s in message for s in _EXHAUSTED):
+        return "memory", message  # Worker.run tells the cap's doing from an error code that reads the same
     return "error", message
+
+
+def _rss_mb(pid: int) -> float:
+    """A process's resident memory now (0 where /proc is unavailable)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return int(next(x for x in status if x.startswith("VmRSS:")).split()[1]) / 1024
+    except (OSError, StopIteration, ValueError):
+        return 0.0
 
 
 def _peak_rss_mb() -> float:
@@ -536,15 +566,20 @@ def _worker_main(target_name: str, memory_mb: int) -> None:
             beats += 1
             send({"beat": beats})
 
-        outcome, message, error_type = "ok", "", ""
+        outcome, message, error_type, clean = "ok", "", "", False
         try:
             target(path, beat)
         except Exception as exc:  # every exception is a finding or a clean error; SystemExit ends the worker
             outcome, message = classify(exc, path)
             error_type = type(exc).__name__
+            clean = outcome in ("error", "memory") and message == str(exc)  # one line naming the file
         rss = _peak_rss_mb()
-        send({"outcome": outcome, "message": message, "error_type": error_type, "beats": beats,
+        send({"outcome": outcome, "message": message, "error_type": error_type, "clean": clean, "beats": beats,
               "seconds": time.monotonic() - started, "peak_rss_mb": rss})
+
+
+class _OverMemory(Exception):
+    """The worker's resident memory went over the watchdog's limit."""
 
 
 class Worker:
@@ -555,8 +590,9 @@ class Worker:
     """
 
     def __init__(self, target: str = "read_any", *, timeout: float = 10.0, case_timeout: float | None = None,
-                 memory_mb: int = 3072, log_dir: str | os.PathLike[str] | None = None) -> None:
-        self.target, self.timeout, self.memory_mb = target, timeout, memory_mb
+                 memory_mb: int = 3072, rss_limit_mb: float | None = None,
+                 log_dir: str | os.PathLike[str] | None = None) -> None:
+        self.target, self.timeout, self.memory_mb, self.rss_limit_mb = target, timeout, memory_mb, rss_limit_mb
         self.case_timeout = case_timeout if case_timeout is not None else 30 * timeout
         self._log_dir = Path(log_dir) if log_dir is not None else Path(tempfile.gettempdir())
         self._proc: subprocess.Popen[bytes] | None = None
@@ -587,8 +623,12 @@ class Worker:
         fd = self._proc.stdout.fileno()
         while b"\n" not in self._buffer:
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+            if remaining <= 0:
                 return None
+            if not select.select([fd], [], [], min(remaining, 0.05) if self.rss_limit_mb else remaining)[0]:
+                if self.rss_limit_mb and _rss_mb(self._proc.pid) > self.rss_limit_mb:
+                    raise _OverMemory
+                continue
             chunk = os.read(fd, 65536)
             if not chunk:
                 raise EOFError
@@ -604,6 +644,28 @@ class Worker:
         return self._stderr.read().decode("utf-8", "replace").strip()
 
     def run(self, path: str) -> Outcome:
+        """Read ``path`` in the worker and say how it went.
+
+        An exhaustion-like clean error (ENOMEM, EAGAIN) is run again in a worker without the
+        address-space cap, watched for resident memory instead: the same error again, with
+        memory under the cap, is the library's error code (FFmpeg returns ENOMEM for some
+        damaged atoms), so the case counts as a clean error.
+        """
+        result = self._attempt(path)
+        if result.outcome == "memory" and result.clean and self.memory_mb > 0:
+            with Worker(self.target, timeout=self.timeout, case_timeout=self.case_timeout, memory_mb=0,
+                        rss_limit_mb=self.memory_mb, log_dir=self._log_dir) as uncapped:
+                again = uncapped._attempt(path)
+            if (again.outcome, again.message) == (result.outcome, result.message):
+                result.outcome = "error"
+                result.note = (f"same error without the address-space cap, peak RSS {again.peak_rss_mb:.0f} MB: "
+                               "the library's error code, not exhaustion")
+            else:
+                what = again.outcome if again.message == result.message else f"{again.outcome} ({again.message})"
+                result.note = f"without the address-space cap: {what}, peak RSS {again.peak_rss_mb:.0f} MB"
+        return result
+
+    def _attempt(self, path: str) -> Outcome:
         proc = self._proc if self._proc is not None and self._proc.poll() is None else self._start()
         assert proc.stdin is not None and self._stderr is not None
         log_at = self._stderr.seek(0, os.SEEK_END)
@@ -636,6 +698,12 @@ class Worker:
             memory = any(s in tail for s in (*_EXHAUSTED, "MemoryError", "out of memory"))
             return Outcome("memory" if memory else "crash", f"worker {how}", seconds=elapsed, beats=beats,
                            stderr=tail)
+        except _OverMemory:
+            elapsed = time.monotonic() - started
+            self.close()
+            self.restarts += 1
+            return Outcome("memory", f"resident memory over {self.rss_limit_mb:.0f} MB", seconds=elapsed,
+                           beats=beats, peak_rss_mb=float(self.rss_limit_mb or 0))
 
     def close(self) -> None:
         """Stop the worker (kill it if it is busy)."""
