@@ -33,8 +33,11 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check vfxmatte flows tests scripts nuke_bridge
 	$(VENV)/bin/mypy
-	# The Nuke bridge against the types-nuke stubs (3.10: mypy's oldest target; ruff checks it as py39).
-	$(VENV)/bin/mypy --python-version 3.10 nuke_bridge
+	# The Nuke bridge against the types-nuke stubs (3.10: mypy's oldest target; ruff checks it as py39):
+	# the package, then the plug-in as Nuke imports it (NUKE_PATH=nuke_bridge/nuke), so that the
+	# panel's calls into vfxmatte_nuke.graph are checked too, not read as an unresolved import.
+	$(VENV)/bin/mypy --python-version 3.10 --exclude 'nuke_bridge/nuke/' nuke_bridge
+	MYPYPATH=nuke_bridge/nuke $(VENV)/bin/mypy --python-version 3.10 -p vfxmatte_nuke -m init -m menu
 
 # System packages the tests drive for real (Debian's chromium): installed when root with apt-get,
 # a no-op once present; elsewhere the tests that need them skip and say why.

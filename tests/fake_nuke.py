@@ -272,6 +272,7 @@ class FakeNuke(types.ModuleType):
         self.panel_answers: dict[str, Any] = {}
         self.panel_ok = True
         self.tasks: list[ProgressTask] = []
+        self.this_node: Node | None = None  # what nuke.thisNode() answers (a test sets it)
         self.layer_names: dict[str, list[str]] = {}
         self.main_queue: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
         self.queued_calls: list[str] = []
@@ -317,6 +318,11 @@ class FakeNuke(types.ModuleType):
 
     def toNode(self, name: str) -> Node | None:
         return next((n for n in self.created if n.name() == name), None)
+
+    def thisNode(self) -> Node:
+        if self.this_node is None:
+            raise ValueError("nuke.thisNode() outside a knob callback")
+        return self.this_node
 
     def allNodes(self, node_class: str | None = None) -> list[Node]:
         return [n for n in self.created if node_class is None or n.Class() == node_class]

@@ -216,6 +216,30 @@ def test_local_mode_without_a_cli_says_what_to_set(tmp_path: Path) -> None:
         start_job(request, environ={"VFXMATTE_CLI": str(tmp_path / "nope")})
 
 
+def test_bridge_needs_only_the_standard_library_and_python_3_9() -> None:
+    """Nuke's Python has no site-packages of ours: import everything with ``-S`` (no site-packages at all)."""
+    import ast
+    import subprocess
+
+    for path in sorted((REPO / "nuke_bridge").rglob("*.py")):
+        ast.parse(path.read_text(encoding="utf-8"), str(path), feature_version=(3, 9))
+    script = (
+        "import sys\n"
+        f"sys.path[:0] = [{str(REPO)!r}, {str(NUKE_DIR)!r}, {str(Path(__file__).parent)!r}]\n"
+        "import fake_nuke\n"
+        "fake_nuke.install()\n"
+        "import nuke_bridge.client, nuke_bridge.jobs, nuke_bridge.local\n"
+        "import vfxmatte_nuke.graph, vfxmatte_nuke.panel\n"
+        "ours = {'nuke', 'fake_nuke', 'nuke_bridge', 'vfxmatte_nuke', '__main__'}\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} - set(sys.stdlib_module_names) - ours))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"  # nothing outside the standard library was imported
+
+
 # -- Nuke: the fake module and the panel ----------------------------------------------------
 
 
@@ -269,6 +293,135 @@ def test_selection_errors_reach_the_artist(nuke: fake_nuke.FakeNuke, tmp_path: P
     assert panel.ocio_colorspace("default (linear)") is None
     assert panel.ocio_colorspace("linear") == "Linear Rec.709 (sRGB)"
     assert panel.ocio_colorspace("ACES - ACEScg") == "ACES - ACEScg"
+
+
+def test_a_guide_from_a_second_selected_node(nuke: fake_nuke.FakeNuke, tmp_path: Path) -> None:
+    import vfxmatte_nuke.panel as panel
+
+    from nuke_bridge.local import child_environment, matte_arguments
+    from vfxmatte.cli import build_parser
+
+    # The plate's Read and the Write that rendered a Roto: the Write is the guide.
+    plate_file = str(tmp_path / "plate.####.exr")
+    plate = nuke.nodes.Read(file=plate_file, first=1001, last=1002, colorspace="ACES - ACEScg")
+    roto = nuke.nodes.Write(file=str(tmp_path / "roto.%04d.png"))
+    (tmp_path / "roto.1001.png").write_bytes(b"")  # rendered: the bridge only checks that its frames exist
+    nuke.select(plate, roto)
+    plates, guide = panel.split_selection(nuke.selectedNodes(), nuke.selectedNode())
+    assert plates == [plate] and guide is roto
+    nuke.panel_answers.update({"Guide kind": "trimap", "Prompt": "the dancer"})
+    choice = panel.ask(plates, guide)
+    assert choice is not None and nuke.panels[-1].fields["Guide kind"] == "auto trimap mask scribble"
+    request = panel.build_request(choice)
+    guide_file = str(tmp_path / "roto.%04d.png")
+    assert (request.guide, request.guide_kind, request.prompt) == (guide_file, "trimap", "the dancer")
+    assert (request.first, request.last, request.colorspace) == (1001, 1002, "ACES - ACEScg")
+    params = request.flow_parameters()  # farm mode
+    assert (params["guide"], params["guide_kind"], params["frames"]) == (guide_file, "trimap", "1001-1002")
+    # Local mode: the real CLI has --guide, and its parser reads the guide and kind as values.
+    command = [sys.executable, "-m", "vfxmatte.cli"]
+    argv = matte_arguments(request, command, child_environment())
+    args = build_parser().parse_args(argv[len(command) :])
+    assert (args.guide, args.guide_kind, args.prompt) == (guide_file, "trimap", "the dancer")
+    assert args.frames == "1001-1002"
+
+    # Two Reads: the dialog asks which is the plate (the last clicked first); the other is the guide.
+    mask = nuke.nodes.Read(file=str(tmp_path / "mask.####.exr"), first=1001, last=1002)
+    (tmp_path / "mask.1002.exr").write_bytes(b"")
+    nuke.select(plate, mask)
+    plates, guide = panel.split_selection(nuke.selectedNodes(), mask)
+    assert plates == [mask, plate] and guide is None
+    nuke.panel_answers.update({"Plate": plate.name(), "Guide kind": "mask"})
+    choice = panel.ask(plates, guide)
+    assert choice is not None and nuke.panels[-1].fields["Plate"] == f"{mask.name()} {plate.name()}"
+    assert choice["plate"] is plate and choice["guide"] is mask
+    assert choice["output"] == default_output(str(tmp_path / "plate.####.exr"))  # follows the chosen plate
+    request = panel.build_request(choice)
+    assert (request.input, request.guide, request.guide_kind) == (
+        str(tmp_path / "plate.####.exr"),
+        str(tmp_path / "mask.####.exr"),
+        "mask",
+    )
+
+
+def test_farm_failure_and_a_lost_server_reach_the_artist(
+    nuke: fake_nuke.FakeNuke, stub: Any, tmp_path: Path
+) -> None:
+    import vfxmatte_nuke.graph as graph
+    import vfxmatte_nuke.panel as panel
+
+    from nuke_bridge.jobs import FarmJob
+
+    url, routes, seen = stub
+    plate = nuke.nodes.Read(file=str(tmp_path / "plate.####.exr"), first=1001, last=1003)
+    output = str(tmp_path / "out" / "plate.####.exr")
+    request = ShotRequest(input=str(tmp_path / "plate.####.exr"), output=output, first=1001, last=1003)
+    client = PrefectClient(url, timeout=5)
+
+    # A run that failed on one frame: the flow's result artifact says which and why.
+    flow_result = {
+        "frames": {"written": [1001, 1003], "skipped": [], "failed": [1002]},
+        "errors": {"1002": "plate.1002.exr: damaged"},
+    }
+    failed_run = {"id": "r1", "name": "nuke-plate", "state_type": "FAILED", "state_name": "Failed"}
+    routes[("GET", "/api/flow_runs/r1")] = (200, failed_run, 0.0)
+    artifacts = [
+        {"key": "vfxmatte-result", "data": "```json\n" + json.dumps(flow_result) + "\n```", "created": "2"},
+        {"key": "vfxmatte-progress", "data": 100.0, "created": "1"},
+    ]
+    routes[("POST", "/api/artifacts/filter")] = (200, artifacts, 0.0)
+    read = graph.create_result_read(plate, output, 1001, 1003, None, "farm run nuke-plate")
+    follower = panel.Follower(FarmJob(request, client, "r1", "nuke-plate"), read.name(), interval=0.05)
+    follower.start()
+    follow(nuke, follower, timeout=30)
+    expected = "farm run nuke-plate Failed: frame 1002: plate.1002.exr: damaged"
+    assert follower.final is not None and follower.final.state == "failed"
+    assert follower.final.failed == {1002: "plate.1002.exr: damaged"}
+    assert nuke.messages == [f"vfxmatte: {expected}"]
+    assert read["vfxmatte_status"].value() == expected and nuke.tasks[-1].messages[-1] == expected
+
+    # A server that keeps failing: retried, then the follow ends with one line (the run is not touched).
+    routes[("GET", "/api/flow_runs/r2")] = (500, {"exception_message": "Internal Server Error"}, 0.0)
+    nuke.messages.clear()
+    read = graph.create_result_read(plate, output, 1001, 1003, None, "farm run nuke-plate2")
+    follower = panel.Follower(FarmJob(request, client, "r2", "nuke-plate2"), read.name(), interval=0.02)
+    follower.start()
+    follow(nuke, follower, timeout=30)
+    assert follower.final is not None and follower.final.state == "failed"
+    (message,) = nuke.messages
+    assert message.startswith("vfxmatte: lost track of farm run nuke-plate2: ") and "HTTP 500" in message
+    assert "\n" not in message
+    assert [s["method"] for s in seen if "/r2" in s["path"]] == ["GET"] * panel.MAX_POLL_ERRORS
+
+
+def test_open_review_page_of_a_result_read(
+    nuke: fake_nuke.FakeNuke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vfxmatte_nuke.graph as graph
+    import vfxmatte_nuke.panel as panel
+
+    opened: list[str] = []
+    monkeypatch.setattr(panel.webbrowser, "open", lambda url: opened.append(url) or True)
+    plate = nuke.nodes.Read(file=str(tmp_path / "plate.####.exr"), first=1, last=2)
+    output = str(tmp_path / "out" / "plate.####.exr")
+    read = graph.create_result_read(plate, output, 1, 2, None, "local")
+    nuke.select(plate)
+    assert not panel.open_selected_review()
+    assert nuke.messages[-1] == "vfxmatte: select a result Read made by vfxmatte"
+    nuke.select(read)
+    assert not read["vfxmatte_review"].enabled() and not panel.open_selected_review()
+    assert nuke.messages[-1].startswith("vfxmatte: no review page yet")
+
+    page = Path(review_page(output))
+    page.parent.mkdir(parents=True)
+    page.write_text("<!DOCTYPE html><title>review</title>")
+    graph.set_status(read.name(), "local: 2/2 frames")  # what the follower does when the job moves on
+    assert read["vfxmatte_review"].enabled()
+    assert panel.open_selected_review() and opened == [page.resolve().as_uri()]
+    # The button's own script, run as Nuke runs a PyScript knob (nuke.thisNode() is the result Read).
+    nuke.this_node = read
+    exec(read["vfxmatte_review"].script, {"nuke": nuke})
+    assert opened == [page.resolve().as_uri()] * 2
 
 
 def write_plates(directory: Path, frames: range, size: int = 64) -> str:
