@@ -277,6 +277,36 @@ def test_unreadable_frames_are_reported_not_fatal(tmp_path: Path, tiny_model_dir
         build_review(tmp_path / "none.####.exr", tmp_path / "r2")
 
 
+# -- the flow -------------------------------------------------------------------------
+
+
+def test_the_flow_builds_the_page_and_names_it_in_its_artifacts(
+    shot: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """matte_shot's final record: the page built with the flow's own threshold, named in both artifacts."""
+    from flows.matte_shot import markdown_summary, summarise
+    from flows.params import MatteShotRequest
+    from flows.settings import FlowSettings
+
+    root = shot.parent.parent
+    monkeypatch.setenv("VFXMATTE_ROOTS", str(root))
+    request = MatteShotRequest(input=str(root / "plate.####.exr"), output=str(shot))
+    records: list[dict[str, Any]] = [
+        {"frame": f, "status": "written", "path": str(shot.parent / f"matte.{f:04d}.exr"), "seconds": 0.1}
+        for f in FRAMES
+    ]
+    for record in records:
+        record["error"] = None
+    result = summarise(request, FlowSettings(roots=(str(root),)), str(shot), records)
+    page = shot.parent / "review" / "index.html"
+    assert result["review_page"] == str(page) and page.is_file(), result["review_note"]
+    assert result["flagged"] == [FLAGGED]
+    record = json.loads((page.parent / "scores.json").read_text())  # the page flags what the flow flagged
+    assert record["flagged"] == result["flagged"]
+    assert record["threshold"] == pytest.approx(result["flag_threshold"])
+    assert f"Review page: `{page}`" in markdown_summary(result)  # the vfxmatte-summary artifact
+
+
 # -- the command line -----------------------------------------------------------------
 
 
