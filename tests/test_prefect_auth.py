@@ -97,6 +97,7 @@ def flow_cli(server: PrefectServer, auth: str | None, *args: str) -> subprocess.
     return subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # two CLI processes that import Prefect: about 10 s on 2 cores
 def test_flow_cli_with_the_auth_string_and_without(auth_server: PrefectServer) -> None:
     done = flow_cli(auth_server, AUTH, "requeue")
     assert (done.returncode, done.stdout, done.stderr) == (0, "nothing to requeue\n", "")
