@@ -240,6 +240,20 @@ def test_bridge_needs_only_the_standard_library_and_python_3_9() -> None:
     assert done.stdout.strip() == "[]"  # nothing outside the standard library was imported
 
 
+def test_movie_reads_keep_nukes_frame_numbers(tmp_path: Path) -> None:
+    from nuke_bridge.local import matte_arguments
+    from vfxmatte.cli import build_parser
+
+    movie, output = str(tmp_path / "plate.mov"), str(tmp_path / "o" / "plate.####.exr")
+    request = ShotRequest(input=movie, output=output, first=1, last=48)
+    args = build_parser().parse_args(matte_arguments(request, ["vfxmatte"], {})[1:])
+    assert (args.start_frame, args.frames) == (1, "1-48")  # local: numbered from the Read's first frame
+    # The farm numbers a movie's frames from 1001: another first frame is refused before anything is sent.
+    with pytest.raises(BridgeError, match="numbers movie frames from 1001") as caught:
+        start_job(request, "farm", environ={"PREFECT_API_URL": "http://127.0.0.1:9/api"})
+    assert caught.value.kind == "usage"
+
+
 # -- Nuke: the fake module and the panel ----------------------------------------------------
 
 
