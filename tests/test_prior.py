@@ -130,3 +130,52 @@ def test_matte_records_the_prior_and_its_time_and_none_or_a_guide_bypass_it(
     assert code == 0, err
     assert json.loads(out)["timings"]["prior_s"]["1001"] == 0
     assert "prior" not in str(spec_of(tmp_path / "c" / "m.1001.exr").getattribute("vfxmatte:model"))
+
+
+def test_mask_iou_and_the_previous_matte_the_temporal_state_keeps() -> None:
+    import torch
+
+    from vfxmatte.pipeline import mask_iou
+    from vfxmatte.temporal import TemporalState
+
+    a = np.zeros((8, 8), np.float32)
+    a[:4] = 1.0
+    b = np.zeros((8, 8), np.float32)
+    b[2:6] = 0.9
+    assert mask_iou(a, a) == 1.0 and mask_iou(a, b) == pytest.approx(16 / 48)
+    assert mask_iou(np.zeros((4, 4)), np.zeros((4, 4))) == 1.0
+    state = TemporalState(mode="shared")
+    state.update(1001, torch.zeros(1, 4, 2, 2), np.zeros((8, 8, 3)), a)
+    assert state.previous_matte(1002, (8, 8)) is a
+    assert state.previous_matte(1003, (8, 8)) is None, "only the frame just before counts"
+    assert state.previous_matte(1002, (16, 16)) is None
+    off = TemporalState(mode="off")
+    off.update(1001, torch.zeros(1, 4, 2, 2), np.zeros((8, 8, 3)), a)
+    assert off.previous_matte(1002, (8, 8)) is None, "--temporal off keeps nothing between frames"
+
+
+@pytest.mark.slow
+def test_a_prior_that_jumps_is_replaced_by_the_previous_frames_matte(tmp_path: Path, tiny_model_dir: Path) -> None:
+    from vfxmatte.config import MatteParams
+    from vfxmatte.pipeline import matte_shot
+
+    sample = str(Path(__file__).resolve().parents[1] / "vfxmatte" / "samples" / "plate" / "plate.####.exr")
+    frames = [1001, 1002]
+
+    def run(name: str, **params: object) -> tuple[list[str], np.ndarray]:
+        matte_params = MatteParams(steps=2, seeds=2, lr_size=64, hr="off", **params)  # type: ignore[arg-type]
+        summary = matte_shot(sample, str(tmp_path / name / "m.####.exr"), matte_params, frames=frames,
+                             model=str(tiny_model_dir))
+        assert summary.frames("written") == frames
+        warnings = [w for r in summary.results for w in r.warnings if "prior's subject jumped" in w]
+        alpha = oiio.ImageBuf(str(tmp_path / name / "m.1002.exr")).get_pixels(oiio.FLOAT)
+        return warnings, alpha
+
+    # An untrained model's matte never overlaps the prior's subject at IoU 0.99: the frame after
+    # the first counts as a jump and follows the frame before.
+    jumped, followed = run("strict", prior_jump_iou=0.99)
+    assert len(jumped) == 1 and "plate.1002" in jumped[0]
+    never, own = run("never", prior_jump_iou=0.0)
+    assert never == [] and not np.array_equal(followed, own), "following changes where frame 1002 starts"
+    independent, _ = run("off", prior_jump_iou=0.99, temporal="off")
+    assert independent == [], "without a temporal mode every frame keeps its own prior"

@@ -75,6 +75,11 @@ def _add_matte(sub: Any) -> None:
         "--prior-strength", type=float, help="fraction of the DDIM schedule run from the noised prior mask (0.8)"
     )
     p.add_argument(
+        "--prior-jump-iou", type=float,
+        help="with --temporal shared/prev-latent: a frame whose prior mask overlaps the previous frame's matte "
+        "less than this (IoU) follows the previous matte instead (default 0.5; 0: never)",
+    )
+    p.add_argument(
         "--temporal", choices=("off", "shared", "prev-latent"),
         help="temporal stability: off (independent noise per frame), shared (one noise for every frame), "
         "prev-latent (start each frame from the previous frame's LR latent, Eq. 6); default: shared",
@@ -156,6 +161,7 @@ def _cmd_matte(args: argparse.Namespace) -> int:
         clamp_known=args.clamp_known,
         prior=args.prior,
         prior_strength=args.prior_strength,
+        prior_jump_iou=args.prior_jump_iou,
     )
     if args.colorspace:
         from vfxmatte.io.color import is_linear

@@ -29,6 +29,9 @@ class MatteParams:
     clamp_known: bool = False
     prior: str = "u2netp"  # u2netp | none (vfxmatte.prior): coarse-mask start for runs without a guide
     prior_strength: float = 0.8  # fraction of the DDIM schedule run from the noised prior mask
+    # With a temporal mode, a prior mask whose IoU with the previous frame's matte is below this
+    # counts as a jump to another object: the previous matte is followed instead (0: never).
+    prior_jump_iou: float = 0.5
 
     def __post_init__(self) -> None:
         from vfxmatte.errors import UsageError
@@ -53,6 +56,8 @@ class MatteParams:
             raise UsageError(f"--prior {self.prior}: choose u2netp or none")
         if not 0.0 < self.prior_strength <= 1.0:
             raise UsageError(f"--prior-strength {self.prior_strength}: must be in (0, 1]")
+        if not 0.0 <= self.prior_jump_iou < 1.0:
+            raise UsageError(f"--prior-jump-iou {self.prior_jump_iou}: must be in [0, 1)")
         if not 0.0 < self.temporal_strength <= 1.0:
             raise UsageError(f"--temporal-strength {self.temporal_strength}: must be in (0, 1]")
 

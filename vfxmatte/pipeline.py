@@ -138,6 +138,13 @@ def mask_latents(model: MattingModel, mask: np.ndarray, seeds: int) -> torch.Ten
     return encode_image(model, pixels).float().cpu().expand(seeds, -1, -1, -1).contiguous()
 
 
+def mask_iou(a: np.ndarray, b: np.ndarray, level: float = 0.5) -> float:
+    """Intersection over union of two soft masks cut at ``level`` (two empty masks agree: 1)."""
+    inside_a, inside_b = a >= level, b >= level
+    union = int(np.count_nonzero(inside_a | inside_b))
+    return 1.0 if union == 0 else int(np.count_nonzero(inside_a & inside_b)) / union
+
+
 def edge_band_uncertainty(alpha: np.ndarray, uncertainty: np.ndarray, radius: int = 2) -> float:
     """Mean uncertainty inside the matte's edge band.
 
@@ -209,6 +216,16 @@ def matte_plate(
         prior_started = time.perf_counter()
         mask = prior.predict(network_image)
         prior_seconds = time.perf_counter() - prior_started
+        previous = temporal.previous_matte(plate.frame, mask.shape)
+        if previous is not None and params.prior_jump_iou > 0:
+            agreement = mask_iou(mask, previous)
+            if agreement < params.prior_jump_iou:
+                # A per-frame prior can jump to another object; the shot's subject does not.
+                plate.warnings.append(
+                    f"{plate.path}: the prior's subject jumped (IoU {agreement:.2f} with the previous frame's "
+                    "matte); followed the previous frame instead"
+                )
+                mask = previous
         start, strength = mask_latents(model, mask, params.seeds), params.prior_strength
     ensemble = lr_ensemble(
         model,
@@ -222,7 +239,7 @@ def matte_plate(
         start=start,
         strength=strength,
     )
-    temporal.update(plate.frame, ensemble.latents, network_image)
+    temporal.update(plate.frame, ensemble.latents, network_image, ensemble.mean)
     lr_mean, lr_std = ensemble.mean, ensemble.std
     uncertainty = np.clip(resize(lr_std, height, width), 0.0, None)
     mode = hr.resolve_mode(params.hr, model)

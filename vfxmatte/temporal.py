@@ -57,6 +57,9 @@ class TemporalState:
     frame: int | None = field(default=None, init=False)
     latents: torch.Tensor | None = field(default=None, init=False, repr=False)
     image: np.ndarray | None = field(default=None, init=False, repr=False)
+    # The previous frame's LR matte (every mode but off): where the prior jumps, it is followed.
+    matte_frame: int | None = field(default=None, init=False)
+    matte: np.ndarray | None = field(default=None, init=False, repr=False)
 
     @property
     def carries_latents(self) -> bool:
@@ -89,11 +92,19 @@ class TemporalState:
                 start = warp_latents(start, estimate_flow(self.image, image))
         return noise, start
 
-    def update(self, frame: int, latents: torch.Tensor, image: np.ndarray) -> None:
-        """Remember ``frame``'s final LR latents (and its LR image, for the flow)."""
+    def update(self, frame: int, latents: torch.Tensor, image: np.ndarray, matte: np.ndarray | None = None) -> None:
+        """Remember ``frame``'s final LR latents (and its LR image, for the flow) and its LR matte."""
         if self.carries_latents:
             self.frame, self.latents = frame, latents.detach().float().cpu()
             self.image = image if self.flow else None
+        if self.mode != "off" and matte is not None:
+            self.matte_frame, self.matte = frame, matte
+
+    def previous_matte(self, frame: int, shape: tuple[int, int]) -> np.ndarray | None:
+        """The LR matte of ``frame``'s predecessor when it was matted just before, at this LR size."""
+        if self.matte is None or self.matte_frame is None or self.matte_frame != self.predecessor(frame):
+            return None
+        return self.matte if self.matte.shape == shape else None
 
 
 # -- optical flow (pyramidal Lucas-Kanade, numpy/scipy) ----------------------------------
