@@ -33,8 +33,8 @@ def sleep_target(path: str, beat: fuzz.Beat) -> None:
 
 
 def slow_frames_target(path: str, beat: fuzz.Beat) -> None:
-    for _ in range(6):  # 1.2 s in all, 0.2 s a frame
-        time.sleep(0.2)
+    for _ in range(8):  # 2.4 s in all, 0.3 s a frame
+        time.sleep(0.3)
         beat()
 
 
@@ -135,9 +135,9 @@ def test_timeouts_are_per_frame_and_per_case(tmp_path: Path) -> None:
         assert hung.outcome == "hang" and time.monotonic() - started < 10
         assert worker.run(str(tmp_path / "0.1")).outcome == "ok", "a fresh worker takes the next case"
         assert worker.restarts == 1
-    with _worker("slow_frames_target", timeout=1.0) as worker:
+    with _worker("slow_frames_target", timeout=1.5) as worker:
         assert worker.run("a").outcome == "ok", "frames that each finish in time are no hang"
-    with _worker("slow_frames_target", timeout=1.0, case_timeout=0.7) as worker:
+    with _worker("slow_frames_target", timeout=1.5, case_timeout=1.0) as worker:
         assert worker.run("a").outcome == "hang", "the whole case has its own limit"
 
 
