@@ -249,7 +249,7 @@ def _png_movie(path: Path, width: int, height: int) -> None:
 
 
 def test_movie_pictures_over_the_pixel_budget_are_refused_before_allocation(tmp_path: Path) -> None:
-    """A 3 kB movie claiming 16000x16000 pictures: FFmpeg allocated 768 MB twice while probing it."""
+    """A 1 kB movie claiming 16000x16000 pictures: FFmpeg's decoder reached 786 MB resident on it."""
     from vfxmatte.io.movie import probe_movie, read_movie
 
     huge, fine = tmp_path / "huge.mov", tmp_path / "fine.mov"

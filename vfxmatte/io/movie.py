@@ -212,7 +212,7 @@ def _open_video(path: str | os.PathLike[str], max_pixels: int) -> Iterator[tuple
 
     FFmpeg's ``max_pixels`` makes its decoders refuse a picture over the budget before
     allocating it, both while probing the streams and while decoding: a damaged header can
-    declare 16000x16000 pictures in a 3 kB file.  The refusal reads "Invalid argument".
+    declare 16000x16000 pictures in a 1 kB file.  The refusal reads "Invalid argument".
     """
     name = os.fspath(path)
     if not os.path.isfile(name):
