@@ -262,7 +262,8 @@ def update_docs(table: str) -> None:
         head, rest = text.split(BEGIN, 1)
         text = head + block + rest.split(END, 1)[1]
     else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
+        # Inside a keep block, so that scripts/make_benchmarks.py carries it over when it regenerates the file.
+        text = text.rstrip("\n") + f"\n\n<!-- keep:temporal -->\n{block}\n<!-- /keep:temporal -->\n"
     path.write_text(text)
 
 
