@@ -72,7 +72,7 @@ def _add_matte(sub: Any) -> None:
         "(default u2netp; ignored when a guide is given)",
     )
     p.add_argument(
-        "--prior-strength", type=float, help="fraction of the DDIM schedule run from the noised prior mask (0.8)"
+        "--prior-strength", type=float, help="fraction of the DDIM schedule run from the noised prior mask (0.3)"
     )
     p.add_argument(
         "--prior-jump-iou", type=float,

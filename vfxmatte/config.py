@@ -28,7 +28,9 @@ class MatteParams:
     guide_channel: str | None = None
     clamp_known: bool = False
     prior: str = "u2netp"  # u2netp | none (vfxmatte.prior): coarse-mask start for runs without a guide
-    prior_strength: float = 0.8  # fraction of the DDIM schedule run from the noised prior mask
+    # Fraction of the DDIM schedule run from the noised prior mask.  0.3 rather than 0.8: on
+    # alphamatting GT01–20 (trimap-free) MSE×1e3 50.8 vs 55.6 and SAD 30.0 vs 35.9, and faster.
+    prior_strength: float = 0.3
     # With a temporal mode, a prior mask whose IoU with the previous frame's matte is below this
     # counts as a jump to another object: the previous matte is followed instead (0: never).
     prior_jump_iou: float = 0.5
