@@ -531,7 +531,9 @@ def test_cancel_in_the_progress_panel_stops_the_local_process(
 
     monkeypatch.setenv("VFXMATTE_CLI", f"{sys.executable} -m vfxmatte.cli")
     monkeypatch.setenv("VFXMATTE_MODEL", str(tiny_model_dir))
-    pattern = write_plates(tmp_path / "shot", range(1, 41))
+    monkeypatch.setenv("VFXMATTE_POLL_SECONDS", "0.2")  # the cancel lands within a poll
+    # 256 px frames: the whole job takes tens of seconds, far longer than a poll, however fast the machine.
+    pattern = write_plates(tmp_path / "shot", range(1, 41), size=256)
     plate = nuke.nodes.Read(file=pattern, first=1, last=40)
     nuke.select(plate)
     follower = panel.matte_selected()
