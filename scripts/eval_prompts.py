@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from vfxmatte.model.core import load_model
+from vfxmatte.pipeline import mask_iou
 from vfxmatte.sampling import lr_ensemble
 from vfxmatte.train.synthetic import CompositeDataset
 
@@ -44,12 +45,6 @@ def caption_kind(caption: str, colour: str, shape: str) -> str:
     return "colour"
 
 
-def iou(pred: np.ndarray, truth: np.ndarray) -> float:
-    a, b = pred > 0.5, truth > 0.5
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 1.0
-
-
 def evaluate(
     model_dir: str | None, count: int, size: int, seed: int, steps: int, seeds: int, noise_seed: int
 ) -> dict[str, Any]:
@@ -64,21 +59,21 @@ def evaluate(
         scene = dataset[i]
         null = lr_ensemble(model, scene.image, steps=steps, seeds=seeds, seed=noise_seed, prompt=None).mean
         # Without a prompt the best a model can do is match one object by luck: score its best object.
-        null_best.append(max(iou(null, o.alpha) for o in scene.objects))
+        null_best.append(max(mask_iou(null, o.alpha) for o in scene.objects))
         for k, obj in enumerate(scene.objects):
             caption = obj.captions[int(rng.integers(0, len(obj.captions)))]
             # A model without a text encoder cannot take the caption: it gives its null-prompt matte.
             matte = null if not texted else lr_ensemble(
                 model, scene.image, steps=steps, seeds=seeds, seed=noise_seed, prompt=caption).mean
             colour, shape = obj.name.split(" ", 1)
-            others = [iou(matte, o.alpha) for j, o in enumerate(scene.objects) if j != k]
+            others = [mask_iou(matte, o.alpha) for j, o in enumerate(scene.objects) if j != k]
             rows.append(
                 {
                     "scene": i,
                     "object": obj.name,
                     "caption": caption,
                     "kind": caption_kind(caption, colour, shape),
-                    "iou": iou(matte, obj.alpha),
+                    "iou": mask_iou(matte, obj.alpha),
                     "best_other_iou": max(others) if others else 0.0,
                 }
             )

@@ -139,8 +139,8 @@ def mask_latents(model: MattingModel, mask: np.ndarray, seeds: int) -> torch.Ten
 
 
 def mask_iou(a: np.ndarray, b: np.ndarray, level: float = 0.5) -> float:
-    """Intersection over union of two soft masks cut at ``level`` (two empty masks agree: 1)."""
-    inside_a, inside_b = a >= level, b >= level
+    """Intersection over union of two soft masks, inside where above ``level`` (two empty masks agree: 1)."""
+    inside_a, inside_b = a > level, b > level
     union = int(np.count_nonzero(inside_a | inside_b))
     return 1.0 if union == 0 else int(np.count_nonzero(inside_a & inside_b)) / union
 

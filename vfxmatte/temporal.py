@@ -54,12 +54,12 @@ class TemporalState:
     flow: bool = False
     seed: int = 0
     predecessor: Callable[[int], int | None] = previous_frame
+    # The last frame matted (every mode but off) with its LR matte, which is followed where the
+    # prior jumps, and for prev-latent its final LR latents (and LR image, for the flow).
     frame: int | None = field(default=None, init=False)
+    matte: np.ndarray | None = field(default=None, init=False, repr=False)
     latents: torch.Tensor | None = field(default=None, init=False, repr=False)
     image: np.ndarray | None = field(default=None, init=False, repr=False)
-    # The previous frame's LR matte (every mode but off): where the prior jumps, it is followed.
-    matte_frame: int | None = field(default=None, init=False)
-    matte: np.ndarray | None = field(default=None, init=False, repr=False)
 
     @property
     def carries_latents(self) -> bool:
@@ -93,16 +93,17 @@ class TemporalState:
         return noise, start
 
     def update(self, frame: int, latents: torch.Tensor, image: np.ndarray, matte: np.ndarray | None = None) -> None:
-        """Remember ``frame``'s final LR latents (and its LR image, for the flow) and its LR matte."""
+        """Remember ``frame``, its LR matte and, for prev-latent, its final LR latents (and LR image)."""
+        if self.mode == "off":
+            return
+        self.frame, self.matte = frame, matte
         if self.carries_latents:
-            self.frame, self.latents = frame, latents.detach().float().cpu()
+            self.latents = latents.detach().float().cpu()
             self.image = image if self.flow else None
-        if self.mode != "off" and matte is not None:
-            self.matte_frame, self.matte = frame, matte
 
     def previous_matte(self, frame: int, shape: tuple[int, int]) -> np.ndarray | None:
         """The LR matte of ``frame``'s predecessor when it was matted just before, at this LR size."""
-        if self.matte is None or self.matte_frame is None or self.matte_frame != self.predecessor(frame):
+        if self.matte is None or self.frame is None or self.frame != self.predecessor(frame):
             return None
         return self.matte if self.matte.shape == shape else None
 
