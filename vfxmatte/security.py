@@ -65,6 +65,13 @@ def check_text(value: str, what: str, limit: int = MAX_PATH_LENGTH) -> str:
     return value
 
 
+def _check_request_path(path: str, what: str) -> None:
+    """What every path from a request must pass before it touches the file system: text, no ``..``."""
+    check_text(path, what)
+    if ".." in path.replace("\\", "/").split("/"):
+        raise UsageError(f"{what} {path}: '..' components are not allowed")
+
+
 def _inside(resolved: str, roots: Sequence[str]) -> bool:
     return any(resolved == root or resolved.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
 
@@ -103,9 +110,7 @@ def confine(path: str, what: str = "path", roots: Sequence[str] | None = None) -
 
     ``what`` names the parameter in the message ("input", "output", "guide").
     """
-    check_text(path, what)
-    if ".." in path.replace("\\", "/").split("/"):
-        raise UsageError(f"{what} {path}: '..' components are not allowed")
+    _check_request_path(path, what)
     allowed = list(roots) if roots is not None else configured_roots()
     allowed = [os.path.realpath(root) for root in allowed]
     if not _inside(_resolve(path), allowed):
@@ -124,9 +129,7 @@ def confine_model(path: str | os.PathLike[str], what: str = "model", roots: Sequ
     :class:`UsageError` naming ``what`` (e.g. ``VFXMATTE_MODEL``) otherwise.
     """
     text = os.fspath(path)
-    check_text(text, what)
-    if ".." in text.replace("\\", "/").split("/"):
-        raise UsageError(f"{what} {text}: '..' components are not allowed")
+    _check_request_path(text, what)
     allowed = [os.path.realpath(root) for root in (roots if roots is not None else model_roots())]
     if not _inside(os.path.realpath(text), allowed):
         raise UsageError(
