@@ -42,10 +42,6 @@ class FrameLock:
         self.lock_path = lock_path(path)
         self._fd: int | None = None
 
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
     def acquire(self, timeout: float = 0.0) -> bool:
         """Take the lock, waiting up to ``timeout`` seconds; False when another process still holds it."""
         deadline = time.monotonic() + max(timeout, 0.0)
@@ -76,12 +72,6 @@ class FrameLock:
                 os.unlink(self.lock_path)
         _unlock(fd)
         os.close(fd)
-
-    def __enter__(self) -> FrameLock:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
 
     def _try(self) -> bool:
         try:
