@@ -10,7 +10,9 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -59,6 +61,9 @@ class Page:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            # Its own process group, so that close() ends the zygote, GPU and crashpad
+            # helpers too: a helper left alive keeps writing into the profile directory.
+            start_new_session=True,
         )
         self.events: list[dict[str, Any]] = []
         self._next_id = 0
@@ -105,13 +110,29 @@ class Page:
         if ws is not None:
             ws.close()
         if self._proc.poll() is None:
-            self._proc.terminate()
+            self._signal_group(signal.SIGTERM)
             try:
                 self._proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
-        self._profile.cleanup()
+        self._signal_group(signal.SIGKILL)  # helpers that outlived the browser process
+        # A helper that was just killed may still have a file open for a moment; retry the
+        # removal briefly rather than failing the test on a temporary directory.
+        for attempt in range(20):
+            try:
+                self._profile.cleanup()
+                return
+            except OSError:
+                if attempt == 19:
+                    raise
+                time.sleep(0.25)
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        try:
+            os.killpg(self._proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
 
     # -- protocol --------------------------------------------------------------------
 
