@@ -270,7 +270,9 @@ def _quality_section(
             f"Trimap unknown region ({count} images, Trimap1; DIM / GCA convention: MSE ×1e3, MAD ×1e3, "
             "SAD /1000, Conn /1000, Grad /1000).  Rows without `--guided` / `closed-form` are trimap-free "
             "predictions scored inside the band the trimap marks unknown; `--guided` gives the model each "
-            "trimap as an Eq. 8 guide, and `closed-form` is pymatting's `estimate_alpha_cf` with the same trimap.",
+            "trimap as an Eq. 8 guide, `--guide-as mask` a coarse mask instead (the trimap's pixels >= 0.5, "
+            "as a roto shape would give), and `closed-form` is pymatting's `estimate_alpha_cf` with the same "
+            "trimap.",
             "",
             HEADER.format(first="method"),
             _row(label, result["mean"]["unknown"], result["seconds_per_image"], _peak(result)),
@@ -449,7 +451,12 @@ def cmd_all(args: argparse.Namespace) -> int:
         "INDEX.md; evaluation only, never used for training).  Whole image and the unknown region of Trimap1.  "
         "The default run uses the U²-Netp prior and the CPU `--hr pymatting` refine; the variants switch one "
         "of them off, or guide with the trimap.  `baseline: u2netp` is the raw prior (320², bilinear back).",
-        variants=(("--prior none", ("--prior", "none")), ("--hr off", ("--hr", "off")), ("--guided", ("--guided",))),
+        variants=(
+            ("--prior none", ("--prior", "none")),
+            ("--hr off", ("--hr", "off")),
+            ("--guided", ("--guided",)),
+            ("--guided --guide-as mask", ("--guided", "--guide-as", "mask")),
+        ),
         baseline_kinds=("zero", "difference-key", "u2netp", "closed-form"),
     )
     synth_lines = _quality_section(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -172,6 +173,28 @@ def test_cmd_bench_json(tiny_dataset: Path, tiny_model_dir: Path, capsys: pytest
     record = json.loads(capsys.readouterr().out)
     assert record["count"] == 1 and record["params"]["lr_size"] == 64
     assert math.isfinite(record["mean"]["whole"]["sad"]) and record["mean"]["unknown"] is None
+
+
+def test_mask_guided_bench_hands_each_image_a_coarse_mask(
+    tiny_dataset: Path, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    save = tmp_path / "saved"
+    result = run_bench(
+        tiny_dataset, tiny_model_dir, FAST, device="cpu", trimaps=True, guided=True, guide_as="mask", save=save
+    )
+    record = result.as_dict()
+    assert record["trimap_guided"] is True and record["guide_as"] == "mask"
+    assert "coarse mask (trimap >= 0.5)" in result.to_markdown()
+    # The mask (trimap >= 0.5: columns 10-43) limits the matte to its support grown by 8 px.
+    import OpenImageIO as oiio
+
+    alpha = np.asarray(oiio.ImageBuf(str(save / "one.png")).get_pixels(oiio.FLOAT))[..., 0]
+    assert (alpha[:, 53:] == 0).all()
+    assert list((tmp_path / "tmp").iterdir()) == []  # the masks' folder is removed
+    with pytest.raises(UsageError, match="--guide-as outline"):
+        run_bench(tiny_dataset, tiny_model_dir, FAST, trimaps=True, guided=True, guide_as="outline")
 
 
 def test_real_alphamatting_fixture_is_detected(shared_data: Path) -> None:

@@ -175,6 +175,37 @@ def test_closed_form_band_refine_recovers_a_sharp_edge() -> None:
     assert np.abs(fg[edge] - fg_colour).mean() < 0.1
 
 
+def test_trimap_guide_band_is_solved_even_where_the_lr_matte_is_confidently_wrong() -> None:
+    rng = np.random.default_rng(1)
+    size = 128
+    truth = _disc(size, size, 40.0, softness=0.8)
+    fg_colour, bg_colour = np.array([0.9, 0.8, 0.2]), np.array([0.1, 0.2, 0.7])
+    image = (truth[..., None] * fg_colour + (1 - truth[..., None]) * bg_colour).astype(np.float32)
+    image = np.clip(image + rng.normal(0, 0.003, image.shape).astype(np.float32), 0, 1)
+    # The LR ensemble agrees (std 0) on a disc far too small: its auto band misses the edge.
+    lr_mean = hr.resize(_disc(size, size, 25.0, softness=0.8), 32, 32)
+    lr_std = np.zeros_like(lr_mean)
+    yy, xx = np.mgrid[0:size, 0:size]
+    distance = np.hypot(yy - size / 2, xx - size / 2)
+    values = np.where(distance < 30, 1.0, np.where(distance > 50, 0.0, 0.5)).astype(np.float32)
+    known = values != 0.5
+    ring = (distance > 36) & (distance < 38)  # inside the true disc, outside the LR one and its band
+
+    def run(is_trimap: bool) -> np.ndarray:
+        refined = hr.refine(
+            "pymatting", None, image, image, lr_mean, lr_std, steps=1, seed=0, lr_size=32,  # type: ignore[arg-type]
+            guide_trimap=(known, values), guide_is_trimap=is_trimap,
+        )  # fmt: skip
+        return refined.alpha
+
+    trimap_guided = run(True)
+    assert np.abs(trimap_guided - truth).mean() < 0.02
+    assert trimap_guided[ring].min() > 0.9
+    assert (trimap_guided[known] == values[known]).all()
+    # Scribble semantics keep the ensemble's own (wrong) band away from the strokes.
+    assert run(False)[ring].mean() < 0.1
+
+
 @pytest.mark.slow
 def test_cli_hr_modes_and_trimap_pass(tiny_model_dir: Path, tmp_path: Path) -> None:
     import OpenImageIO as oiio

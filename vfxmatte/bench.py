@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -220,6 +221,7 @@ class BenchResult:
     peak_cuda_gib: float | None
     trimaps: bool
     guided: bool = False
+    guide_as: str = "trimap"
     unmatched: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     machine: dict[str, Any] = field(default_factory=dict)
@@ -262,6 +264,7 @@ class BenchResult:
             "count": len(self.items),
             "conventions": {"whole": WHOLE_CONVENTION, "unknown": UNKNOWN_CONVENTION},
             "trimap_guided": self.guided,
+            "guide_as": self.guide_as if self.guided else None,
             "trimaps": self.trimaps,
             "mean": {"whole": self.mean_whole.as_dict(), "unknown": None if unknown is None else unknown.as_dict()},
             "seconds_per_image": round(self.seconds_per_image, 4),
@@ -275,14 +278,20 @@ class BenchResult:
             "version": __version__,
         }
 
+    def guidance_text(self) -> str:
+        if not self.guided:
+            return "trimap-free prediction scored inside the trimap's unknown region (no trimap guidance)."
+        if self.guide_as == "mask":
+            return "prediction guided by a coarse mask (trimap >= 0.5), scored inside the trimap's unknown region."
+        return "prediction guided by the same trimap (Eq. 8), scored inside its unknown region."
+
     def to_markdown(self) -> str:
         """Header, row(s) and caption lines as ``vfxmatte bench`` prints them."""
         lines = [f"Scores: {WHOLE_CONVENTION}.", "", bench_table_header(), self.table_row()]
         if self.mean_unknown is not None:
             lines += [
                 "",
-                f"Scores: {UNKNOWN_CONVENTION}; trimap-free prediction scored inside the trimap's unknown "
-                "region (no trimap guidance).",
+                f"Scores: {UNKNOWN_CONVENTION}; {self.guidance_text()}",
                 "",
                 bench_table_header(),
                 self.table_row("unknown"),
@@ -367,6 +376,7 @@ def run_bench(
     save: str | os.PathLike[str] | None = None,
     label: str | None = None,
     guided: bool = False,
+    guide_as: str = "trimap",
 ) -> BenchResult:
     """Matte every item of a dataset folder and score it against its alpha.
 
@@ -386,7 +396,8 @@ def run_bench(
     ``trimaps=True`` also scores each prediction inside its trimap's unknown region (DIM /
     GCA convention).  ``guided=True`` (needs ``trimaps``) hands each image's trimap to the
     model as a ``--guide-kind trimap`` guide (Eq. 8); otherwise the prediction stays
-    trimap-free.
+    trimap-free.  ``guide_as="mask"`` hands it instead a binary coarse mask, the trimap's
+    pixels at or above 0.5 (``--guide-kind mask``): what a roto shape gives.
     """
     import torch
 
@@ -400,6 +411,9 @@ def run_bench(
     scan = scan_dataset(root)
     if guided and not trimaps:
         raise UsageError("--guided needs --trimaps: the trimaps are the guides")
+    if guide_as not in ("trimap", "mask"):
+        raise UsageError(f"--guide-as {guide_as}: choose trimap or mask")
+    masks = tempfile.TemporaryDirectory(prefix="vfxmatte-bench-masks-") if guided and guide_as == "mask" else None
     if trimaps and not scan.has_trimaps:
         raise UsageError(f"{scan.root}: --trimaps needs a trimap folder ({', '.join(TRIMAP_DIRS)}); none found")
     items = scan.items[:limit] if limit is not None else scan.items
@@ -428,7 +442,12 @@ def run_bench(
         started = time.perf_counter()
         run_params = params
         if guided and item.trimap is not None:
-            run_params = replace(params, guide=str(item.trimap), guide_kind="trimap")
+            if masks is not None:
+                mask_path = Path(masks.name) / f"{item.name}.png"
+                _save_png(mask_path, (read_trimap(item.trimap) >= 0.5).astype(np.float32))
+                run_params = replace(params, guide=str(mask_path), guide_kind="mask")
+            else:
+                run_params = replace(params, guide=str(item.trimap), guide_kind="trimap")
         matte = matte_plate(loaded, plate, run_params)
         if cuda:
             torch.cuda.synchronize(torch_device)
@@ -450,6 +469,8 @@ def run_bench(
         results.append(result)
         if on_item is not None:
             on_item(result)
+    if masks is not None:
+        masks.cleanup()
     timed = [r.seconds for r in results[1:]] or [results[0].seconds]
     if len(results) == 1:
         notes.append("one image only: s/img includes the warm-up")
@@ -467,6 +488,7 @@ def run_bench(
         peak_cuda_gib=torch.cuda.max_memory_allocated(torch_device) / _GIB if cuda else None,
         trimaps=trimaps,
         guided=guided,
+        guide_as=guide_as,
         unmatched=scan.unmatched,
         notes=list(dict.fromkeys(notes)),
         machine=_machine(torch_device),
@@ -497,6 +519,12 @@ def add_bench_parser(sub: Any) -> argparse.ArgumentParser:
         help="also score the trimap's unknown region (DIM convention); the prediction stays trimap-free",
     )
     p.add_argument("--guided", action="store_true", help="with --trimaps: guide the model with each trimap (Eq. 8)")
+    p.add_argument(
+        "--guide-as",
+        default="trimap",
+        choices=("trimap", "mask"),
+        help="with --guided: the trimap itself, or a coarse mask made of it (trimap >= 0.5)",
+    )
     p.add_argument("--hr", default="auto", choices=("auto", "diffusion", "pymatting", "off"), help="as vfxmatte matte")
     p.add_argument("--prior", default="u2netp", choices=("u2netp", "none"), help="as vfxmatte matte (u2netp)")
     p.add_argument("--prior-strength", type=float, help="as vfxmatte matte (default: the same as vfxmatte matte)")
@@ -539,6 +567,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         save=args.save,
         label=args.label,
         guided=args.guided,
+        guide_as=args.guide_as,
     )
     if sys.stderr.isatty():
         print(file=sys.stderr)

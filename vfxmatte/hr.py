@@ -73,6 +73,10 @@ class TrimapSettings:
     radius: int | None = None
 
 
+GUIDED_EPSILON = 1e-7  # closed-form regulariser inside a compositor's trimap band (pymatting's)
+GUIDED_PRIOR = 1e-5  # weight of the LR matte inside it (1e-2 in the automatic band)
+
+
 def auto_trimap(
     lr_mean: np.ndarray, lr_std: np.ndarray, height: int, width: int, settings: TrimapSettings | None = None
 ) -> np.ndarray:
@@ -100,6 +104,9 @@ class TileSettings:
 
     size: int = 320
     margin: int = 16
+
+
+GUIDED_TILES = TileSettings(size=320, margin=48)  # a drawn band is wide: more context per tile
 
 
 def _tiles(height: int, width: int, tiles: TileSettings) -> Iterator[tuple[slice, slice, slice, slice]]:
@@ -147,8 +154,11 @@ def solve_closed_form(
     prior_values = prior.ravel()[is_unknown].astype(np.float64)
     system = (l_unknown + prior_weight * scipy.sparse.identity(l_unknown.shape[0], format="csr")).tocsr()
     rhs = prior_weight * prior_values - coupling.dot(known_values)
-    # The prior term makes the system diagonally dominant enough for a sparser factor.
-    solution = cg(system, rhs, x0=prior_values, M=ichol(system, discard_threshold=1e-3), rtol=1e-6, maxiter=2000)
+    # A prior of 1e-2 makes the system diagonally dominant enough for a sparse factor; a
+    # weaker one (trimap guides) needs a denser factor and a tighter tolerance.
+    weak = prior_weight < 1e-3
+    preconditioner = ichol(system, discard_threshold=1e-4 if weak else 1e-3)
+    solution = cg(system, rhs, x0=prior_values, M=preconditioner, rtol=1e-7 if weak else 1e-6, maxiter=4000)
     alpha = trimap.astype(np.float64).ravel().copy()
     alpha[is_unknown] = solution
     return np.clip(alpha, 0.0, 1.0).reshape(trimap.shape).astype(np.float32)
@@ -160,6 +170,7 @@ def refine_closed_form(
     prior: np.ndarray,
     tiles: TileSettings | None = None,
     epsilon: float = 1e-6,
+    prior_weight: float = 1e-2,
 ) -> np.ndarray:
     """Closed-form matting solved only inside the trimap's unknown band, by tiles.
 
@@ -183,7 +194,7 @@ def refine_closed_form(
             continue
         crop_unknown = unknown[cy, cx]
         solved = solve_closed_form(
-            np.ascontiguousarray(image[cy, cx], dtype=np.float64), trimap[cy, cx], prior[cy, cx], epsilon
+            np.ascontiguousarray(image[cy, cx], dtype=np.float64), trimap[cy, cx], prior[cy, cx], epsilon, prior_weight
         )
         w = np.outer(
             _ramp(cy.stop - cy.start, cy.start, cy.stop, height, tiles.margin),
@@ -571,6 +582,7 @@ def refine(
     lr_size: int,
     want_trimap: bool = False,
     guide_trimap: tuple[np.ndarray, np.ndarray] | None = None,
+    guide_is_trimap: bool = False,
 ) -> Refined:
     """Full-resolution matte for ``mode`` (already resolved: diffusion, pymatting or off).
 
@@ -582,11 +594,25 @@ def refine(
     if mode == "off":
         return Refined(alpha=lr_alpha, trimap=auto_trimap(lr_mean, lr_std, height, width) if want_trimap else None)
     trimap = auto_trimap(lr_mean, lr_std, height, width)
-    if guide_trimap is not None:  # (known mask, known values) of a trimap or scribble guide win
+    if guide_trimap is not None:
         known, values = guide_trimap
-        trimap[known] = values[known]
+        if guide_is_trimap:
+            # The compositor's trimap is the whole answer to "where is the edge": its grey
+            # band is solved in full, even where the LR ensemble was confident, and the LR
+            # matte only enters as the weak prior inside it.
+            trimap = np.where(known, values, UNKNOWN).astype(np.float32)
+        else:  # scribbles: the strokes are known, the rest keeps the ensemble's own band
+            trimap[known] = values[known]
     if mode == "pymatting":
-        alpha = refine_closed_form(display, trimap, lr_alpha)
+        if guide_is_trimap:
+            # A drawn band can be wide and the LR matte inside it confidently wrong: the
+            # colour-line model leads (pymatting's epsilon), the LR matte only breaks ties,
+            # and tiles get more context.  docs/BENCHMARKS.md has the sweep behind this.
+            alpha = refine_closed_form(
+                display, trimap, lr_alpha, GUIDED_TILES, epsilon=GUIDED_EPSILON, prior_weight=GUIDED_PRIOR
+            )
+        else:
+            alpha = refine_closed_form(display, trimap, lr_alpha)
         return Refined(alpha=alpha, foreground=foreground_by_tiles(linear, alpha), trimap=trimap)
     if mode == "diffusion":
         result = refine_diffusion(model, display, lr_mean, lr_std, steps=steps, seed=seed, lr_size=lr_size)

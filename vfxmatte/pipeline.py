@@ -256,6 +256,7 @@ def matte_plate(
         lr_size=params.lr_size,
         want_trimap=params.write_trimap,
         guide_trimap=(spatial.known, spatial.values) if spatial is not None and spatial.kind != "mask" else None,
+        guide_is_trimap=spatial is not None and spatial.kind == "trimap",
     )
     if spatial is not None:
         refined.alpha = guidance.apply_to_matte(refined.alpha, spatial, params.clamp_known)
