@@ -103,6 +103,38 @@ def test_eq8_start_point_equals_the_formula(tiny_model_dir: Path) -> None:
     assert torch.allclose(start, torch.sqrt(abar) * eq8, atol=1e-5)
 
 
+def test_a_mask_guide_is_where_sampling_starts(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A coarse mask starts the LR ensemble from its encoding at the prior's strength (the
+    salient-object prior's mechanism), not from pure noise; the prior itself does not run."""
+    from vfxmatte import pipeline
+    from vfxmatte.config import MatteParams
+    from vfxmatte.io.frames import Plate
+    from vfxmatte.sampling import resize
+
+    model = load_model(tiny_model_dir)
+    mask = np.zeros((48, 64), np.float32)
+    mask[10:40, 8:30] = 1.0
+    path = _write(tmp_path / "roto.exr", np.dstack([mask, mask, mask, mask]), ["R", "G", "B", "A"])
+    seen: dict[str, object] = {}
+    real = pipeline.lr_ensemble
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.update(kwargs)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "lr_ensemble", spy)
+    monkeypatch.setattr(pipeline, "load_prior", lambda name: pytest.fail("the prior ran despite a guide"))
+    params = MatteParams(steps=2, seeds=2, lr_size=64, hr="off", guide=str(path), guide_kind="mask")
+    window = Window(0, 0, 64, 48)
+    plate = Plate(np.full((48, 64, 3), 0.2, np.float32), window, window, "mem", 1001, "ACES - ACEScg")
+    pipeline.matte_plate(model, plate, params)
+    expected = pipeline.mask_latents(model, np.clip(resize(mask, 48, 64), 0, 1), 2)
+    assert seen["strength"] == params.prior_strength
+    assert torch.allclose(seen["start"], expected, atol=1e-6)  # type: ignore[arg-type]
+
+
 def test_bad_guides(tmp_path: Path) -> None:
     known = np.repeat(np.where(np.arange(32) < 16, 0.0, 1.0)[None].repeat(24, 0)[..., None], 3, axis=2)
     all_known = _write(tmp_path / "k.png", known, ["R", "G", "B"], "uint8")

@@ -352,6 +352,13 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def _coarse_mask(trimap: str) -> np.ndarray:
+    """A binary mask from a trimap file: its pixels at or above half its range (unknown and foreground)."""
+    values = read_matte(trimap, "ground truth", None)
+    top = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(values.dtype, 1.0)
+    return (values.astype(np.float32) >= 0.5 * top).astype(np.float32)
+
+
 def _save_png(path: Path, alpha: np.ndarray) -> None:
     import OpenImageIO as oiio
 
@@ -444,7 +451,7 @@ def run_bench(
         if guided and item.trimap is not None:
             if masks is not None:
                 mask_path = Path(masks.name) / f"{item.name}.png"
-                _save_png(mask_path, (read_trimap(item.trimap) >= 0.5).astype(np.float32))
+                _save_png(mask_path, _coarse_mask(item.trimap))
                 run_params = replace(params, guide=str(mask_path), guide_kind="mask")
             else:
                 run_params = replace(params, guide=str(item.trimap), guide_kind="trimap")

@@ -204,7 +204,12 @@ def matte_plate(
             guide_path, params.guide_kind, plate.data_window, plate.display_window, params.guide_channel
         )
         plate.warnings.extend(spatial.warnings)
-        if spatial.kind != "mask" and not spatial.unknown.all():
+        if spatial.kind == "mask":
+            # A coarse mask says which object (a roto shape, a garbage matte): sampling starts
+            # from it noised to prior_strength, the mechanism of the salient-object prior.
+            start = mask_latents(model, np.clip(resize(spatial.values, lr_h, lr_w), 0.0, 1.0), params.seeds)
+            strength = params.prior_strength
+        elif not spatial.unknown.all():
             # Eq. 8: the guide's known pixels seed the start point (replaces a temporal start).
             start, strength = guidance.guided_start(model, spatial, lr_h, lr_w, params.seeds), 1.0
     prior_seconds = 0.0
