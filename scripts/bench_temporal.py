@@ -36,14 +36,11 @@ class Mode:
     temporal: str
     strength: float = 0.5
     flow: bool = False
-    prior_blend: float = 0.0
 
 
 MODES = [
     Mode("off", "off"),
     Mode("shared", "shared"),
-    Mode("shared + prior blend 0.5", "shared", prior_blend=0.5),
-    Mode("shared + prior blend 0.7", "shared", prior_blend=0.7),
     Mode("prev-latent 0.3", "prev-latent", 0.3),
     Mode("prev-latent 0.5", "prev-latent", 0.5),
     Mode("prev-latent 0.5 + flow", "prev-latent", 0.5, True),
@@ -155,7 +152,6 @@ def main() -> int:
             return MatteParams(
                 steps=args.steps, seeds=args.seeds, lr_size=args.size, seed=args.seed, hr=args.hr,
                 temporal=mode.temporal, temporal_strength=mode.strength, temporal_flow=mode.flow,
-                temporal_prior_blend=mode.prior_blend,
             )
 
         # one untimed frame first: numba JIT of the foreground solver, allocator warm-up
@@ -176,7 +172,7 @@ def main() -> int:
                 "sad": float(np.mean([sad(p, g) for p, g in zip(preds, gts, strict=True)])),
                 "s_per_frame": seconds / args.frames,
             }
-            if mode.temporal == "prev-latent" or mode.prior_blend > 0:
+            if mode.temporal == "prev-latent":
                 chunk_out = out.replace("/m.####", "_chunked/m.####")
                 for first in range(0, args.frames, args.chunk):
                     part = frames[first : first + args.chunk]

@@ -131,36 +131,10 @@ def test_flow_recovers_a_shift_and_warps_latents() -> None:
     assert np.abs(warped - current)[inner].mean() < 0.25 * np.abs(previous - current)[inner].mean()
 
 
-def test_prior_blend_mixes_in_the_previous_matte_warped_onto_this_frame() -> None:
-    rng = np.random.default_rng(3)
-    image = ndimage.gaussian_filter(rng.random((32, 32, 3)), (2, 2, 0)).astype(np.float32)
-    previous, mask = rng.random((32, 32)).astype(np.float32), rng.random((32, 32)).astype(np.float32)
-    state = TemporalState(mode="shared", prior_blend=0.25)
-    assert state.blend_prior(1001, mask, image) is mask  # nothing matted before
-    state.update(1001, torch.zeros(1), image, previous)
-    # Same image: zero flow, so the warp is the identity and the mix is the formula.
-    assert np.allclose(state.blend_prior(1002, mask, image), 0.75 * mask + 0.25 * previous, atol=1e-6)
-    assert state.blend_prior(1003, mask, image) is mask  # 1001 is not 1003's predecessor
-    assert state.needs_warmup(1003, set()) == 1002 and state.needs_warmup(1003, {1002}) is None
-    moved = np.roll(image, 2, axis=1)
-    shifted = state.blend_prior(1002, np.zeros_like(mask), moved) / 0.25
-    assert np.abs(shifted - np.roll(previous, 2, axis=1))[8:-8, 8:-8].mean() < 0.5 * np.abs(
-        previous - np.roll(previous, 2, axis=1)
-    )[8:-8, 8:-8].mean()
-    off = TemporalState(mode="shared")
-    off.update(1001, torch.zeros(1), image, previous)
-    assert off.blend_prior(1002, mask, image) is mask and off.needs_warmup(1003, set()) is None
-    with pytest.raises(UsageError, match="--temporal-prior-blend 1"):
-        MatteParams(temporal_prior_blend=1.0)
-
-
-@pytest.mark.parametrize("mode", ["off", "prev-latent", "shared+blend"])
+@pytest.mark.parametrize("mode", ["off", "prev-latent"])
 def test_chunked_run_matches_single_run(model: MattingModel, tmp_path: Path, mode: str) -> None:
     shot = _sequence(tmp_path / "in", 4)
-    if mode == "shared+blend":
-        params = MatteParams(**FAST, temporal="shared", temporal_prior_blend=0.5)
-    else:
-        params = MatteParams(**FAST, temporal=mode, temporal_flow=mode == "prev-latent")
+    params = MatteParams(**FAST, temporal=mode, temporal_flow=mode == "prev-latent")
     single = matte_shot(shot, str(tmp_path / "single" / "m.####.exr"), params, model=model)
     assert single.exit_code == 0 and not single.notes
     summaries = [
@@ -168,13 +142,13 @@ def test_chunked_run_matches_single_run(model: MattingModel, tmp_path: Path, mod
         for chunk in ([1001, 1002], [1003, 1004])
     ]
     assert [s.frames("written") for s in summaries] == [[1001, 1002], [1003, 1004]]
-    if mode != "off":
+    if mode == "prev-latent":
         assert summaries[1].notes == ["frame 1002 matted for temporal state only (warm-up), not written"]
     else:
         assert not summaries[1].notes
     for frame in range(1001, 1005):
         a, b = (_alpha(tmp_path / run / f"m.{frame}.exr") for run in ("single", "chunks"))
-        if mode == "off" or frame <= 1002:
+        if mode != "prev-latent" or frame <= 1002:
             assert np.array_equal(a, b), frame
         else:
             difference = np.abs(a - b)

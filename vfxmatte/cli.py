@@ -92,11 +92,6 @@ def _add_matte(sub: Any) -> None:
         "--temporal-flow", action="store_true", default=None,
         help="prev-latent: warp the previous latent by optical flow between the frames",
     )
-    p.add_argument(
-        "--temporal-prior-blend", type=float,
-        help="shared: weight (0-1) of the previous frame's matte, warped by optical flow, in the prior mask "
-        "each frame starts from",
-    )
     p.add_argument("--layer", help="EXR layer or part to matte (default: the main RGB layer)")
     p.add_argument("--view", help="stereo view to matte (default: the file's first/hero view)")
     p.add_argument("--colorspace", help="input colour space (OCIO name); default from the header / file type")
@@ -158,7 +153,6 @@ def _cmd_matte(args: argparse.Namespace) -> int:
         temporal=args.temporal,
         temporal_strength=args.temporal_strength,
         temporal_flow=args.temporal_flow,
-        temporal_prior_blend=args.temporal_prior_blend,
         hr=args.hr,
         write_trimap=args.write_trimap,
         guide=args.guide,

@@ -21,9 +21,6 @@ class MatteParams:
     temporal: str = "shared"  # off | shared | prev-latent (vfxmatte.temporal)
     temporal_strength: float = 0.5
     temporal_flow: bool = False
-    # shared: weight of the previous frame's LR matte (warped by optical flow) in the prior
-    # mask each frame starts from; the per-frame prior flickers, the shot's subject does not.
-    temporal_prior_blend: float = 0.0
     hr: str = "auto"  # auto | diffusion | pymatting | off (vfxmatte.hr); matte_shot records the resolved one
     write_trimap: bool = False  # the HR auto-trimap as ``trimap.Y``
     guide: str | None = None  # guide image or sequence pattern (vfxmatte.guide)
@@ -63,8 +60,6 @@ class MatteParams:
             raise UsageError(f"--prior-strength {self.prior_strength}: must be in (0, 1]")
         if not 0.0 <= self.prior_jump_iou < 1.0:
             raise UsageError(f"--prior-jump-iou {self.prior_jump_iou}: must be in [0, 1)")
-        if not 0.0 <= self.temporal_prior_blend < 1.0:
-            raise UsageError(f"--temporal-prior-blend {self.temporal_prior_blend}: must be in [0, 1)")
         if not 0.0 < self.temporal_strength <= 1.0:
             raise UsageError(f"--temporal-strength {self.temporal_strength}: must be in (0, 1]")
 

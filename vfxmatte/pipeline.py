@@ -231,7 +231,6 @@ def matte_plate(
                     "matte); followed the previous frame instead"
                 )
                 mask = previous
-        mask = temporal.blend_prior(plate.frame, mask, network_image)
         start, strength = mask_latents(model, mask, params.seeds), params.prior_strength
     ensemble = lr_ensemble(
         model,

@@ -53,7 +53,6 @@ class TemporalState:
     strength: float = 0.5
     flow: bool = False
     seed: int = 0
-    prior_blend: float = 0.0
     predecessor: Callable[[int], int | None] = previous_frame
     # The last frame matted (every mode but off) with its LR matte, which is followed where the
     # prior jumps, and for prev-latent its final LR latents (and LR image, for the flow).
@@ -66,13 +65,9 @@ class TemporalState:
     def carries_latents(self) -> bool:
         return self.mode == "prev-latent"
 
-    @property
-    def blends_prior(self) -> bool:
-        return self.mode == "shared" and self.prior_blend > 0
-
     def needs_warmup(self, frame: int, done: set[int]) -> int | None:
         """The frame to matte for state only before ``frame``, when ``frame``'s predecessor is not done."""
-        if not (self.carries_latents or self.blends_prior):
+        if not self.carries_latents:
             return None
         before = self.predecessor(frame)
         return before if before is not None and before not in done else None
@@ -104,20 +99,7 @@ class TemporalState:
         self.frame, self.matte = frame, matte
         if self.carries_latents:
             self.latents = latents.detach().float().cpu()
-        self.image = image if (self.carries_latents and self.flow) or self.blends_prior else None
-
-    def blend_prior(self, frame: int, mask: np.ndarray, image: np.ndarray) -> np.ndarray:
-        """``mask`` (the prior's, at LR) mixed with the predecessor's LR matte warped onto this frame.
-
-        ``(1 - b)·mask + b·warp(previous)``: the previous matte's own error decays by ``b`` per
-        frame, so nothing accumulates as prev-latent's latents do, while the prior's frame-to-
-        frame flicker is damped.  Without a predecessor matted just before, ``mask`` as it is.
-        """
-        previous = self.previous_matte(frame, mask.shape)
-        if not self.blends_prior or previous is None or self.image is None or self.image.shape != image.shape:
-            return mask
-        warped = _sample(previous.astype(np.float32), estimate_flow(self.image, image))
-        return ((1.0 - self.prior_blend) * mask + self.prior_blend * warped).astype(np.float32)
+            self.image = image if self.flow else None
 
     def previous_matte(self, frame: int, shape: tuple[int, int]) -> np.ndarray | None:
         """The LR matte of ``frame``'s predecessor when it was matted just before, at this LR size."""
@@ -201,6 +183,5 @@ def temporal_state(params: object, predecessor: Callable[[int], int | None] = pr
         strength=params.temporal_strength,
         flow=params.temporal_flow,
         seed=params.seed,
-        prior_blend=params.temporal_prior_blend,
         predecessor=predecessor,
     )
