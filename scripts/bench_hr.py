@@ -7,7 +7,8 @@ Measures, on synthetic composites with ground truth (vfxmatte.train.synthetic):
     (every tile, pure-noise start): UNet evaluations, wall time, SAD/MSE; with and without
     the Eq. 6 LR start, and the gradient error along patch borders;
   * the ``--hr pymatting`` path: seconds per 1080p and 4K frame and peak memory (a fresh
-    subprocess per size, ``ru_maxrss``);
+    subprocess per size, its ``VmHWM``: ``ru_maxrss`` would report the parent's peak, which
+    Linux carries across fork and exec);
   * the gain of ``--hr pymatting`` over ``--hr off`` on ../shared/data/matting (GT01–GT20).
 
 ``--simulated-lr`` replaces the model's LR ensemble by the ground truth averaged down to the
@@ -126,7 +127,8 @@ started = time.perf_counter()
 refined = hr.refine("pymatting", None, linear, comp.image, mean, std, steps=1, seed=0, lr_size={lr_size})
 seconds = time.perf_counter() - started
 off = np.clip(hr.resize(mean, h, w), 0, 1)
-print(json.dumps({{"seconds": seconds, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps({{"seconds": seconds, "peak_mb": int(hwm.split()[1]) / 1024,
                   "band": float((refined.trimap == 0.5).mean()), "sad": sad_mse(refined.alpha, comp.alpha)[0],
                   "sad_off": sad_mse(off, comp.alpha)[0]}}))
 """

@@ -106,8 +106,8 @@ def test_eq8_start_point_equals_the_formula(tiny_model_dir: Path) -> None:
 def test_a_mask_guide_is_where_sampling_starts(
     tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A coarse mask starts the LR ensemble from its encoding at the prior's strength (the
-    salient-object prior's mechanism), not from pure noise; the prior itself does not run."""
+    """A coarse mask starts the LR ensemble at the prior's strength: from the prior kept inside
+    the mask (the real U²-Netp), or with ``--prior none`` from the mask itself."""
     from vfxmatte import pipeline
     from vfxmatte.config import MatteParams
     from vfxmatte.io.frames import Plate
@@ -118,21 +118,54 @@ def test_a_mask_guide_is_where_sampling_starts(
     mask[10:40, 8:30] = 1.0
     path = _write(tmp_path / "roto.exr", np.dstack([mask, mask, mask, mask]), ["R", "G", "B", "A"])
     seen: dict[str, object] = {}
-    real = pipeline.lr_ensemble
+    real_ensemble, real_within = pipeline.lr_ensemble, guide.prior_within_mask
 
-    def spy(*args: object, **kwargs: object) -> object:
+    def ensemble_spy(*args: object, **kwargs: object) -> object:
         seen.update(kwargs)
-        return real(*args, **kwargs)  # type: ignore[arg-type]
+        return real_ensemble(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(pipeline, "lr_ensemble", spy)
-    monkeypatch.setattr(pipeline, "load_prior", lambda name: pytest.fail("the prior ran despite a guide"))
-    params = MatteParams(steps=2, seeds=2, lr_size=64, hr="off", guide=str(path), guide_kind="mask")
+    def within_spy(prior: np.ndarray, coarse: np.ndarray) -> np.ndarray:
+        seen["coarse"] = real_within(prior, coarse)
+        return seen["coarse"]  # type: ignore[return-value]
+
+    monkeypatch.setattr(pipeline, "lr_ensemble", ensemble_spy)
+    monkeypatch.setattr(guide, "prior_within_mask", within_spy)
     window = Window(0, 0, 64, 48)
-    plate = Plate(np.full((48, 64, 3), 0.2, np.float32), window, window, "mem", 1001, "ACES - ACEScg")
-    pipeline.matte_plate(model, plate, params)
-    expected = pipeline.mask_latents(model, np.clip(resize(mask, 48, 64), 0, 1), 2)
-    assert seen["strength"] == params.prior_strength
-    assert torch.allclose(seen["start"], expected, atol=1e-6)  # type: ignore[arg-type]
+    image = np.full((48, 64, 3), 0.05, np.float32)
+    image[12:38, 10:28] = (0.9, 0.5, 0.1)  # the subject, inside the roto
+    for prior in ("none", "u2netp"):
+        seen.clear()
+        params = MatteParams(steps=2, seeds=2, lr_size=64, hr="off", guide=str(path), guide_kind="mask", prior=prior)
+        matte = pipeline.matte_plate(model, Plate(image, window, window, "mem", 1001, "ACES - ACEScg"), params)
+        coarse = np.clip(resize(mask, 48, 64), 0, 1) if prior == "none" else seen["coarse"]
+        assert seen["strength"] == params.prior_strength
+        expected = pipeline.mask_latents(model, coarse, 2)  # type: ignore[arg-type]
+        assert torch.allclose(seen["start"], expected, atol=1e-6)  # type: ignore[arg-type]
+        assert (matte.prior_seconds > 0) == (prior == "u2netp")
+
+
+def test_prior_within_mask_keeps_the_prior_inside_and_falls_back_to_the_mask() -> None:
+    mask = np.zeros((40, 40), np.float32)
+    mask[5:25, 5:25] = 1.0
+    prior = np.zeros_like(mask)
+    prior[8:20, 8:20] = 1.0  # the subject, inside the roto
+    prior[30:38, 30:38] = 1.0  # another object, outside it
+    kept = guide.prior_within_mask(prior, mask)
+    assert kept[8:20, 8:20].min() == 1.0 and kept[30:38, 30:38].max() == 0.0
+    elsewhere = np.zeros_like(mask)
+    elsewhere[30:38, 30:38] = 1.0  # the prior found only the other object: follow the mask
+    assert np.array_equal(guide.prior_within_mask(elsewhere, mask), mask)
+
+
+def test_mask_edge_band_is_the_ring_around_the_masks_edge() -> None:
+    mask = np.zeros((60, 80), np.float32)
+    mask[20:40, 20:60] = 1.0
+    band = guide.mask_edge_band(mask, radius=3)
+    assert band[20, 30] and band[17, 30] and band[22, 30]  # on, just outside and just inside the edge
+    assert not band[16, 30] and not band[23, 30] and not band[30, 40] and not band[5, 5]
+    assert guide.mask_edge_band(mask).sum() == guide.mask_edge_band(mask, radius=4).sum()  # 1% of 80 < 4
+    assert not guide.mask_edge_band(np.zeros((8, 8), np.float32)).any()
+    assert not guide.mask_edge_band(np.ones((8, 8), np.float32)).any()
 
 
 def test_bad_guides(tmp_path: Path) -> None:

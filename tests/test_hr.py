@@ -204,6 +204,14 @@ def test_trimap_guide_band_is_solved_even_where_the_lr_matte_is_confidently_wron
     assert (trimap_guided[known] == values[known]).all()
     # Scribble semantics keep the ensemble's own (wrong) band away from the strokes.
     assert run(False)[ring].mean() < 0.1
+    # A coarse mask's edge band joins the ensemble's band and is solved there.
+    band = (distance > 30) & (distance < 50)
+    refined = hr.refine(
+        "pymatting", None, image, image, lr_mean, lr_std, steps=1, seed=0, lr_size=32,  # type: ignore[arg-type]
+        want_trimap=True, guide_band=band,
+    )  # fmt: skip
+    assert refined.trimap is not None and (refined.trimap[band] == 0.5).all()
+    assert refined.alpha[ring].mean() > 0.3  # pulled towards the edge, against the LR prior (0 there)
 
 
 @pytest.mark.slow

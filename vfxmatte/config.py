@@ -65,8 +65,9 @@ class MatteParams:
 
     @property
     def uses_prior(self) -> bool:
-        """The salient-object prior runs only where the user gave no guide."""
-        return self.prior != "none" and not self.guide
+        """The salient-object prior runs without a guide and, kept inside it, with a coarse mask
+        (``auto`` counts: it may resolve to a mask); trimaps and scribbles replace it."""
+        return self.prior != "none" and (not self.guide or self.guide_kind in ("mask", "auto"))
 
     def header_json(self, model: str) -> str:
         """Canonical JSON of the pixel-affecting parameters plus the model identity."""

@@ -203,6 +203,38 @@ def guided_start(model: MattingModel, guide: Guide, lr_h: int, lr_w: int, seeds:
     return ((1.0 - cells) * c_s).expand(seeds, -1, -1, -1).contiguous()
 
 
+def prior_within_mask(prior: np.ndarray, mask: np.ndarray, radius: int = 2, found: float = 0.1) -> np.ndarray:
+    """The salient-object prior kept inside a coarse mask (grown by ``radius`` px), both at LR.
+
+    The mask says which object, the prior its shape.  Where the prior finds less than ``found``
+    of the mask's area inside it (it picked another object, or nothing), the mask itself.
+    """
+    from scipy import ndimage
+
+    support = ndimage.maximum_filter(mask, size=2 * radius + 1) > TOLERANCE
+    inside = np.where(support, prior, 0.0).astype(np.float32)
+    area = int(np.count_nonzero(mask > 0.5))
+    if area == 0 or np.count_nonzero(inside > 0.5) < found * area:
+        return mask.astype(np.float32)
+    return inside
+
+
+def mask_edge_band(values: np.ndarray, radius: int | None = None) -> np.ndarray:
+    """The pixels within ``radius`` of a coarse mask's edge (inside > 0.5): where a roto shape's
+    subject edge is to be found.  Default radius: 1% of the long side, at least 4 px."""
+    from scipy import ndimage
+
+    inside = values > 0.5
+    if radius is None:
+        radius = max(4, round(0.01 * max(values.shape)))
+    if not inside.any() or inside.all():
+        return np.zeros(values.shape, dtype=bool)
+    size = 2 * radius + 1
+    grown = ndimage.maximum_filter(inside, size=size)
+    shrunk = ndimage.minimum_filter(inside, size=size)
+    return np.asarray(grown & ~shrunk)
+
+
 def apply_to_matte(alpha: np.ndarray, guide: Guide, clamp_known: bool, radius: int = 8) -> np.ndarray:
     """Final-matte rules: a mask limits the matte to its dilated support; ``--clamp-known``
     forces a trimap's / scribble's known pixels to their value."""

@@ -583,6 +583,7 @@ def refine(
     want_trimap: bool = False,
     guide_trimap: tuple[np.ndarray, np.ndarray] | None = None,
     guide_is_trimap: bool = False,
+    guide_band: np.ndarray | None = None,
 ) -> Refined:
     """Full-resolution matte for ``mode`` (already resolved: diffusion, pymatting or off).
 
@@ -603,6 +604,8 @@ def refine(
             trimap = np.where(known, values, UNKNOWN).astype(np.float32)
         else:  # scribbles: the strokes are known, the rest keeps the ensemble's own band
             trimap[known] = values[known]
+    if guide_band is not None:  # a coarse mask: its edge is where the subject's edge is sought
+        trimap[guide_band] = UNKNOWN
     if mode == "pymatting":
         if guide_is_trimap:
             # A drawn band can be wide and the LR matte inside it confidently wrong: the

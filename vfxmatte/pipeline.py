@@ -198,6 +198,7 @@ def matte_plate(
     noise, start = temporal.inputs(plate.frame, (params.seeds, *member), network_image)
     strength = params.temporal_strength
     spatial: guidance.Guide | None = None
+    prior_seconds = 0.0
     if params.guide:
         guide_path = guidance.guide_frames(params.guide, [plate.frame])[plate.frame]
         spatial = guidance.load_guide(
@@ -205,15 +206,21 @@ def matte_plate(
         )
         plate.warnings.extend(spatial.warnings)
         if spatial.kind == "mask":
-            # A coarse mask says which object (a roto shape, a garbage matte): sampling starts
-            # from it noised to prior_strength, the mechanism of the salient-object prior.
-            start = mask_latents(model, np.clip(resize(spatial.values, lr_h, lr_w), 0.0, 1.0), params.seeds)
-            strength = params.prior_strength
+            # A coarse mask says which object (a roto shape, a garbage matte); the prior, kept
+            # inside it, finds that object's shape.  Sampling starts from the result noised to
+            # prior_strength, the mechanism of the trimap-free start.
+            coarse = np.clip(resize(spatial.values, lr_h, lr_w), 0.0, 1.0)
+            if params.prior != "none":
+                prior = load_prior(params.prior)
+                assert prior is not None
+                prior_started = time.perf_counter()
+                coarse = guidance.prior_within_mask(prior.predict(network_image), coarse)
+                prior_seconds = time.perf_counter() - prior_started
+            start, strength = mask_latents(model, coarse, params.seeds), params.prior_strength
         elif not spatial.unknown.all():
             # Eq. 8: the guide's known pixels seed the start point (replaces a temporal start).
             start, strength = guidance.guided_start(model, spatial, lr_h, lr_w, params.seeds), 1.0
-    prior_seconds = 0.0
-    if params.uses_prior and start is None:
+    if params.uses_prior and start is None and spatial is None:
         # No guide and no previous-frame start: the salient-object prior's coarse mask, noised to
         # ``prior_strength`` of the schedule, is where sampling starts (SDEdit-style, as Eq. 6/8).
         prior = load_prior(params.prior)
@@ -262,6 +269,7 @@ def matte_plate(
         want_trimap=params.write_trimap,
         guide_trimap=(spatial.known, spatial.values) if spatial is not None and spatial.kind != "mask" else None,
         guide_is_trimap=spatial is not None and spatial.kind == "trimap",
+        guide_band=guidance.mask_edge_band(spatial.values) if spatial is not None and spatial.kind == "mask" else None,
     )
     if spatial is not None:
         refined.alpha = guidance.apply_to_matte(refined.alpha, spatial, params.clamp_known)
