@@ -68,7 +68,8 @@ def _add_matte(sub: Any) -> None:
     p.add_argument("--clamp-known", action="store_true", default=None, help="force the guide's known pixels")
     p.add_argument(
         "--prior", choices=("u2netp", "none"),
-        help="salient-object prior for runs without --guide: its coarse mask is where sampling starts "
+        help="salient-object prior for runs without a trimap/scribble guide (kept inside a mask guide): "
+        "its coarse mask is where sampling starts "
         "(default u2netp; ignored when a guide is given)",
     )
     p.add_argument(
