@@ -69,8 +69,7 @@ def _add_matte(sub: Any) -> None:
     p.add_argument(
         "--prior", choices=("u2netp", "none"),
         help="salient-object prior for runs without a trimap/scribble guide (kept inside a mask guide): "
-        "its coarse mask is where sampling starts "
-        "(default u2netp; ignored when a guide is given)",
+        "its coarse mask is where sampling starts (default u2netp)",
     )
     p.add_argument(
         "--prior-strength", type=float, help="fraction of the DDIM schedule run from the noised prior mask (0.3)"
