@@ -214,6 +214,25 @@ def test_trimap_guide_band_is_solved_even_where_the_lr_matte_is_confidently_wron
     assert refined.alpha[ring].mean() > 0.3  # pulled towards the edge, against the LR prior (0 there)
 
 
+def test_trimap_guided_solve_prints_nothing_on_stdout(shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """pymatting print()s a warning for every diagonal shift its incomplete Cholesky tries; on
+    GT14 with its trimap (the weak guided prior) it needs one.  stdout carries `--json`."""
+    import OpenImageIO as oiio
+
+    folder = shared_data / "matting" / "alphamatting"
+    image = np.asarray(oiio.ImageBuf(str(folder / "input" / "GT14.png")).get_pixels(oiio.FLOAT))[..., :3]
+    codes = np.asarray(oiio.ImageBuf(str(folder / "trimap" / "GT14.png")).get_pixels(oiio.FLOAT))[..., 0]
+    known = (codes <= 0.1) | (codes >= 0.9)
+    values = np.where(codes >= 0.9, 1.0, 0.0).astype(np.float32)
+    lr = np.zeros((64, 64), np.float32)
+    refined = hr.refine(
+        "pymatting", None, image, image, lr, lr, steps=1, seed=0, lr_size=64,  # type: ignore[arg-type]
+        guide_trimap=(known, values), guide_is_trimap=True,
+    )  # fmt: skip
+    assert refined.alpha.shape == codes.shape
+    assert capsys.readouterr().out == ""
+
+
 @pytest.mark.slow
 def test_cli_hr_modes_and_trimap_pass(tiny_model_dir: Path, tmp_path: Path) -> None:
     import OpenImageIO as oiio

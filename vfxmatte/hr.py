@@ -24,6 +24,8 @@ start) that ``scripts/bench_hr.py`` compares against; nothing on the product pat
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -157,7 +159,10 @@ def solve_closed_form(
     # A prior of 1e-2 makes the system diagonally dominant enough for a sparse factor; a
     # weaker one (trimap guides) needs a denser factor and a tighter tolerance.
     weak = prior_weight < 1e-3
-    preconditioner = ichol(system, discard_threshold=1e-4 if weak else 1e-3)
+    # pymatting print()s a "PERFORMANCE WARNING" paragraph for every diagonal shift it has to
+    # try; on stdout that would corrupt `--json` output, and the retry is routine here.
+    with contextlib.redirect_stdout(io.StringIO()):
+        preconditioner = ichol(system, discard_threshold=1e-4 if weak else 1e-3)
     solution = cg(system, rhs, x0=prior_values, M=preconditioner, rtol=1e-7 if weak else 1e-6, maxiter=4000)
     alpha = trimap.astype(np.float64).ravel().copy()
     alpha[is_unknown] = solution
