@@ -150,8 +150,14 @@ def main() -> int:
 
         def params(mode: Mode) -> MatteParams:
             return MatteParams(
-                steps=args.steps, seeds=args.seeds, lr_size=args.size, seed=args.seed, hr=args.hr,
-                temporal=mode.temporal, temporal_strength=mode.strength, temporal_flow=mode.flow,
+                steps=args.steps,
+                seeds=args.seeds,
+                lr_size=args.size,
+                seed=args.seed,
+                hr=args.hr,
+                temporal=mode.temporal,
+                temporal_strength=mode.strength,
+                temporal_flow=mode.flow,
             )
 
         # one untimed frame first: numba JIT of the foreground solver, allocator warm-up
@@ -159,7 +165,7 @@ def main() -> int:
         for mode in modes:
             out = str(tmp / mode.label.replace(" ", "_").replace("+", "") / "m.####.exr")
             # CPU time of this process, not wall time: other jobs share the machine, and a
-            # single-threaded run's CPU seconds do not depend on how much of it they take.
+            # single-threaded run's CPU seconds depend much less on how much of it they take.
             started = time.process_time()
             summary = matte_shot(shot, out, params(mode), options, model=model)
             seconds = time.process_time() - started
@@ -221,8 +227,8 @@ def render(results: list[dict[str, object]], args: argparse.Namespace, model: st
         f"model `{model}`, steps {args.steps}, seeds {args.seeds}, LR size {args.size}, HR {args.hr}, "
         f"seed {args.seed}, on the CPU "
         f"({args.threads} thread, {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs; "
-        "s/frame is CPU seconds of the benchmark process per frame, so other jobs on the machine do not "
-        "skew it).  dtSSD: mean over frame pairs, "
+        "s/frame is CPU seconds of the benchmark process per frame: other jobs on the machine skew it less "
+        "than wall time, but they do skew it).  dtSSD: mean over frame pairs, "
         "RobustVideoMatting scale (`vfxmatte.metrics.dtssd`); SAD: whole image /1000, mean over frames.  "
         "Lower is better for both.",
         "",
@@ -236,7 +242,8 @@ def render(results: list[dict[str, object]], args: argparse.Namespace, model: st
     for r in results:
         chunk = (
             f"{float(r['chunk_max']):.3f} / {float(r['chunk_mean']):.4f}"  # type: ignore[arg-type]
-            if "chunk_max" in r else "0 (exact)"
+            if "chunk_max" in r
+            else "0 (exact)"
         )
         chunk_dtssd = f"{float(r['chunk_dtssd']):.2f}" if "chunk_dtssd" in r else "same"  # type: ignore[arg-type]
         lines.append(
@@ -248,8 +255,9 @@ def render(results: list[dict[str, object]], args: argparse.Namespace, model: st
         "",
         f"Chunked: the shot matted in chunks of {args.chunk} frames (each chunk warms up from the frame before "
         "its first, matted for state only) against one run; the columns give the largest per-pixel and the "
-        "largest per-frame mean absolute alpha difference over all frames.  `off` and `shared` do not carry "
-        "state, so their chunked runs are bit-identical by construction (tested in tests/test_temporal.py).",
+        "largest per-frame mean absolute alpha difference over all frames.  `off` and `shared` carry no "
+        "latents, so their chunked runs are bit-identical (tested in tests/test_temporal.py) unless the "
+        "prior jumps exactly at a chunk boundary (docs/VIDEO.md).",
     ]
     return "\n".join(lines)
 
