@@ -142,8 +142,10 @@ class _Process:
 
     def interrupt(self) -> None:
         if self.popen.poll() is None:
-            # SIGINT: the CLI finishes or discards the frame in progress and exits 130 (DESIGN §4).
-            self.popen.send_signal(signal.SIGINT if os.name != "nt" else signal.SIGTERM)
+            # SIGTERM: `vfxmatte matte` takes it as Ctrl-C (finishes or discards the frame in
+            # progress, exits 130).  Not SIGINT: a Nuke started in the background of a launcher
+            # script hands its children SIGINT ignored, and the job would never stop.
+            self.popen.send_signal(signal.SIGTERM)
 
 
 class LocalJob(Job):
@@ -206,7 +208,7 @@ class LocalJob(Job):
                 parsed = None
             self.summary = parsed if isinstance(parsed, dict) else {}
             failed = self._failed()
-        if self.cancelled or code in (130, -signal.SIGINT):
+        if self.cancelled or code in (130, -signal.SIGINT, -signal.SIGTERM):
             return self._finish(JobStatus("cancelled", done / total, "local: cancelled", landed, failed))
         if code not in (0, 1):
             return self._finish(JobStatus("failed", done / total, f"vfxmatte failed: {self._fatal()}", landed, failed))

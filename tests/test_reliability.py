@@ -209,6 +209,34 @@ def test_sigkill_mid_run_leaves_only_complete_frames_and_a_rerun_resumes(
         assert_complete_exr(out / f"matte.{frame}.exr")
 
 
+def test_sigterm_stops_a_run_that_inherited_sigint_ignored(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """A run started the way a background job of a non-interactive shell is (SIGINT ignored, as
+    a Nuke launched from a script passes it on) still stops cleanly on SIGTERM, the bridge's cancel."""
+    frames = range(1001, 1031)
+    pattern = make_shot(tmp_path / "plate", frames, size=(160, 96))
+    out = tmp_path / "out"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "vfxmatte.cli", "matte", pattern, "-o", str(out / "matte.####.exr"),
+         "--model", str(tiny_model_dir), *FAST],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not list(out.glob("matte.*.exr")):
+        assert run.poll() is None, run.communicate()[1]
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    run.send_signal(signal.SIGTERM)
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode == 130, stderr
+    assert "interrupted" in stderr
+    written = sorted(out.glob("matte.*.exr"))
+    assert 0 < len(written) < len(frames)
+    assert hidden_files(out) == []
+    for done in written:
+        assert_complete_exr(done)
+
+
 def test_sigkill_during_exr_writes_never_leaves_a_partial_file(tmp_path: Path) -> None:
     """Kill a process that rewrites a 2K frame in a loop, at many moments; the file is always whole."""
     target = tmp_path / "frame.exr"

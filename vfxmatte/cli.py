@@ -135,7 +135,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def stop_gracefully_on_sigterm() -> None:
+    """SIGTERM stops a run as Ctrl-C does: the frame in progress is finished or discarded, exit 130.
+
+    The Nuke bridge cancels a local job with it, and so do process managers.  SIGINT is not
+    enough: a process started in the background of a non-interactive shell (a launcher script's
+    ``nuke &``) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt.
+    """
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
 def _cmd_matte(args: argparse.Namespace) -> int:
+    stop_gracefully_on_sigterm()
     from vfxmatte.config import RunOptions, preset_params
     from vfxmatte.io.sequence import parse_frame_range
     from vfxmatte.pipeline import FrameResult, matte_shot
