@@ -203,16 +203,20 @@ def guided_start(model: MattingModel, guide: Guide, lr_h: int, lr_w: int, seeds:
     return ((1.0 - cells) * c_s).expand(seeds, -1, -1, -1).contiguous()
 
 
+def _support(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Where a coarse mask is above the tolerance, grown by ``radius`` px."""
+    from scipy import ndimage
+
+    return np.asarray(ndimage.maximum_filter(mask, size=2 * radius + 1) > TOLERANCE)
+
+
 def prior_within_mask(prior: np.ndarray, mask: np.ndarray, radius: int = 2, found: float = 0.1) -> np.ndarray:
     """The salient-object prior kept inside a coarse mask (grown by ``radius`` px), both at LR.
 
     The mask says which object, the prior its shape.  Where the prior finds less than ``found``
     of the mask's area inside it (it picked another object, or nothing), the mask itself.
     """
-    from scipy import ndimage
-
-    support = ndimage.maximum_filter(mask, size=2 * radius + 1) > TOLERANCE
-    inside = np.where(support, prior, 0.0).astype(np.float32)
+    inside = np.where(_support(mask, radius), prior, 0.0).astype(np.float32)
     area = int(np.count_nonzero(mask > 0.5))
     if area == 0 or np.count_nonzero(inside > 0.5) < found * area:
         return mask.astype(np.float32)
@@ -238,12 +242,9 @@ def mask_edge_band(values: np.ndarray, radius: int | None = None) -> np.ndarray:
 def apply_to_matte(alpha: np.ndarray, guide: Guide, clamp_known: bool, radius: int = 8) -> np.ndarray:
     """Final-matte rules: a mask limits the matte to its dilated support; ``--clamp-known``
     forces a trimap's / scribble's known pixels to their value."""
-    from scipy import ndimage
-
     out = alpha.copy()
     if guide.kind == "mask":
-        support = ndimage.maximum_filter(guide.values, size=2 * radius + 1) > TOLERANCE
-        out[~support] = 0.0
+        out[~_support(guide.values, radius)] = 0.0
     elif clamp_known:
         out[guide.known] = guide.values[guide.known]
     return out

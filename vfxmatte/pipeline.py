@@ -175,6 +175,15 @@ def estimate_foreground(linear: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return fg
 
 
+def _run_prior(name: str, network_image: np.ndarray) -> tuple[np.ndarray, float]:
+    """The salient-object prior's mask of the LR image, and the seconds it took."""
+    prior = load_prior(name)
+    assert prior is not None
+    started = time.perf_counter()
+    mask = prior.predict(network_image)
+    return mask, time.perf_counter() - started
+
+
 def matte_plate(
     model: MattingModel,
     plate: Plate,
@@ -211,11 +220,8 @@ def matte_plate(
             # prior_strength, the mechanism of the trimap-free start.
             coarse = np.clip(resize(spatial.values, lr_h, lr_w), 0.0, 1.0)
             if params.prior != "none":
-                prior = load_prior(params.prior)
-                assert prior is not None
-                prior_started = time.perf_counter()
-                coarse = guidance.prior_within_mask(prior.predict(network_image), coarse)
-                prior_seconds = time.perf_counter() - prior_started
+                found, prior_seconds = _run_prior(params.prior, network_image)
+                coarse = guidance.prior_within_mask(found, coarse)
             start, strength = mask_latents(model, coarse, params.seeds), params.prior_strength
         elif not spatial.unknown.all():
             # Eq. 8: the guide's known pixels seed the start point (replaces a temporal start).
@@ -223,11 +229,7 @@ def matte_plate(
     if params.uses_prior and start is None and spatial is None:
         # No guide and no previous-frame start: the salient-object prior's coarse mask, noised to
         # ``prior_strength`` of the schedule, is where sampling starts (SDEdit-style, as Eq. 6/8).
-        prior = load_prior(params.prior)
-        assert prior is not None
-        prior_started = time.perf_counter()
-        mask = prior.predict(network_image)
-        prior_seconds = time.perf_counter() - prior_started
+        mask, prior_seconds = _run_prior(params.prior, network_image)
         previous = temporal.previous_matte(plate.frame, mask.shape)
         if previous is not None and params.prior_jump_iou > 0:
             agreement = mask_iou(mask, previous)
