@@ -157,15 +157,23 @@ def test_prior_within_mask_keeps_the_prior_inside_and_falls_back_to_the_mask() -
     assert np.array_equal(guide.prior_within_mask(elsewhere, mask), mask)
 
 
-def test_mask_edge_band_is_the_ring_around_the_masks_edge() -> None:
+def test_mask_trimap_has_its_band_around_the_masks_edge_and_keeps_a_core() -> None:
     mask = np.zeros((60, 80), np.float32)
-    mask[20:40, 20:60] = 1.0
-    band = guide.mask_edge_band(mask, radius=3)
-    assert band[20, 30] and band[17, 30] and band[22, 30]  # on, just outside and just inside the edge
-    assert not band[16, 30] and not band[23, 30] and not band[30, 40] and not band[5, 5]
-    assert guide.mask_edge_band(mask).sum() == guide.mask_edge_band(mask, radius=4).sum()  # 1% of 80 < 4
-    assert not guide.mask_edge_band(np.zeros((8, 8), np.float32)).any()
-    assert not guide.mask_edge_band(np.ones((8, 8), np.float32)).any()
+    mask[10:50, 10:70] = 1.0
+    codes = guide.mask_trimap(mask, inside=6, outside=3)
+    assert set(np.unique(codes)) == {0.0, 0.5, 1.0}
+    assert codes[30, 40] == 1.0 and codes[5, 40] == 0.0 and codes[0, 0] == 0.0  # core, far outside
+    assert codes[10, 40] == 0.5 and codes[15, 40] == 0.5 and codes[7, 40] == 0.5  # on, inside, outside the edge
+    assert codes[17, 40] == 1.0 and codes[6, 40] == 0.0  # past the band on either side
+    # Defaults: MASK_INSIDE / MASK_OUTSIDE of the long side (at least 4 px).
+    assert np.array_equal(guide.mask_trimap(mask), guide.mask_trimap(mask, inside=5, outside=4))
+    # A thin mask keeps a foreground core: the inside depth is capped at half its thickness.
+    thin = np.zeros((60, 80), np.float32)
+    thin[28:34, 10:70] = 1.0
+    assert (guide.mask_trimap(thin, inside=20) == 1.0).any()
+    assert not guide.mask_trimap(np.zeros((8, 8), np.float32)).any()
+    assert (guide.mask_trimap(np.ones((8, 8), np.float32)) == 0.5).all()
+    assert guide.mask_outside_radius((1080, 1920)) == 19 and guide.mask_outside_radius((60, 80)) == 4
 
 
 def test_bad_guides(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from tests.conftest import REPO, run_cli
-from vfxmatte import hr
+from vfxmatte import guide, hr
 from vfxmatte.model.core import load_model
 
 
@@ -194,7 +194,8 @@ def test_trimap_guide_band_is_solved_even_where_the_lr_matte_is_confidently_wron
     def run(is_trimap: bool) -> np.ndarray:
         refined = hr.refine(
             "pymatting", None, image, image, lr_mean, lr_std, steps=1, seed=0, lr_size=32,  # type: ignore[arg-type]
-            guide_trimap=(known, values), guide_is_trimap=is_trimap,
+            guide_trimap=np.where(known, values, 0.5) if is_trimap else None,
+            scribbles=None if is_trimap else (known, values),
         )  # fmt: skip
         return refined.alpha
 
@@ -204,14 +205,17 @@ def test_trimap_guide_band_is_solved_even_where_the_lr_matte_is_confidently_wron
     assert (trimap_guided[known] == values[known]).all()
     # Scribble semantics keep the ensemble's own (wrong) band away from the strokes.
     assert run(False)[ring].mean() < 0.1
-    # A coarse mask's edge band joins the ensemble's band and is solved there.
-    band = (distance > 30) & (distance < 50)
+    # A loose roto (a disc of radius 50 around the true 40) becomes a trimap whose band holds the
+    # true edge; it is solved there in full, against the LR prior (0 on the ring).
+    roto = (distance < 50).astype(np.float32)
+    mask_codes = guide.mask_trimap(roto, inside=16, outside=4)
     refined = hr.refine(
         "pymatting", None, image, image, lr_mean, lr_std, steps=1, seed=0, lr_size=32,  # type: ignore[arg-type]
-        want_trimap=True, guide_band=band,
+        want_trimap=True, guide_trimap=mask_codes,
     )  # fmt: skip
-    assert refined.trimap is not None and (refined.trimap[band] == 0.5).all()
-    assert refined.alpha[ring].mean() > 0.3  # pulled towards the edge, against the LR prior (0 there)
+    assert refined.trimap is not None and (refined.trimap[(distance > 35) & (distance < 53)] == 0.5).all()
+    assert refined.alpha[ring].min() > 0.9
+    assert np.abs(refined.alpha - truth).mean() < 0.02
 
 
 def test_trimap_guided_solve_prints_nothing_on_stdout(shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -227,7 +231,7 @@ def test_trimap_guided_solve_prints_nothing_on_stdout(shared_data: Path, capsys:
     lr = np.zeros((64, 64), np.float32)
     refined = hr.refine(
         "pymatting", None, image, image, lr, lr, steps=1, seed=0, lr_size=64,  # type: ignore[arg-type]
-        guide_trimap=(known, values), guide_is_trimap=True,
+        guide_trimap=np.where(known, values, 0.5),
     )  # fmt: skip
     assert refined.alpha.shape == codes.shape
     assert capsys.readouterr().out == ""

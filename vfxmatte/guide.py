@@ -7,9 +7,11 @@ names, else the luminance of a PNG/other image; 8/16-bit images are read as 0–
     0 background, 1 foreground, 0.5 unknown; values within ``TOLERANCE`` of 0 or 1 count as
     known, everything else as unknown (so 102/255 or 128/255 greys both work).
 ``mask``
-    a coarse binary or soft mask of the subject.  Every pixel stays unknown for the start
-    point (``m_unknown = 1``, as the paper has it); the mask's dilated support then limits
-    the final matte (a garbage matte: a mask that excludes an object removes it).
+    a coarse binary or soft mask of the subject.  Sampling starts from the salient-object
+    prior kept inside the mask (:func:`prior_within_mask`); the full-resolution refine solves
+    the trimap :func:`mask_trimap` makes of it (the edge sought in a band mostly inside the
+    mask's edge); the mask's grown support then limits the final matte (a garbage matte: a
+    mask that excludes an object removes it).
 ``scribble``
     white (≥ 1 − tolerance) foreground, black (≤ tolerance) background; mid-grey, or
     transparent where the image has an alpha, is unknown (unscribbled).
@@ -223,28 +225,67 @@ def prior_within_mask(prior: np.ndarray, mask: np.ndarray, radius: int = 2, foun
     return inside
 
 
-def mask_edge_band(values: np.ndarray, radius: int | None = None) -> np.ndarray:
-    """The pixels within ``radius`` of a coarse mask's edge (inside > 0.5): where a roto shape's
-    subject edge is to be found.  Default radius: 1% of the long side, at least 4 px."""
+#: A coarse mask's edge, as fractions of the frame's long side: the subject's edge is sought up to
+#: MASK_INSIDE inside the mask's edge (a garbage matte or a loose roto is drawn around the hair,
+#: not through it) and up to MASK_OUTSIDE outside it (a tight roto may clip soft edges).
+MASK_INSIDE = 0.06
+MASK_OUTSIDE = 0.01
+MASK_MIN_PX = 4
+
+
+def mask_outside_radius(shape: tuple[int, ...]) -> int:
+    """How far outside a coarse mask's edge its subject may reach, in px (``MASK_OUTSIDE``, ≥ 4 px)."""
+    return max(MASK_MIN_PX, round(MASK_OUTSIDE * max(shape[:2])))
+
+
+def mask_trimap(values: np.ndarray, inside: int | None = None, outside: int | None = None) -> np.ndarray:
+    """A trimap (codes 0 / 0.5 / 1) made of a coarse mask (inside where > 0.5).
+
+    Background beyond ``outside`` px of the mask's edge, foreground deeper than ``inside`` px
+    inside it, unknown between: the band where the subject's edge is solved, as a drawn
+    trimap's grey band is.  Defaults: ``MASK_INSIDE`` / ``MASK_OUTSIDE`` of the long side; the
+    inside depth is capped at half the mask's own thickness so a small or thin mask keeps a
+    foreground core.  An empty mask is all background; a mask covering the frame all unknown.
+    """
     from scipy import ndimage
 
-    inside = values > 0.5
-    if radius is None:
-        radius = max(4, round(0.01 * max(values.shape)))
-    if not inside.any() or inside.all():
-        return np.zeros(values.shape, dtype=bool)
-    size = 2 * radius + 1
-    grown = ndimage.maximum_filter(inside, size=size)
-    shrunk = ndimage.minimum_filter(inside, size=size)
-    return np.asarray(grown & ~shrunk)
+    inner = values > 0.5
+    long_side = max(values.shape)
+    if inside is None:
+        inside = max(MASK_MIN_PX, round(MASK_INSIDE * long_side))
+    if outside is None:
+        outside = mask_outside_radius(values.shape)
+    trimap = np.zeros(values.shape, dtype=np.float32)
+    if not inner.any():
+        return trimap
+    if inner.all():
+        trimap[:] = 0.5
+        return trimap
+    depth = ndimage.distance_transform_edt(inner)
+    outer = ndimage.distance_transform_edt(~inner)
+    trimap[outer <= outside] = 0.5
+    trimap[inner] = 0.5
+    trimap[depth > min(float(inside), 0.5 * float(depth.max()))] = 1.0
+    return trimap
 
 
-def apply_to_matte(alpha: np.ndarray, guide: Guide, clamp_known: bool, radius: int = 8) -> np.ndarray:
-    """Final-matte rules: a mask limits the matte to its dilated support; ``--clamp-known``
-    forces a trimap's / scribble's known pixels to their value."""
+def refine_trimap(guide: Guide) -> np.ndarray | None:
+    """The trimap the full-resolution refine solves for ``guide``: a drawn trimap as it is, a
+    coarse mask's :func:`mask_trimap`; None for scribbles (they only pin their strokes)."""
+    if guide.kind == "trimap":
+        return np.where(guide.known, guide.values, 0.5).astype(np.float32)
+    if guide.kind == "mask":
+        return mask_trimap(guide.values)
+    return None
+
+
+def apply_to_matte(alpha: np.ndarray, guide: Guide, clamp_known: bool) -> np.ndarray:
+    """Final-matte rules: a mask limits the matte to its support grown by its outside band
+    (:func:`mask_outside_radius`); ``--clamp-known`` forces a trimap's / scribble's known
+    pixels to their value."""
     out = alpha.copy()
     if guide.kind == "mask":
-        out[~_support(guide.values, radius)] = 0.0
+        out[~_support(guide.values, mask_outside_radius(guide.values.shape))] = 0.0
     elif clamp_known:
         out[guide.known] = guide.values[guide.known]
     return out

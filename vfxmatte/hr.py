@@ -586,33 +586,33 @@ def refine(
     seed: int,
     lr_size: int,
     want_trimap: bool = False,
-    guide_trimap: tuple[np.ndarray, np.ndarray] | None = None,
-    guide_is_trimap: bool = False,
-    guide_band: np.ndarray | None = None,
+    guide_trimap: np.ndarray | None = None,
+    scribbles: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Refined:
     """Full-resolution matte for ``mode`` (already resolved: diffusion, pymatting or off).
 
     ``linear`` is the plate in scene-linear light (foreground colour), ``display`` the same
     plate display-referred in [0, 1] (what the model and the closed-form solver see).
+    ``guide_trimap`` (codes 0 / 0.5 / 1: a drawn trimap, or one made of a coarse mask by
+    :func:`vfxmatte.guide.mask_trimap`) replaces the automatic trimap; ``scribbles``
+    (known, values) only overrides it where strokes were drawn.
     """
     height, width = linear.shape[:2]
     lr_alpha = np.clip(resize(lr_mean, height, width), 0.0, 1.0)
     if mode == "off":
         return Refined(alpha=lr_alpha, trimap=auto_trimap(lr_mean, lr_std, height, width) if want_trimap else None)
-    trimap = auto_trimap(lr_mean, lr_std, height, width)
     if guide_trimap is not None:
-        known, values = guide_trimap
-        if guide_is_trimap:
-            # The compositor's trimap is the whole answer to "where is the edge": its grey
-            # band is solved in full, even where the LR ensemble was confident, and the LR
-            # matte only enters as the weak prior inside it.
-            trimap = np.where(known, values, UNKNOWN).astype(np.float32)
-        else:  # scribbles: the strokes are known, the rest keeps the ensemble's own band
+        # A guide's trimap is the whole answer to "where is the edge": its grey band is solved
+        # in full, even where the LR ensemble was confident, and the LR matte only enters as
+        # the weak prior inside it.
+        trimap = guide_trimap.astype(np.float32)
+    else:
+        trimap = auto_trimap(lr_mean, lr_std, height, width)
+        if scribbles is not None:  # the strokes are known, the rest keeps the ensemble's own band
+            known, values = scribbles
             trimap[known] = values[known]
-    if guide_band is not None:  # a coarse mask: its edge is where the subject's edge is sought
-        trimap[guide_band] = UNKNOWN
     if mode == "pymatting":
-        if guide_is_trimap:
+        if guide_trimap is not None:
             # A drawn band can be wide and the LR matte inside it confidently wrong: the
             # colour-line model leads (pymatting's epsilon), the LR matte only breaks ties,
             # and tiles get more context.  docs/BENCHMARKS.md has the sweep behind this.
