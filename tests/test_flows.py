@@ -283,3 +283,68 @@ def test_vfxmatte_flow_run_cli_embedded_server(tmp_path: Path, tiny_model_dir: P
     assert sorted(os.listdir(tmp_path / "out")) == ["plate.1001.exr", "plate.1002.exr"]
     refused = subprocess.run([*command[:5], "/etc/hosts", *command[6:]], env=env, capture_output=True, text=True)
     assert refused.returncode == 2 and "outside the allowed roots" in refused.stderr
+
+
+@pytest.mark.slow
+def test_local_server_answers_health_then_stops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The embedded default's early-started server: healthy on 127.0.0.1, gone after stop(); a server
+    that dies while starting is a one-line error, not a 90 s wait."""
+    import urllib.request
+
+    from flows.local_server import LocalServer, start_if_unconfigured
+
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "ph"))
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
+    assert start_if_unconfigured() is None  # a configured server is used as it is
+    monkeypatch.delenv("PREFECT_API_URL")
+    server = LocalServer()
+    try:
+        assert server.api_url.startswith("http://127.0.0.1:")
+        server.wait_ready(timeout=120)
+        with urllib.request.urlopen(f"{server.api_url}/health", timeout=5) as response:
+            assert response.status == 200
+    finally:
+        server.stop()
+    assert server.process.poll() is not None
+    dead = LocalServer()
+    dead.process.kill()
+    with pytest.raises(UsageError, match="exited with status"):
+        dead.wait_ready(timeout=30)
+    dead.stop()
+
+
+@pytest.mark.slow
+def test_local_server_dies_with_a_killed_parent(tmp_path: Path) -> None:
+    """A run killed outright (SIGKILL: no atexit) leaves no embedded server behind (Linux)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("PR_SET_PDEATHSIG is Linux-only")
+    script = (
+        "from flows.local_server import LocalServer\nimport time\n"
+        "s = LocalServer()\nprint(s.process.pid, flush=True)\ntime.sleep(60)\n"
+    )
+    env = dict(os.environ, PREFECT_HOME=str(tmp_path / "ph"))
+    parent = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        try:
+            with open(f"/proc/{child}/stat") as stat:  # a zombie awaiting its reaper has left too
+                if stat.read().split(")")[-1].split()[0] == "Z":
+                    return
+        except FileNotFoundError:
+            return
+        time.sleep(0.2)
+    os.kill(child, signal.SIGKILL)
+    raise AssertionError("the embedded server outlived its killed parent")

@@ -1,8 +1,9 @@
 """`vfxmatte flow …`: run the Prefect flows locally, or apply them to a Prefect server.
 
 ``vfxmatte flow run INPUT -o OUTPUT`` runs the ``matte-shot`` flow in this process; with no
-``PREFECT_API_URL`` set, Prefect starts its ephemeral SQLite-backed server for the run (no
-set-up).  ``vfxmatte flow deploy`` creates the work pool, the GPU concurrency limits and the
+``PREFECT_API_URL`` set, Prefect's ephemeral SQLite-backed server runs for it (no set-up),
+started before anything heavy is imported so that its start-up overlaps theirs
+(:mod:`flows.local_server`).  ``vfxmatte flow deploy`` creates the work pool, the GPU concurrency limits and the
 deployments on the server ``PREFECT_API_URL`` names (facility mode, see docs/FLOWS.md).
 ``vfxmatte flow requeue RUN_ID…`` puts crashed or stuck runs back in the queue; they resume.
 
@@ -13,6 +14,7 @@ them only when a ``flow`` command runs, so the rest of the CLI never loads Prefe
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -107,9 +109,28 @@ def _flow_command(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    # The embedded default's server starts first, on its own core, while Prefect and torch load
+    # here (flows/local_server.py); a server named in a Prefect profile makes it unnecessary.
+    from flows.local_server import start_if_unconfigured
+
+    server = start_if_unconfigured()
+    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+
     from flows.matte_shot import ShotFailed, matte_shot
 
-    state = matte_shot(
+    if server is not None and get_current_settings().api.url:
+        server.stop()
+        server = None
+    settings: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
+    if server is not None:
+        server.wait_ready()
+        settings = temporary_settings(updates={PREFECT_API_URL: server.api_url})
+    with settings:
+        return _report(_call_flow(matte_shot, args), args, ShotFailed)
+
+
+def _call_flow(matte_shot: Any, args: argparse.Namespace) -> Any:
+    return matte_shot(
         args.input,
         args.output,
         frames=args.frames,
@@ -122,9 +143,12 @@ def _run(args: argparse.Namespace) -> int:
         review=not args.no_review,
         return_state=True,
     )
+
+
+def _report(state: Any, args: argparse.Namespace, shot_failed: type) -> int:
     value = state.result(raise_on_failure=False)
-    if isinstance(value, ShotFailed):
-        result: dict[str, Any] = value.result
+    if isinstance(value, shot_failed):
+        result: dict[str, Any] = value.result  # type: ignore[attr-defined]
     elif isinstance(value, VfxmatteError):
         raise value
     elif isinstance(value, BaseException):
