@@ -124,7 +124,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
             prior = load_prior("u2netp")
             assert prior is not None
-            alpha = prior.predict(image)
+            alpha = prior.predict(image, mirror=False)  # the published single-run inference
         elif args.kind == "closed-form":
             import OpenImageIO as oiio
             from pymatting import estimate_alpha_cf

@@ -208,7 +208,10 @@ def matte_plate(
     long_side = min(params.lr_size, max(height, width))
     lr_h, lr_w = lr_shape(height, width, long_side, model.size_multiple)
     network_image = color.to_network(resize(linear, lr_h, lr_w), linear_space)
-    display = color.to_network(linear, linear_space)  # the plate display-referred, full resolution
+    mode = hr.resolve_mode(params.hr, model)
+    # The plate display-referred at full resolution: what the prior and the refine see.
+    needs_display = mode in ("pymatting", "diffusion") or params.prior != "none"
+    display = color.to_network(linear, linear_space) if needs_display else linear
     temporal = temporal or temporal_state(params)
     member = (int(model.unet.config.out_channels), lr_h // model.latent_factor, lr_w // model.latent_factor)
     noise, start = temporal.inputs(plate.frame, (params.seeds, *member), network_image)
@@ -263,12 +266,11 @@ def matte_plate(
     temporal.update(plate.frame, ensemble.latents, network_image, ensemble.mean)
     lr_mean, lr_std = ensemble.mean, ensemble.std
     uncertainty = np.clip(resize(lr_std, height, width), 0.0, None)
-    mode = hr.resolve_mode(params.hr, model)
     refined = hr.refine(
         mode,
         model,
         linear,
-        display if mode in ("pymatting", "diffusion") else linear,
+        display,
         lr_mean,
         lr_std,
         steps=params.steps,

@@ -15,7 +15,8 @@ every time it is loaded.  It runs with ``onnxruntime`` on the CPU.  Nothing is d
 Pre- and post-processing follow the published U²-Net inference: the display-referred RGB
 image resized to 320×320 (bilinear; frames over 1280 px on the short side are box-averaged first),
 divided by its maximum, ImageNet mean/std normalisation, the first
-(fused) output min-max normalised, and resized back bilinearly.
+(fused) output min-max normalised, and resized back bilinearly; by default averaged with the
+same for the left-right mirrored image (:meth:`SalientPrior.predict`).
 """
 
 from __future__ import annotations
@@ -136,8 +137,22 @@ class SalientPrior:
         self.seconds = 0.0  # time spent in predict, for --json timings
         self._lock = threading.Lock()
 
-    def predict(self, image: np.ndarray) -> np.ndarray:
-        """Salient-object mask in [0, 1], (h, w) float32, for a display-referred RGB image in [0, 1]."""
+    def _run(self, net_in: np.ndarray) -> np.ndarray:
+        """The network's first (fused) output for one normalised (1, 3, 320, 320) input, min-max normalised."""
+        with self._lock:
+            out: Any = self.session.run(None, {self.input_name: net_in})[0]
+        mask = np.asarray(out, dtype=np.float32)[0, 0]
+        lo, hi = float(mask.min()), float(mask.max())
+        return (mask - lo) / (hi - lo) if hi > lo else np.zeros_like(mask)
+
+    def predict(self, image: np.ndarray, mirror: bool = True) -> np.ndarray:
+        """Salient-object mask in [0, 1], (h, w) float32, for a display-referred RGB image in [0, 1].
+
+        ``mirror`` (default) averages the masks of the image and of its left-right mirror (two
+        network runs): U²-Netp's subject choice is unstable, and on alphamatting GT01–GT20 the
+        average scored MSE×1e3 36.4 against 41.1 for one run (held-out synthetic composites,
+        seed 4242: 55.9 against 57.6).  ``mirror=False`` is the published single-run inference.
+        """
         if image.ndim != 3 or image.shape[2] < 3:
             raise ValueError(f"expected an (h, w, 3) image, not {image.shape}")
         start = time.perf_counter()
@@ -149,12 +164,10 @@ class SalientPrior:
         peak = float(small.max())
         small = small / peak if peak > 0 else small
         net_in = ((small - MEAN) / STD).transpose(2, 0, 1)[None].astype(np.float32)
-        with self._lock:
-            out: Any = self.session.run(None, {self.input_name: net_in})[0]
-        mask = np.asarray(out, dtype=np.float32)[0, 0]
-        lo, hi = float(mask.min()), float(mask.max())
-        mask = (mask - lo) / (hi - lo) if hi > lo else np.zeros_like(mask)
-        result = np.clip(_bilinear(mask, h, w, antialias=True), 0.0, 1.0).astype(np.float32)
+        mask = self._run(net_in)
+        if mirror:
+            mask = 0.5 * (mask + self._run(np.ascontiguousarray(net_in[..., ::-1]))[:, ::-1])
+        result = np.clip(_bilinear(np.ascontiguousarray(mask), h, w, antialias=True), 0.0, 1.0).astype(np.float32)
         self.seconds += time.perf_counter() - start
         return result
 
