@@ -186,7 +186,7 @@ def _run_prior(name: str, display: np.ndarray, lr_h: int, lr_w: int) -> tuple[np
     prior = load_prior(name)
     assert prior is not None
     started = time.perf_counter()
-    mask = np.clip(resize(prior.predict(display), lr_h, lr_w), 0.0, 1.0)
+    mask = prior.predict(display, size=(lr_h, lr_w))
     return mask, time.perf_counter() - started
 
 

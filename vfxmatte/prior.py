@@ -145,8 +145,11 @@ class SalientPrior:
         lo, hi = float(mask.min()), float(mask.max())
         return (mask - lo) / (hi - lo) if hi > lo else np.zeros_like(mask)
 
-    def predict(self, image: np.ndarray, mirror: bool = True) -> np.ndarray:
+    def predict(self, image: np.ndarray, mirror: bool = True, size: tuple[int, int] | None = None) -> np.ndarray:
         """Salient-object mask in [0, 1], (h, w) float32, for a display-referred RGB image in [0, 1].
+
+        ``size`` (height, width) resizes the mask to that instead of the image's size (the
+        pipeline wants it at the LR size only).
 
         ``mirror`` (default) averages the masks of the image and of its left-right mirror (two
         network runs): U²-Netp's subject choice is unstable, and on alphamatting GT01–GT20 the
@@ -156,7 +159,7 @@ class SalientPrior:
         if image.ndim != 3 or image.shape[2] < 3:
             raise ValueError(f"expected an (h, w, 3) image, not {image.shape}")
         start = time.perf_counter()
-        h, w = image.shape[:2]
+        h, w = size or image.shape[:2]
         rgb = np.clip(np.nan_to_num(image[..., :3].astype(np.float32)), 0.0, 1.0)
         # Measured on alphamatting GT01–GT20: plain bilinear to 320² (no antialias filter) scores
         # MSE×1e3 41.1 against 48.4 with one, so large frames are only box-reduced first.
