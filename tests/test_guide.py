@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from vfxmatte import guide
+from vfxmatte.config import MatteParams
 from vfxmatte.errors import InputError, UsageError
 from vfxmatte.io.frames import Window
 from vfxmatte.model.core import load_model
@@ -174,6 +175,15 @@ def test_mask_trimap_has_its_band_around_the_masks_edge_and_keeps_a_core() -> No
     assert not guide.mask_trimap(np.zeros((8, 8), np.float32)).any()
     assert (guide.mask_trimap(np.ones((8, 8), np.float32)) == 0.5).all()
     assert guide.mask_outside_radius((1080, 1920)) == 19 and guide.mask_outside_radius((60, 80)) == 4
+    # --mask-band sets the inside depth as a fraction of the long side (0.15 · 160 = 24 px; 8 px).
+    big = np.zeros((120, 160), np.float32)
+    big[10:110, 10:150] = 1.0
+    roto = guide.Guide("mask", big, np.ones(big.shape, dtype=bool), [])
+    wide, narrow = guide.refine_trimap(roto, 0.15), guide.refine_trimap(roto, 0.05)
+    assert wide is not None and narrow is not None
+    assert wide[30, 80] == 0.5 and narrow[30, 80] == 1.0 and wide[40, 80] == 1.0
+    with pytest.raises(UsageError, match="--mask-band"):
+        MatteParams(mask_band=0.0)
 
 
 def test_bad_guides(tmp_path: Path) -> None:

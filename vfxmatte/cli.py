@@ -67,6 +67,11 @@ def _add_matte(sub: Any) -> None:
     p.add_argument("--guide-channel", help="EXR channel holding the guide (default: its alpha)")
     p.add_argument("--clamp-known", action="store_true", default=None, help="force the guide's known pixels")
     p.add_argument(
+        "--mask-band", type=float,
+        help="mask guides: how far inside the mask's edge the subject's edge may lie, as a fraction of the "
+        "frame's long side (default 0.06, for loose rotos and garbage mattes; less for a roto drawn on the edge)",
+    )
+    p.add_argument(
         "--prior", choices=("u2netp", "none"),
         help="salient-object prior for runs without a trimap/scribble guide (kept inside a mask guide): "
         "its coarse mask is where sampling starts (default u2netp)",
@@ -177,6 +182,7 @@ def _cmd_matte(args: argparse.Namespace) -> int:
         guide_kind=args.guide_kind,
         guide_channel=args.guide_channel,
         clamp_known=args.clamp_known,
+        mask_band=args.mask_band,
         prior=args.prior,
         prior_strength=args.prior_strength,
         prior_jump_iou=args.prior_jump_iou,

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vfxmatte.config import MatteParams
 from vfxmatte.errors import InputError, UsageError
 from vfxmatte.io.frames import Window
 from vfxmatte.model.core import MattingModel
@@ -228,7 +229,7 @@ def prior_within_mask(prior: np.ndarray, mask: np.ndarray, radius: int = 2, foun
 #: A coarse mask's edge, as fractions of the frame's long side: the subject's edge is sought up to
 #: MASK_INSIDE inside the mask's edge (a garbage matte or a loose roto is drawn around the hair,
 #: not through it) and up to MASK_OUTSIDE outside it (a tight roto may clip soft edges).
-MASK_INSIDE = 0.06
+MASK_INSIDE = MatteParams.mask_band  # 0.06, `--mask-band`
 MASK_OUTSIDE = 0.01
 MASK_MIN_PX = 4
 
@@ -269,13 +270,14 @@ def mask_trimap(values: np.ndarray, inside: int | None = None, outside: int | No
     return trimap
 
 
-def refine_trimap(guide: Guide) -> np.ndarray | None:
+def refine_trimap(guide: Guide, mask_band: float) -> np.ndarray | None:
     """The trimap the full-resolution refine solves for ``guide``: a drawn trimap as it is, a
-    coarse mask's :func:`mask_trimap`; None for scribbles (they only pin their strokes)."""
+    coarse mask's :func:`mask_trimap` with its band reaching ``mask_band`` of the long side
+    inside the edge (``--mask-band``); None for scribbles (they only pin their strokes)."""
     if guide.kind == "trimap":
         return np.where(guide.known, guide.values, 0.5).astype(np.float32)
     if guide.kind == "mask":
-        return mask_trimap(guide.values)
+        return mask_trimap(guide.values, inside=max(MASK_MIN_PX, round(mask_band * max(guide.values.shape))))
     return None
 
 

@@ -277,7 +277,7 @@ def matte_plate(
         seed=params.seed,
         lr_size=params.lr_size,
         want_trimap=params.write_trimap,
-        guide_trimap=guidance.refine_trimap(spatial) if spatial is not None else None,
+        guide_trimap=guidance.refine_trimap(spatial, params.mask_band) if spatial is not None else None,
         scribbles=(spatial.known, spatial.values) if spatial is not None and spatial.kind == "scribble" else None,
     )
     if spatial is not None:
