@@ -337,7 +337,8 @@ def collage(
     weight_sum = torch.zeros(background.shape[-2:], dtype=torch.float32, device=background.device)
     w = weights.to(background.device)
     for patch, (top, left) in zip(patches, positions, strict=True):
-        total[:, top : top + size, left : left + size] += patch.float() * w
+        # Patches may come from the model's device (the VAE on CUDA); the collage lives with the background.
+        total[:, top : top + size, left : left + size] += patch.to(total.device, torch.float32) * w
         weight_sum[top : top + size, left : left + size] += w
     covered = weight_sum > 0
     out = background.clone().float()
