@@ -116,7 +116,7 @@ def _run(args: argparse.Namespace) -> int:
     server = start_if_unconfigured()
     from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 
-    from flows.matte_shot import ShotFailed, matte_shot
+    from flows.matte_shot import matte_shot
 
     if server is not None and get_current_settings().api.url:
         server.stop()
@@ -126,29 +126,29 @@ def _run(args: argparse.Namespace) -> int:
         server.wait_ready()
         settings = temporary_settings(updates={PREFECT_API_URL: server.api_url})
     with settings:
-        return _report(_call_flow(matte_shot, args), args, ShotFailed)
+        state = matte_shot(
+            args.input,
+            args.output,
+            frames=args.frames,
+            preset=args.preset,
+            prompt=args.prompt,
+            seed=args.seed,
+            colorspace=args.colorspace,
+            overwrite=args.overwrite,
+            chunk_size=args.chunk_size,
+            review=not args.no_review,
+            return_state=True,
+        )
+        value = state.result(raise_on_failure=False)
+    return _report(value, args)
 
 
-def _call_flow(matte_shot: Any, args: argparse.Namespace) -> Any:
-    return matte_shot(
-        args.input,
-        args.output,
-        frames=args.frames,
-        preset=args.preset,
-        prompt=args.prompt,
-        seed=args.seed,
-        colorspace=args.colorspace,
-        overwrite=args.overwrite,
-        chunk_size=args.chunk_size,
-        review=not args.no_review,
-        return_state=True,
-    )
+def _report(value: Any, args: argparse.Namespace) -> int:
+    """Print a flow run's result record (or raise its error) and give the exit status."""
+    from flows.matte_shot import ShotFailed
 
-
-def _report(state: Any, args: argparse.Namespace, shot_failed: type) -> int:
-    value = state.result(raise_on_failure=False)
-    if isinstance(value, shot_failed):
-        result: dict[str, Any] = value.result  # type: ignore[attr-defined]
+    if isinstance(value, ShotFailed):
+        result: dict[str, Any] = value.result
     elif isinstance(value, VfxmatteError):
         raise value
     elif isinstance(value, BaseException):

@@ -234,9 +234,14 @@ MASK_OUTSIDE = 0.01
 MASK_MIN_PX = 4
 
 
+def _band_px(fraction: float, shape: tuple[int, ...]) -> int:
+    """``fraction`` of a frame's long side in px, at least ``MASK_MIN_PX``."""
+    return max(MASK_MIN_PX, round(fraction * max(shape[:2])))
+
+
 def mask_outside_radius(shape: tuple[int, ...]) -> int:
     """How far outside a coarse mask's edge its subject may reach, in px (``MASK_OUTSIDE``, ≥ 4 px)."""
-    return max(MASK_MIN_PX, round(MASK_OUTSIDE * max(shape[:2])))
+    return _band_px(MASK_OUTSIDE, shape)
 
 
 def mask_trimap(values: np.ndarray, inside: int | None = None, outside: int | None = None) -> np.ndarray:
@@ -251,9 +256,8 @@ def mask_trimap(values: np.ndarray, inside: int | None = None, outside: int | No
     from scipy import ndimage
 
     inner = values > 0.5
-    long_side = max(values.shape)
     if inside is None:
-        inside = max(MASK_MIN_PX, round(MASK_INSIDE * long_side))
+        inside = _band_px(MASK_INSIDE, values.shape)
     if outside is None:
         outside = mask_outside_radius(values.shape)
     trimap = np.zeros(values.shape, dtype=np.float32)
@@ -277,7 +281,7 @@ def refine_trimap(guide: Guide, mask_band: float) -> np.ndarray | None:
     if guide.kind == "trimap":
         return np.where(guide.known, guide.values, 0.5).astype(np.float32)
     if guide.kind == "mask":
-        return mask_trimap(guide.values, inside=max(MASK_MIN_PX, round(mask_band * max(guide.values.shape))))
+        return mask_trimap(guide.values, inside=_band_px(mask_band, guide.values.shape))
     return None
 
 
