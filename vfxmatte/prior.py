@@ -125,7 +125,10 @@ class SalientPrior:
         path = weights or locate_weights()
         verify_weights(path)
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or max(1, min(4, os.cpu_count() or 1))
+        # OMP_NUM_THREADS (set per CPU worker by flows/worker.py) bounds the prior as it bounds torch.
+        omp = os.environ.get("OMP_NUM_THREADS", "").strip()
+        cores = int(omp) if omp.isdigit() and int(omp) > 0 else os.cpu_count() or 1
+        options.intra_op_num_threads = threads or max(1, min(4, cores))
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         try:
