@@ -33,6 +33,14 @@ the data window); images of different sizes are refused.
 Scores: whole image in the P3M convention for every pair, and with a trimap the unknown
 region in the DIM / GCA-Matting convention (see :mod:`vfxmatte.metrics`).  Two sequences
 with at least two paired consecutive frames also get dtSSD (RobustVideoMatting scale).
+
+Uncertainty: predictions that carry an uncertainty channel (``uncertainty.Y`` in vfxmatte's
+EXRs; ``--uncertainty-channel``) also get its sparsification curve against the squared alpha
+error, with the oracle's and random removal's, and AUSE (:func:`vfxmatte.metrics.sparsification`),
+per image and pooled over every pair (the shot, or the folder); the pooled curve keeps at
+most :data:`POOLED_PIXELS` pixels in all, a regular subsample of each image.  With at least
+three pairs whose headers hold ``vfxmatte:uncertainty`` the report adds Spearman's rank
+correlation of that per-frame score with each frame's true MSE.
 """
 
 from __future__ import annotations
@@ -54,7 +62,17 @@ import OpenImageIO as oiio
 from vfxmatte.errors import InputError, UsageError
 from vfxmatte.io.exr import configure_limits, oiio_error
 from vfxmatte.io.sequence import FrameSequence
-from vfxmatte.metrics import MattingScores, dtssd, evaluate_unknown, evaluate_whole, mean_scores
+from vfxmatte.metrics import (
+    MattingScores,
+    Sparsification,
+    dtssd,
+    evaluate_unknown,
+    evaluate_whole,
+    mean_scores,
+    rank_correlation,
+    sparsification_of_errors,
+    squared_error,
+)
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -94,6 +112,19 @@ _COLUMN_TITLES = {"mse": "MSE", "mad": "MAD", "sad": "SAD", "conn": "Conn", "gra
 
 SourceKind = Literal["file", "folder", "sequence"]
 
+#: The prediction channel scored as an uncertainty map when present.
+UNCERTAINTY_CHANNEL = "uncertainty.Y"
+#: Header attribute holding a vfxmatte frame's score.
+SCORE_ATTRIBUTE = "vfxmatte:uncertainty"
+#: Most pixels kept, over all pairs, for the pooled sparsification curve.
+POOLED_PIXELS = 8_000_000
+#: Caption of the uncertainty numbers.
+SPARSIFICATION_CONVENTION = (
+    "sparsification against the squared alpha error (Ilg et al. 2018): pixels removed most uncertain first, "
+    "mean error left / mean error of all; AUSE = area between the curve and the oracle's, ratio = AUSE / AUSE of "
+    "random removal (0 perfect, 1 chance)"
+)
+
 
 # --------------------------------------------------------------------------- reading
 
@@ -108,6 +139,16 @@ class _Image:
     data: tuple[int, int, int, int]
     display: tuple[int, int, int, int]
     is_float: bool
+    score: float | None = None  # the header's vfxmatte:uncertainty, when it holds a number
+
+
+def _header_score(spec: Any) -> float | None:
+    value = spec.getattribute(SCORE_ATTRIBUTE)
+    try:
+        score = float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+    return score if score is not None and math.isfinite(score) else None
 
 
 def _read_image(path: str, what: str) -> _Image:
@@ -138,6 +179,7 @@ def _read_image(path: str, what: str) -> _Image:
             data=(spec.x, spec.y, spec.width, spec.height),
             display=(spec.full_x, spec.full_y, spec.full_width, spec.full_height),
             is_float=read_as == "float",
+            score=_header_score(spec),
         )
     finally:
         inp.close()
@@ -188,8 +230,10 @@ class _Plane:
     notes: list[str] = field(default_factory=list)
 
 
-def _matte_plane(path: str, role: Literal["prediction", "ground truth"], channel: str | None) -> _Plane:
-    image = _read_image(path, role)
+def _matte_plane(
+    path: str, role: Literal["prediction", "ground truth"], channel: str | None, image: _Image | None = None
+) -> _Plane:
+    image = image or _read_image(path, role)
     array = np.ascontiguousarray(image.pixels[:, :, _matte_channel(image, role, channel)])
     notes = []
     if image.is_float:
@@ -381,6 +425,8 @@ class EvalItem:
     unknown: MattingScores | None
     frame: int | None = None
     seconds: float = 0.0  # metrics only (reading excluded)
+    sparsification: Sparsification | None = None  # of the prediction's uncertainty channel
+    score: float | None = None  # the prediction header's vfxmatte:uncertainty
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -391,6 +437,8 @@ class EvalItem:
             "trimap": self.trimap,
             "whole": self.whole.as_dict(),
             "unknown": None if self.unknown is None else self.unknown.as_dict(),
+            "uncertainty": None if self.sparsification is None else self.sparsification.as_dict(),
+            "score": self.score,
             "metrics_s": round(self.seconds, 4),
         }
 
@@ -410,6 +458,25 @@ class EvalReport:
     notes: list[str] = field(default_factory=list)
     read_seconds: float = 0.0
     metrics_seconds: float = 0.0
+    pooled: Sparsification | None = None  # every pair's pixels together (the shot)
+    score_rank: float | None = None  # Spearman of the header scores with the true MSE
+
+    def uncertainty_dict(self) -> dict[str, Any] | None:
+        """The uncertainty section of the JSON: pooled and mean per-image AUSE, rank correlation."""
+        scored = [item.sparsification for item in self.items if item.sparsification is not None]
+        if not scored and self.score_rank is None:
+            return None
+        ratios = [s.ratio for s in scored]
+        return {
+            "convention": SPARSIFICATION_CONVENTION,
+            "count": len(scored),
+            "mean_ause": math.fsum(s.ause for s in scored) / len(scored) if scored else None,
+            "mean_ause_random": math.fsum(s.ause_random for s in scored) / len(scored) if scored else None,
+            "mean_ause_ratio": math.fsum(ratios) / len(ratios) if ratios else None,
+            "pooled": None if self.pooled is None else self.pooled.as_dict(),
+            "score_rank_correlation": self.score_rank,
+            "score_rank_count": sum(1 for item in self.items if item.score is not None),
+        }
 
     @property
     def mean_whole(self) -> MattingScores:
@@ -441,6 +508,7 @@ class EvalReport:
             },
             "dtssd": self.dtssd,
             "dtssd_pairs": self.dtssd_pairs,
+            "uncertainty": self.uncertainty_dict(),
             "items": [item.as_dict() for item in self.items],
             "unmatched": self.unmatched,
             "notes": self.notes,
@@ -463,6 +531,7 @@ class EvalReport:
             lines.append(format_scores_row(f"**mean ({len(scored)})**", unknown))
         if self.dtssd is not None:
             lines += ["", f"dtSSD: {self.dtssd:.3f} ({DTSSD_CONVENTION}, {self.dtssd_pairs} pairs)."]
+        lines += self._uncertainty_markdown()
         for side, names in self.unmatched.items():
             if names:
                 what = "without a trimap" if side == "trimap" else f"only in {side.upper()}"
@@ -470,6 +539,24 @@ class EvalReport:
         for note in self.notes:
             lines += ["", f"Note: {note}"]
         return "\n".join(lines)
+
+
+    def _uncertainty_markdown(self) -> list[str]:
+        scored = [item for item in self.items if item.sparsification is not None]
+        lines: list[str] = []
+        if scored:
+            lines += ["", f"Uncertainty: {SPARSIFICATION_CONVENTION}.", ""]
+            lines += ["| item | MSE | AUSE | AUSE random | ratio |", "|---|---:|---:|---:|---:|"]
+            rows = [(item.name, item.sparsification) for item in scored]
+            if self.pooled is not None:
+                rows.append((f"**pooled ({len(scored)})**", self.pooled))
+            for name, s in rows:
+                assert s is not None
+                lines.append(f"| {name} | {s.mse:.2f} | {s.ause:.4f} | {s.ause_random:.4f} | {s.ratio:.3f} |")
+        if self.score_rank is not None:
+            rank = f"{self.score_rank:.3f}"
+            lines += ["", f"Rank correlation of the header's {SCORE_ATTRIBUTE} with the true MSE: {rank}."]
+        return lines
 
 
 def scores_table_header(first: str = "item", extra: tuple[str, ...] = ()) -> str:
@@ -492,7 +579,14 @@ def _number(value: float) -> str:
 # --------------------------------------------------------------------------- evaluate
 
 
-def evaluate(pred: str, gt: str, trimap: str | None = None, *, pred_channel: str = "A") -> EvalReport:
+def evaluate(
+    pred: str,
+    gt: str,
+    trimap: str | None = None,
+    *,
+    pred_channel: str = "A",
+    uncertainty_channel: str = UNCERTAINTY_CHANNEL,
+) -> EvalReport:
     """Score PRED against GT (files, folders or sequences; see the module docstring).
 
     Raises :class:`~vfxmatte.errors.InputError` for unreadable or mismatched files and
@@ -516,17 +610,36 @@ def evaluate(pred: str, gt: str, trimap: str | None = None, *, pred_channel: str
     sequence = gt_source.kind == "sequence"
     previous: tuple[int, np.ndarray, np.ndarray] | None = None
     pair_errors: list[float] = []
-    for pair, p, g, region in _read_pairs(pairs, pred_channel, report):
+    pooled_errors: list[np.ndarray] = []
+    pooled_maps: list[np.ndarray] = []
+    scores: list[tuple[float, float]] = []
+    for pair, p, g, region, u, score in _read_pairs(pairs, pred_channel, uncertainty_channel, report):
         started = time.perf_counter()
         whole = evaluate_whole(p, g)
         unknown = evaluate_unknown(p, g, region) if region is not None else None
+        spars = None
+        if u is not None:
+            error = squared_error(p, g)
+            spars = sparsification_of_errors(error, u)
+            stride = max(1, math.ceil(error.size * len(pairs) / POOLED_PIXELS))
+            pooled_errors.append(error.ravel()[::stride].astype(np.float32))
+            pooled_maps.append(np.asarray(u, dtype=np.float32).ravel()[::stride])
+        if score is not None:
+            scores.append((score, whole.mse))
         if sequence and pair.frame is not None:
             if previous is not None and previous[0] == pair.frame - 1:
                 pair_errors.append(dtssd([previous[1], p], [previous[2], g]))
             previous = (pair.frame, p, g)
         seconds = time.perf_counter() - started
         report.metrics_seconds += seconds
-        report.items.append(EvalItem(pair.name, pair.pred, pair.gt, pair.trimap, whole, unknown, pair.frame, seconds))
+        report.items.append(
+            EvalItem(pair.name, pair.pred, pair.gt, pair.trimap, whole, unknown, pair.frame, seconds, spars, score)
+        )
+    if pooled_errors:
+        report.pooled = sparsification_of_errors(np.concatenate(pooled_errors), np.concatenate(pooled_maps))
+    if len(scores) >= 3:
+        rank = rank_correlation([s for s, _ in scores], [m for _, m in scores])
+        report.score_rank = None if math.isnan(rank) else rank
     if pair_errors:
         report.dtssd = math.fsum(pair_errors) / len(pair_errors)
         report.dtssd_pairs = len(pair_errors)
@@ -535,22 +648,34 @@ def evaluate(pred: str, gt: str, trimap: str | None = None, *, pred_channel: str
     return report
 
 
+def _uncertainty_plane(image: _Image, channel: str) -> _Plane | None:
+    if channel not in image.channels:
+        return None
+    array = np.ascontiguousarray(image.pixels[:, :, image.channels.index(channel)], dtype=np.float32)
+    if not np.isfinite(array).all():
+        raise InputError(f"{image.path}: {channel} holds NaN or infinite values")
+    return _Plane(image.path, array, image.data, image.display)
+
+
 def _read_pairs(
-    pairs: list[_Pair], pred_channel: str, report: EvalReport
-) -> Iterator[tuple[_Pair, np.ndarray, np.ndarray, np.ndarray | None]]:
-    """Read each pair (and its trimap) aligned, one at a time, timing the reads."""
+    pairs: list[_Pair], pred_channel: str, uncertainty_channel: str, report: EvalReport
+) -> Iterator[tuple[_Pair, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, float | None]]:
+    """Read each pair (with its trimap and the prediction's uncertainty) aligned, one at a time, timing the reads."""
     for pair in pairs:
         started = time.perf_counter()
-        p_plane = _matte_plane(pair.pred, "prediction", pred_channel)
+        image = _read_image(pair.pred, "prediction")
+        p_plane = _matte_plane(pair.pred, "prediction", pred_channel, image)
         g_plane = _matte_plane(pair.gt, "ground truth", None)
         report.notes += p_plane.notes + g_plane.notes
         p, g = _align(p_plane, g_plane, "prediction", "ground truth")
+        u_plane = _uncertainty_plane(image, uncertainty_channel)
+        u = _align(u_plane, g_plane, "uncertainty", "ground truth")[0] if u_plane is not None else None
         region = None
         if pair.trimap is not None:
             t_plane = _trimap_plane(pair.trimap)
             _, region = _align(g_plane, t_plane, "ground truth", "trimap")
         report.read_seconds += time.perf_counter() - started
-        yield pair, p, g, region
+        yield pair, p, g, region, u, image.score
 
 
 # --------------------------------------------------------------------------- CLI glue
@@ -569,6 +694,11 @@ def add_eval_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("gt", help="ground-truth matte: a file, a folder, or a pattern such as gt.####.png")
     p.add_argument("--trimap", help="trimap file (applies to every pair), folder (by stem) or pattern (by frame)")
     p.add_argument("--pred-channel", default="A", help="channel of the predictions holding the matte (default A)")
+    p.add_argument(
+        "--uncertainty-channel",
+        default=UNCERTAINTY_CHANNEL,
+        help=f"prediction channel scored by sparsification / AUSE where present (default {UNCERTAINTY_CHANNEL})",
+    )
     output = p.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print the report as JSON (the default)")
     output.add_argument("--markdown", action="store_true", help="print Markdown tables instead of JSON")
@@ -580,7 +710,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     Exit status 0 when every input paired, 1 when some were left unmatched (listed on stderr).
     """
-    report = evaluate(args.pred, args.gt, args.trimap, pred_channel=args.pred_channel)
+    report = evaluate(
+        args.pred, args.gt, args.trimap, pred_channel=args.pred_channel, uncertainty_channel=args.uncertainty_channel
+    )
     if args.markdown:
         print(report.to_markdown())
     else:

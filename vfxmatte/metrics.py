@@ -68,6 +68,8 @@ __all__ = [
     "Convention",
     "MattingScores",
     "MetricsInputError",
+    "SPARSIFICATION_FRACTIONS",
+    "Sparsification",
     "conn",
     "dtssd",
     "evaluate_unknown",
@@ -76,7 +78,11 @@ __all__ = [
     "mad",
     "mean_scores",
     "mse",
+    "rank_correlation",
     "sad",
+    "sparsification",
+    "sparsification_of_errors",
+    "squared_error",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -661,3 +667,157 @@ def dtssd(
                 errors.append(math.sqrt(ssd))
         prev = (p, g)
     return math.fsum(errors) / len(errors)
+
+
+# --------------------------------------------------------------------------- uncertainty
+
+
+#: Removed fractions of the sparsification curves (0, 1 %, …, 99 %).
+SPARSIFICATION_FRACTIONS = np.round(np.arange(100) / 100.0, 2)
+
+
+@dataclass(frozen=True)
+class Sparsification:
+    """How well an uncertainty map finds the errors (Ilg et al., ECCV 2018).
+
+    Pixels are removed most-uncertain first; ``curve[i]`` is the mean squared alpha error
+    of the pixels left after removing ``fractions[i]`` of them, divided by the mean
+    squared error of all pixels (so every curve starts at 1).  ``oracle`` removes the
+    truly worst pixels first; random removal keeps the error at 1 in expectation.
+    ``ause`` is the area between ``curve`` and ``oracle`` (trapezoids over the fractions),
+    ``ause_random`` that of random removal; ``ratio`` = ``ause / ause_random`` (0 is a
+    perfect ranking, 1 is no better than chance).  Pixels the map ranks equal are removed
+    as a group in expectation (each removes its group's mean error), so a constant map
+    scores exactly the random curve.
+    """
+
+    fractions: tuple[float, ...]
+    curve: tuple[float, ...]
+    oracle: tuple[float, ...]
+    ause: float
+    ause_random: float
+    mse: float  # x1e3, of the pixels the curves were computed over
+    pixels: int
+
+    @property
+    def ratio(self) -> float:
+        return self.ause / self.ause_random if self.ause_random > 0 else 0.0
+
+    def as_dict(self, curves: bool = True) -> dict[str, object]:
+        out: dict[str, object] = {
+            "ause": self.ause,
+            "ause_random": self.ause_random,
+            "ause_ratio": self.ratio,
+            "mse": self.mse,
+            "pixels": self.pixels,
+        }
+        if curves:
+            out |= {"fractions": list(self.fractions), "curve": list(self.curve), "oracle": list(self.oracle)}
+        return out
+
+
+def _remaining_mean(error_sorted: np.ndarray, keys_sorted: np.ndarray | None, fractions: np.ndarray) -> np.ndarray:
+    """Mean of what is left of ``error_sorted`` (worst-ranked first) after removing each fraction.
+
+    ``keys_sorted`` (the ranking values in the same order) makes tied pixels share their
+    group's mean error, the expectation over every order of the ties.
+    """
+    error = error_sorted
+    if keys_sorted is not None and error.size:
+        starts = np.flatnonzero(np.r_[True, keys_sorted[1:] != keys_sorted[:-1]])
+        sums = np.add.reduceat(error, starts)
+        counts = np.diff(np.r_[starts, error.size])
+        error = np.repeat(sums / counts, counts)
+    total = error.size
+    tail = np.r_[np.cumsum(error[::-1])[::-1], 0.0]  # tail[k]: sum of error[k:]
+    removed = np.minimum(np.floor(fractions * total).astype(np.int64), total - 1)
+    return np.asarray(tail[removed] / (total - removed), dtype=np.float64)
+
+
+def sparsification(
+    pred: npt.ArrayLike,
+    gt: npt.ArrayLike,
+    uncertainty: npt.ArrayLike | Sequence[npt.ArrayLike],
+    *,
+    fractions: npt.ArrayLike = SPARSIFICATION_FRACTIONS,
+) -> Sparsification:
+    """Sparsification curve and AUSE of ``uncertainty`` against the squared alpha error.
+
+    ``pred``, ``gt`` and ``uncertainty`` are one image each, or sequences of equally many
+    frames (a shot: all pixels pooled, so the map must rank pixels across frames too).
+    Mattes are read as the other metrics read them; the uncertainty is any real map of the
+    same size (higher = less sure).
+    """
+    shot = isinstance(pred, (list, tuple))
+    preds = list(pred) if shot else [pred]  # type: ignore[arg-type]
+    gts = list(gt) if isinstance(gt, (list, tuple)) else [gt]
+    maps = list(uncertainty) if isinstance(uncertainty, (list, tuple)) else [uncertainty]
+    if not (len(preds) == len(gts) == len(maps)) or not preds:
+        raise MetricsInputError(
+            f"Sparsification needs as many predictions ({len(preds)}), ground truths ({len(gts)}) and "
+            f"uncertainty maps ({len(maps)}), at least one."
+        )
+    errors, keys = [], []
+    for index, (p_in, g_in, u_in) in enumerate(zip(preds, gts, maps, strict=True)):
+        p, g = _as_pair(p_in, g_in)
+        u = _squeeze_2d(np.asarray(u_in), "uncertainty").astype(np.float64)
+        if u.shape != p.shape:
+            raise MetricsInputError(
+                f"Frame {index}: the uncertainty map has shape {_shape_text(u.shape)} but the matte has "
+                f"shape {_shape_text(p.shape)}."
+            )
+        errors.append(((p - g) ** 2).ravel())
+        keys.append(u.ravel())
+    return sparsification_of_errors(np.concatenate(errors), np.concatenate(keys), fractions=fractions)
+
+
+def squared_error(pred: npt.ArrayLike, gt: npt.ArrayLike) -> FloatArray:
+    """Per-pixel squared alpha error (float64, mattes read as the other metrics read them)."""
+    p, g = _as_pair(pred, gt)
+    return (p - g) ** 2
+
+
+def sparsification_of_errors(
+    squared: npt.ArrayLike, uncertainty: npt.ArrayLike, *, fractions: npt.ArrayLike = SPARSIFICATION_FRACTIONS
+) -> Sparsification:
+    """:func:`sparsification` of per-pixel squared errors and uncertainties given as flat arrays."""
+    error = np.asarray(squared, dtype=np.float64).ravel()
+    key = np.asarray(uncertainty, dtype=np.float64).ravel()
+    if error.size != key.size or not error.size:
+        raise MetricsInputError(f"Sparsification needs as many errors ({error.size}) as uncertainties ({key.size}).")
+    if not np.isfinite(key).all():
+        raise MetricsInputError("The uncertainty map holds NaN or infinite values.")
+    steps = np.asarray(fractions, dtype=np.float64)
+    mean = float(error.mean())
+    by_map = np.argsort(-key, kind="stable")
+    oracle_order = np.sort(error)[::-1]
+    if mean > 0:
+        curve = _remaining_mean(error[by_map], key[by_map], steps) / mean
+        oracle = _remaining_mean(oracle_order, None, steps) / mean
+    else:  # a perfect matte: nothing to find
+        curve = oracle = np.zeros_like(steps)
+    ause = float(np.trapezoid(curve - oracle, steps))
+    ause_random = float(np.trapezoid((1.0 if mean > 0 else 0.0) - oracle, steps))
+    return Sparsification(
+        fractions=tuple(float(f) for f in steps),
+        curve=tuple(float(c) for c in curve),
+        oracle=tuple(float(o) for o in oracle),
+        ause=ause,
+        ause_random=ause_random,
+        mse=mean * _MEAN_SCALE,
+        pixels=int(error.size),
+    )
+
+
+def rank_correlation(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman's rank correlation of two equally long series (average ranks for ties).
+
+    NaN when either series has fewer than three values or is constant.
+    """
+    from scipy.stats import spearmanr
+
+    if len(a) != len(b):
+        raise MetricsInputError(f"Rank correlation needs two series of equal length, not {len(a)} and {len(b)}.")
+    if len(a) < 3 or len(set(a)) < 2 or len(set(b)) < 2:
+        return math.nan
+    return float(spearmanr(a, b).statistic)

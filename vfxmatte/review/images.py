@@ -18,6 +18,8 @@ from vfxmatte.review.records import ReviewSettings
 
 MATTE_CHANNELS = ["R", "G", "B", "A", "uncertainty.Y"]
 SCORE_ATTRIBUTE = "vfxmatte:uncertainty"
+#: How much a new keyframe would help the frame (runs with a carried guide only).
+KEYFRAME_ATTRIBUTE = "vfxmatte:keyframe_doubt"
 COLORMAP = "inferno"
 # Checkerboard greys in linear light (≈ 0.43 and 0.60 once sRGB-encoded).
 _CHECKER_LINEAR = (0.155, 0.32)
@@ -25,6 +27,12 @@ _CHECKER_LINEAR = (0.155, 0.32)
 
 def read_score(path: str) -> tuple[float, str]:
     """The header's ``vfxmatte:uncertainty`` score and ``vfxmatte:colorspace`` of one matte EXR."""
+    score, space, _ = read_header(path)
+    return score, space
+
+
+def read_header(path: str) -> tuple[float, str, float | None]:
+    """:func:`read_score`, plus the header's ``vfxmatte:keyframe_doubt`` (None when absent or not a number)."""
     configure_limits()
     inp = oiio.ImageInput.open(path)
     if inp is None:
@@ -33,6 +41,7 @@ def read_score(path: str) -> tuple[float, str]:
         spec = inp.spec()
         value = spec.getattribute(SCORE_ATTRIBUTE)
         space = spec.getattribute("vfxmatte:colorspace")
+        keyframe = spec.getattribute(KEYFRAME_ATTRIBUTE)
     finally:
         inp.close()
     if value is None:
@@ -43,7 +52,8 @@ def read_score(path: str) -> tuple[float, str]:
         raise FrameError(f"{path}: {SCORE_ATTRIBUTE} header {value!r} is not a number") from None
     if not math.isfinite(score) or score < 0:
         raise FrameError(f"{path}: {SCORE_ATTRIBUTE} header {score} is not a finite non-negative number")
-    return score, space if isinstance(space, str) and space else color.LINEAR_REC709
+    doubt = keyframe if isinstance(keyframe, (int, float)) and math.isfinite(keyframe) else None
+    return score, space if isinstance(space, str) and space else color.LINEAR_REC709, doubt
 
 
 # -- images -------------------------------------------------------------------------
@@ -134,6 +144,9 @@ def uncertain_regions(
 ) -> list[tuple[int, int, float]]:
     """Top-left corners (x, y) and mean of the ``count`` most uncertain ``window``² squares.
 
+    Fed the ``uncertainty.Y`` layer (the estimated alpha error), so the crops show where the
+    errors most likely are, confident wrong objects included.
+
     Greedy: take the square of highest mean uncertainty, suppress every square overlapping
     it, repeat; squares weaker than ``min_fraction`` of the best are dropped.
     """
@@ -166,7 +179,7 @@ def uncertain_regions(
 
 def render_frame(path: str, frame: int, out_dir: Path, settings: ReviewSettings) -> dict[str, Any]:
     """Read one matte EXR and write its thumbnails, large views and crops; the manifest entry."""
-    score, colorspace = read_score(path)
+    score, colorspace, keyframe_doubt = read_header(path)
     matte = read_channels(path, MATTE_CHANNELS)
     height, width = matte.shape[:2]
     stem = f"f{frame}"
@@ -204,6 +217,7 @@ def render_frame(path: str, frame: int, out_dir: Path, settings: ReviewSettings)
         crops.append({"image": relative, "x": x, "y": y, "size": window, "mean": round(mean, 6)})
     return {
         "score": score,
+        "keyframe_doubt": keyframe_doubt,
         "colorspace": colorspace,
         "width": width,
         "height": height,

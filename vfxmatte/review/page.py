@@ -31,9 +31,10 @@ def write_scores(result: ReviewResult) -> None:
     """``scores.csv`` (frame, score, flagged, path) and ``scores.json`` (that plus the threshold)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["frame", "uncertainty", "flagged", "path"])
+    writer.writerow(["frame", "uncertainty", "flagged", "path", "keyframe_doubt"])
     for f in result.frames:
-        writer.writerow([f.frame, repr(f.score), int(f.flagged), f.path])
+        doubt = "" if f.keyframe_doubt is None else repr(f.keyframe_doubt)
+        writer.writerow([f.frame, repr(f.score), int(f.flagged), f.path, doubt])
     write_text(result.scores_csv, buffer.getvalue())
     write_text(result.scores_json, json.dumps(result.as_dict(), indent=2) + "\n")
 
@@ -63,7 +64,7 @@ def write_plot(result: ReviewResult, path: Path) -> dict[str, float]:
     ax.set_xlim(frames[0] - pad - 0.5, frames[-1] + pad + 0.5)
     ax.set_ylim(bottom=0.0, top=max(max(scores), result.threshold) * 1.15 or 1.0)
     ax.set_xlabel("frame")
-    ax.set_ylabel("edge-band uncertainty")
+    ax.set_ylabel("estimated alpha error")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper right", fontsize="small", frameon=False, ncols=3)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -160,6 +161,22 @@ def render_html(result: ReviewResult, axes: dict[str, float], settings: ReviewSe
             f"{crops or '<i>no uncertain region</i>'}</div>"
         )
 
+    def keyframe_row(frame: int) -> str:
+        f = next(x for x in result.frames if x.frame == frame)
+        return (
+            f'<div class="key-row" data-frame="{f.frame}" tabindex="0">'
+            f'<div class="flag-head"><b>{f.frame}</b><span>keyframe doubt {f.keyframe_doubt or 0.0:.4f}</span></div>'
+            f'<img loading="lazy" src="{esc(f.images["comp"])}" alt="comp {f.frame}" width="{settings.thumb_size}">'
+            f'<img loading="lazy" src="{esc(f.images["heat"])}" alt="heat {f.frame}" width="{settings.thumb_size}">'
+            "</div>"
+        )
+
+    if result.next_keyframes:
+        keyframes_html = "".join(keyframe_row(frame) for frame in result.next_keyframes)
+    elif any(f.keyframe_doubt is not None for f in result.frames):
+        keyframes_html = "<p>The carried guide holds on every frame: no new keyframe suggested.</p>"
+    else:
+        keyframes_html = "<p>This run had no carried guide (no <code>vfxmatte:keyframe_doubt</code>).</p>"
     notes = []
     if result.missing:
         notes.append(f"missing on disk: frames {format_ranges(result.missing)}")
@@ -179,6 +196,8 @@ def render_html(result: ReviewResult, axes: dict[str, float], settings: ReviewSe
         gradient=_gradient_css(),
         notes=f'<ul class="notes">{notes_html}</ul>' if notes else "",
         flagged_html=flagged_html,
+        keyframes_html=keyframes_html,
+        keyframe_count=len(result.next_keyframes),
         cards="".join(card(f) for f in result.frames),
         payload=payload,
         script=_SCRIPT,
@@ -201,6 +220,9 @@ h1 {{ font-size: 20px; margin: 0 0 4px; }} h2 {{ font-size: 16px; margin: 24px 0
 .legend i {{ display: inline-block; width: 160px; height: 10px; background: {gradient}; }}
 .flag-row {{ display: flex; align-items: flex-start; gap: 8px; padding: 6px; margin-bottom: 6px;
   background: #2a2020; border-left: 4px solid #d62728; cursor: pointer; overflow-x: auto; }}
+.key-row {{ display: flex; align-items: flex-start; gap: 8px; padding: 6px; margin-bottom: 6px;
+  background: #20262a; border-left: 4px solid #8cb4ff; cursor: pointer; }}
+.key-row img {{ height: 120px; width: auto; }}
 .flag-head {{ display: flex; flex-direction: column; min-width: 90px; }}
 .flag-row img {{ height: 120px; width: auto; }}
 #grid {{ display: flex; flex-wrap: wrap; gap: 10px; }}
@@ -227,12 +249,15 @@ figcaption span {{ color: #aaa; margin-left: 6px; }}
 <div class="meta"><span>{pattern}</span><span>{count} frames ({first}–{last})</span>
 <span><b>{flagged_count}</b> flagged: score &gt; {threshold} ({rule})</span></div>
 <div class="meta"><a href="contact_sheet.png">contact sheet</a> · <a href="scores.csv">scores.csv</a> ·
-<a href="scores.json">scores.json</a> · <span class="legend">heat map 0 <i></i> {heat_max}+ (ensemble std)</span></div>
+<a href="scores.json">scores.json</a> ·
+<span class="legend">heat map 0 <i></i> {heat_max}+ (estimated alpha error)</span></div>
 {notes}
-<h2>Edge-band uncertainty per frame</h2>
+<h2>Estimated alpha error per frame (header vfxmatte:uncertainty)</h2>
 <img id="plot" src="plot.png" alt="per-frame uncertainty score with the flag threshold">
 <h2>Flagged frames ({flagged_count}) — most uncertain regions: comp | alpha | heat</h2>
 <div id="flagged">{flagged_html}</div>
+<h2>Next keyframe ({keyframe_count}) — where a new roto would help most</h2>
+<div id="next-keyframes">{keyframes_html}</div>
 <h2>All frames — comp over checkerboard | alpha | uncertainty</h2>
 <div id="grid">{cards}</div>
 <div id="viewer" role="dialog" aria-modal="true">

@@ -20,7 +20,7 @@ class ReviewSettings:
     preview_size: int = 960  # long side of the large view
     crop_size: int = 240  # displayed size of one crop panel
     crops: int = 3  # most uncertain regions kept per frame
-    heat_max: float = 0.25  # uncertainty (ensemble std) mapped to the top of the colour map
+    heat_max: float = 0.25  # uncertainty (estimated alpha error) mapped to the top of the colour map
 
 
 @dataclass
@@ -31,6 +31,7 @@ class FrameReview:
     path: str
     score: float
     flagged: bool = False
+    keyframe_doubt: float | None = None  # header vfxmatte:keyframe_doubt (runs with a carried guide)
     width: int = 0
     height: int = 0
     colorspace: str = color.LINEAR_REC709
@@ -57,10 +58,15 @@ class ReviewResult:
     errors: list[str] = field(default_factory=list)
     generated: int = 0
     cached: int = 0
+    next_keyframes: list[int] = field(default_factory=list)  # worst first; empty without a carried guide
 
     @property
     def flagged(self) -> list[int]:
         return [f.frame for f in self.frames if f.flagged]
+
+    def keyframe_rows(self) -> list[dict[str, object]]:
+        doubt = {f.frame: f.keyframe_doubt for f in self.frames}
+        return [{"frame": frame, "keyframe_doubt": doubt[frame]} for frame in self.next_keyframes]
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -71,7 +77,17 @@ class ReviewResult:
             "threshold_rule": self.threshold_rule,
             "median": self.median,
             "flagged": self.flagged,
-            "frames": [{"frame": f.frame, "score": f.score, "flagged": f.flagged, "path": f.path} for f in self.frames],
+            "next_keyframes": self.keyframe_rows(),
+            "frames": [
+                {
+                    "frame": f.frame,
+                    "score": f.score,
+                    "flagged": f.flagged,
+                    "keyframe_doubt": f.keyframe_doubt,
+                    "path": f.path,
+                }
+                for f in self.frames
+            ],
             "missing": self.missing,
             "errors": self.errors,
             "images": {"generated": self.generated, "cached": self.cached},
