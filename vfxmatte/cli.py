@@ -58,7 +58,16 @@ def _add_matte(sub: Any) -> None:
         "model, else pymatting",
     )
     p.add_argument("--write-trimap", action="store_true", default=None, help="also write the auto-trimap as trimap.Y")
-    p.add_argument("--guide", help="guide image or sequence (shot.####.exr / .png) matched frame by frame")
+    p.add_argument(
+        "--guide",
+        help="guide image or sequence (roto.####.png / .exr): a sequence matched frame by frame; one that covers "
+        "only some frames gives keyframes, carried to the frames between by optical flow; one image guides every "
+        "frame (locked-off shots), or is the keyframe of --guide-frame",
+    )
+    p.add_argument(
+        "--guide-frame", type=int, metavar="N",
+        help="the single --guide image was drawn on frame N: a keyframe carried through the shot",
+    )
     p.add_argument(
         "--guide-kind", choices=("trimap", "mask", "scribble", "auto"),
         help="trimap: 0/0.5/1; mask: binary or soft subject mask; scribble: white fg, black bg, grey or "
@@ -181,6 +190,7 @@ def _cmd_matte(args: argparse.Namespace) -> int:
         guide=args.guide,
         guide_kind=args.guide_kind,
         guide_channel=args.guide_channel,
+        guide_frame=args.guide_frame,
         clamp_known=args.clamp_known,
         mask_band=args.mask_band,
         prior=args.prior,
@@ -235,6 +245,12 @@ def _cmd_matte(args: argparse.Namespace) -> int:
         print(f"{written} written, {skipped} skipped, {failed} failed → {summary.output}")
         for note in summary.notes:
             print(f"note: {note}")
+        if summary.keyframes:
+            from vfxmatte.io.sequence import format_ranges
+
+            print(f"keyframes: {format_ranges(summary.keyframes)} (carried in {summary.carry_seconds:.1f} s)")
+            if suggested := summary.next_keyframes():
+                print(f"draw the next roto on frame(s): {', '.join(map(str, suggested))}")
         if summary.interrupted:
             print("interrupted: the frame in progress was discarded; rerun to resume", file=sys.stderr)
     return summary.exit_code

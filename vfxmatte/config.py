@@ -26,6 +26,11 @@ class MatteParams:
     guide: str | None = None  # guide image or sequence pattern (vfxmatte.guide)
     guide_kind: str = "auto"  # trimap | mask | scribble | auto
     guide_channel: str | None = None
+    # A single guide image drawn on this frame: a keyframe carried through the shot (vfxmatte.carry).
+    guide_frame: int | None = None
+    # The keyframes a run carried its guide from (set by the pipeline from the guide files on disk,
+    # so the header records them and a new keyframe changes the parameters).
+    keyframes: tuple[int, ...] = ()
     clamp_known: bool = False
     # How far inside a mask guide's edge the subject's edge is sought, as a fraction of the
     # frame's long side (vfxmatte.guide.mask_trimap): loose rotos and garbage mattes 0.06, a
@@ -54,6 +59,8 @@ class MatteParams:
             raise UsageError("--prompt: at most 500 characters")
         if self.guide_kind not in ("trimap", "mask", "scribble", "auto"):
             raise UsageError(f"--guide-kind {self.guide_kind}: choose trimap, mask, scribble or auto")
+        if self.guide_frame is not None and not self.guide:
+            raise UsageError("--guide-frame: needs --guide (the keyframe's guide image)")
         if self.hr not in ("auto", "diffusion", "pymatting", "off"):
             raise UsageError(f"--hr {self.hr}: choose auto, diffusion, pymatting or off")
         if self.temporal not in ("off", "shared", "prev-latent"):
