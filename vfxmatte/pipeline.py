@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from vfxmatte import __version__, hr
+from vfxmatte import __version__, carry, hr
 from vfxmatte import guide as guidance
 from vfxmatte.config import MatteParams, RunOptions
 from vfxmatte.errors import FrameError, InputError, OutputError, UsageError
@@ -40,6 +40,7 @@ from vfxmatte.prior import SHA256 as PRIOR_SHA256
 from vfxmatte.prior import load_prior
 from vfxmatte.sampling import encode_image, lr_ensemble, lr_shape, resize
 from vfxmatte.temporal import TemporalState, temporal_state
+from vfxmatte.uncertainty import estimate as estimate_uncertainty
 
 Status = Literal["written", "skipped", "failed"]
 
@@ -53,6 +54,7 @@ class FrameResult:
     uncertainty: float | None = None
     seconds: float = 0.0
     prior_seconds: float = 0.0
+    keyframe_doubt: float | None = None  # how much a new keyframe would help (carried guides only)
     warnings: list[str] = field(default_factory=list)
     traceback: str | None = None  # where a failure was raised, for ``--debug``; not in ``as_dict``
 
@@ -70,6 +72,8 @@ class ShotSummary:
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     interrupted: bool = False
+    keyframes: list[int] = field(default_factory=list)
+    carry_seconds: float = 0.0  # the keyframe carry's own time (reading the frames it steps over included)
 
     def frames(self, status: Status) -> list[int]:
         return [r.frame for r in self.results if r.status == status]
@@ -101,10 +105,28 @@ class ShotSummary:
                 "total_s": round(self.seconds, 3),
                 "per_frame_s": {str(r.frame): round(r.seconds, 3) for r in self.results if r.status == "written"},
                 "prior_s": {str(r.frame): round(r.prior_seconds, 3) for r in self.results if r.status == "written"},
+                "carry_s": round(self.carry_seconds, 3),
             },
             "warnings": [w for r in self.results for w in r.warnings],
             "notes": self.notes,
+            **self._keyframe_report(),
         }
+
+    def _keyframe_report(self) -> dict[str, object]:
+        """Keyframe runs: the keyframes, each frame's doubt and where the next roto would help most."""
+        if not self.keyframes:
+            return {}
+        doubt = {r.frame: r.keyframe_doubt for r in self.results if r.keyframe_doubt is not None}
+        return {
+            "keyframes": self.keyframes,
+            "keyframe_doubt": {str(f): round(d, 4) for f, d in doubt.items()},
+            "next_keyframes": self.next_keyframes(),
+        }
+
+    def next_keyframes(self) -> list[int]:
+        """Frames where a new keyframe would help most (:func:`vfxmatte.carry.next_keyframes`)."""
+        doubt = {r.frame: r.keyframe_doubt for r in self.results if r.keyframe_doubt is not None}
+        return carry.next_keyframes(doubt, self.keyframes)
 
 
 @dataclass
@@ -118,6 +140,7 @@ class Matte:
     score: float  # mean uncertainty in the edge band (header ``vfxmatte:uncertainty``)
     trimap: np.ndarray | None = None  # the HR auto-trimap (0 / 0.5 / 1), written as ``trimap.Y``
     prior_seconds: float = 0.0  # time spent in the salient-object prior
+    keyframe_doubt: float | None = None  # a carried guide's doubt (header ``vfxmatte:keyframe_doubt``)
 
     @property
     def premultiplied(self) -> np.ndarray:
@@ -196,11 +219,14 @@ def matte_plate(
     params: MatteParams,
     batch_size: int | None = None,
     temporal: TemporalState | None = None,
+    subject: carry.CarriedSubject | None = None,
 ) -> Matte:
     """Matte one decoded plate: LR ensemble → upsampled matte + uncertainty → foreground.
 
     ``temporal`` carries noise and previous-frame latents through a shot (frames in
-    order); without it the plate is matted as the first frame of a shot.
+    order); without it the plate is matted as the first frame of a shot.  ``subject`` is the
+    guide carried to this frame from the keyframes (:mod:`vfxmatte.carry`); a keyframe run
+    needs it on every frame.
     """
     linear_space = color.linear_space(plate.colorspace)
     linear = color.convert(plate.rgb, plate.colorspace, linear_space)
@@ -218,12 +244,21 @@ def matte_plate(
     strength = params.temporal_strength
     spatial: guidance.Guide | None = None
     prior_seconds = 0.0
-    if params.guide:
+    prior_mask: np.ndarray | None = None  # the prior's subject, for the uncertainty pass
+    subject_doubt: np.ndarray | None = None
+    if subject is not None:
+        # A keyframe's subject carried here: a trimap whose band follows the carried edge.
+        spatial = subject.to_guide(height, width)
+        subject_doubt = subject.full_doubt(height, width)
+    elif params.keyframes:
+        raise FrameError(f"{plate.path}: no keyframe guide was carried to frame {plate.frame}")
+    elif params.guide:
         guide_path = guidance.guide_frames(params.guide, [plate.frame])[plate.frame]
         spatial = guidance.load_guide(
             guide_path, params.guide_kind, plate.data_window, plate.display_window, params.guide_channel
         )
         plate.warnings.extend(spatial.warnings)
+    if spatial is not None:
         if spatial.kind == "mask":
             # A coarse mask says which object (a roto shape, a garbage matte); the prior, kept
             # inside it, finds that object's shape.  Sampling starts from the result noised to
@@ -231,7 +266,7 @@ def matte_plate(
             coarse = np.clip(resize(spatial.values, lr_h, lr_w), 0.0, 1.0)
             if params.prior != "none":
                 found, prior_seconds = _run_prior(params.prior, display, lr_h, lr_w)
-                coarse = guidance.prior_within_mask(found, coarse)
+                coarse = prior_mask = guidance.prior_within_mask(found, coarse)
             start, strength = mask_latents(model, coarse, params.seeds), params.prior_strength
         elif not spatial.unknown.all():
             # Eq. 8: the guide's known pixels seed the start point (replaces a temporal start).
@@ -250,6 +285,7 @@ def matte_plate(
                     "matte); followed the previous frame instead"
                 )
                 mask = previous
+        prior_mask = mask
         start, strength = mask_latents(model, mask, params.seeds), params.prior_strength
     ensemble = lr_ensemble(
         model,
@@ -265,7 +301,6 @@ def matte_plate(
     )
     temporal.update(plate.frame, ensemble.latents, network_image, ensemble.mean)
     lr_mean, lr_std = ensemble.mean, ensemble.std
-    uncertainty = np.clip(resize(lr_std, height, width), 0.0, None)
     refined = hr.refine(
         mode,
         model,
@@ -282,15 +317,17 @@ def matte_plate(
     )
     if spatial is not None:
         refined.alpha = guidance.apply_to_matte(refined.alpha, spatial, params.clamp_known)
+    doubt = estimate_uncertainty(lr_mean, lr_std, refined.alpha, prior=prior_mask, subject_doubt=subject_doubt)
     foreground = refined.foreground if refined.foreground is not None else estimate_foreground(linear, refined.alpha)
     return Matte(
         alpha=refined.alpha,
-        uncertainty=uncertainty,
+        uncertainty=doubt.map,
         foreground=foreground,
         colorspace=linear_space,
-        score=edge_band_uncertainty(lr_mean, lr_std),
+        score=doubt.score,
         trimap=refined.trimap if params.write_trimap else None,
         prior_seconds=prior_seconds,
+        keyframe_doubt=subject.score() if subject is not None else None,
     )
 
 
@@ -316,6 +353,8 @@ class Shot:
     reference_size: tuple[int, int, int, int] | None = None
     # The frame before a frame in the input (None for the first): temporal warm-up reads it.
     predecessor: Callable[[int], int | None] = lambda frame: frame - 1
+    # Every frame of the input in order, requested or not: a keyframe guide is carried over them.
+    ordered: list[int] = field(default_factory=list)
 
 
 def open_shot(input_path: str, requested: list[int] | None, params: MatteParams, options: RunOptions) -> Shot:
@@ -354,6 +393,7 @@ def open_shot(input_path: str, requested: list[int] | None, params: MatteParams,
             input_paths={},
             is_movie=True,
             predecessor=lambda frame: frame - 1 if frame > options.start_frame else None,
+            ordered=sorted(set(range(options.start_frame, options.start_frame + (declared or 0))) | set(frames)),
         )
 
     sequence = FrameSequence.parse(input_path)
@@ -403,6 +443,7 @@ def open_shot(input_path: str, requested: list[int] | None, params: MatteParams,
         padding=sequence.padding or 4,
         reference_size=reference,
         predecessor=lambda frame: on_disk[i - 1] if (i := bisect.bisect_left(on_disk, frame)) > 0 else None,
+        ordered=on_disk,
     )
 
 
@@ -471,15 +512,23 @@ def matte_shot(
     if not isinstance(model, MattingModel):
         model = load_run_model(model, options.device)
     params = replace(params, hr=hr.resolve_mode(params.hr, model))  # the header records what ran
+    plan: carry.GuidePlan | None = None
     if params.guide:
-        guidance.guide_frames(params.guide, shot.frames)  # a guide that misses frames fails before any work
+        # Guide files for every frame, one for all, or keyframes; bad ones fail before any work.
+        plan = carry.plan_guides(params.guide, params.guide_frame, shot.frames, shot.ordered or shot.frames)
+        params = replace(params, keyframes=tuple(plan.keyframes))
     params_json = params.header_json(describe_run(model, params))
     movie_out = _plan_movie_output(input_path, output, options)
     if movie_out:
         out_seq, skip = FrameSequence.parse(os.path.abspath(output)), set[int]()
     else:
         out_seq, skip = _plan_outputs(shot, output, params_json, options.overwrite)
-    summary = ShotSummary(input=shot.description, output=out_seq.pattern, model=describe_run(model, params))
+    summary = ShotSummary(
+        input=shot.description,
+        output=out_seq.pattern,
+        model=describe_run(model, params),
+        keyframes=list(params.keyframes),
+    )
     writer: MovieWriter | None = None
     # A killed run's half-written frames are hidden temp files; a resumed run clears them.
     for stale in remove_stale_temporaries([output_path(out_seq, f) for f in shot.frames]):
@@ -500,6 +549,16 @@ def matte_shot(
     temporal = temporal_state(params, shot.predecessor)
     to_do = {f for f in shot.frames if f not in skip}
     warm = {w for f in to_do if (w := temporal.needs_warmup(f, to_do)) is not None}
+    carried: dict[int, carry.CarriedSubject] = {}
+    if plan is not None and plan.mode == "keyframes" and to_do:
+        # Carry the keyframes over the frames between them first (read, not written): each frame's
+        # guide depends only on the keyframes around it, so chunks and resumes carry the same.
+        result = carry.carry_shot(
+            plan, params.guide_kind, params.guide_channel, to_do | warm, shot.ordered or shot.frames,
+            _plate_reader(input_path, params, options),
+        )
+        carried, summary.carry_seconds = result.subjects, result.seconds
+        summary.notes.extend(result.notes)
     movie_lock: FrameLock | None = None
     if movie_out:
         movie_lock = FrameLock(output)
@@ -519,7 +578,7 @@ def matte_shot(
                 continue
             plate = item
             if plate.frame in warm:
-                _warm_up(model, plate, params, options.batch_size, temporal, summary)
+                _warm_up(model, plate, params, options.batch_size, temporal, summary, carried.get(plate.frame))
                 if plate.frame in skip:
                     record(FrameResult(plate.frame, "skipped", path=output_path(out_seq, plate.frame)))
                 continue
@@ -546,7 +605,7 @@ def matte_shot(
                     continue
                 frame_lock = claim
             try:
-                matte = matte_plate(model, plate, params, options.batch_size, temporal)
+                matte = matte_plate(model, plate, params, options.batch_size, temporal, carried.get(plate.frame))
                 if movie_out:
                     if writer is None:
                         kind: MovieKind = "preview" if options.preview else "prores"
@@ -572,6 +631,7 @@ def matte_shot(
                     uncertainty=matte.score,
                     seconds=time.perf_counter() - frame_started,
                     prior_seconds=matte.prior_seconds,
+                    keyframe_doubt=matte.keyframe_doubt,
                     warnings=plate.warnings,
                 )
             )
@@ -642,13 +702,34 @@ def _warm_up(
     batch_size: int | None,
     temporal: TemporalState,
     summary: ShotSummary,
+    subject: carry.CarriedSubject | None = None,
 ) -> None:
     """Matte the frame before a chunk (or a resumed gap) for its temporal state only; write nothing."""
     try:
-        matte_plate(model, plate, params, batch_size, temporal)
+        matte_plate(model, plate, params, batch_size, temporal, subject)
         summary.notes.append(f"frame {plate.frame} matted for temporal state only (warm-up), not written")
     except FrameError as exc:
         summary.notes.append(f"temporal warm-up frame {plate.frame} failed: {exc}")
+
+
+def _plate_reader(
+    input_path: str, params: MatteParams, options: RunOptions
+) -> Callable[[list[int]], Iterator[Plate | int]]:
+    """Read chosen frames of the input in order (for the keyframe carry); an unreadable frame
+    comes back as its number."""
+
+    def read(frames: list[int]) -> Iterator[Plate | int]:
+        if not frames:
+            return
+        shot = open_shot(input_path, frames, params, options)
+        for item in shot.plates(set(), set()):
+            if isinstance(item, FrameError):
+                if item.frame is not None:
+                    yield item.frame
+                continue
+            yield item
+
+    return read
 
 
 def _plan_movie_output(input_path: str, output: str, options: RunOptions) -> bool:
@@ -702,4 +783,6 @@ def write_matte(
         "vfxmatte:colorspace": matte.colorspace,
         "vfxmatte:source": os.path.basename(plate.path),
     }
+    if matte.keyframe_doubt is not None:
+        attributes["vfxmatte:keyframe_doubt"] = float(matte.keyframe_doubt)
     write_exr(path, plate, channels, attributes)
