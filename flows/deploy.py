@@ -23,7 +23,9 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.schedules import Cron
 
 REPO = Path(__file__).resolve().parents[1]
-WORK_POOL = "vfxmatte-gpu"
+WORK_POOL = "vfxmatte-gpu"  # the historical name: CPU workers serve it too (docs/FLOWS.md, "Mixed farms")
+#: Besides the ``default`` queue every worker serves: a run sent to ``gpu`` or ``cpu`` waits for that kind.
+WORK_QUEUES = ("gpu", "cpu")
 MATTE_SHOT = ("flows/matte_shot.py:matte_shot", "vfxmatte")
 NEW_SHOTS = ("flows/new_shots.py:matte_new_shots", "nightly")
 
@@ -45,6 +47,25 @@ def ensure_work_pool(name: str = WORK_POOL) -> str:
         except ObjectAlreadyExists:
             return f"work pool {name}: exists"
     return f"work pool {name}: created (process)"
+
+
+def ensure_work_queues(names: tuple[str, ...] = WORK_QUEUES, pool: str = WORK_POOL) -> list[str]:
+    """The pool's ``gpu`` and ``cpu`` queues (a worker polling a queue that does not exist gets 404s)."""
+    lines = []
+    with get_client(sync_client=True) as client:
+        for name in names:
+            try:
+                client.read_work_queue_by_name(name, work_pool_name=pool)
+                lines.append(f"work queue {pool}/{name}: exists")
+                continue
+            except ObjectNotFound:
+                pass
+            try:
+                client.create_work_queue(name=name, work_pool_name=pool)
+                lines.append(f"work queue {pool}/{name}: created")
+            except ObjectAlreadyExists:
+                lines.append(f"work queue {pool}/{name}: exists")
+    return lines
 
 
 def ensure_gpu_limits(gpus: int, slots: int = 1) -> list[str]:
@@ -165,8 +186,8 @@ def apply_all(
     timezone: str = "UTC",
     automations: bool = False,
 ) -> list[str]:
-    """Work pool, GPU limits, both deployments (and the zombie-run automation); one line per thing done."""
-    lines = [ensure_work_pool(), *ensure_gpu_limits(gpus)]
+    """Work pool and queues, GPU limits, both deployments (and the zombie-run automation); one line per thing."""
+    lines = [ensure_work_pool(), *ensure_work_queues(), *ensure_gpu_limits(gpus)]
     if automations:
         lines.append(ensure_zombie_automation())
     lines.append(f"deployment matte-shot/vfxmatte: {deploy_matte_shot()}")
