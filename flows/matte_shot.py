@@ -31,18 +31,20 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 from prefect.context import get_run_context
+from prefect.states import Failed, State
 from prefect.tasks import exponential_backoff
+from pydantic import ValidationError
 
 from flows.params import GuideKind, MatteShotRequest, Preset, check_chunks
 from flows.settings import FlowSettings
 from vfxmatte.config import RunOptions
-from vfxmatte.errors import FrameError, UsageError
+from vfxmatte.errors import FrameError, InputError, UsageError, VfxmatteError
 from vfxmatte.io.exr import read_header_number
 from vfxmatte.io.sequence import FrameSequence, format_ranges, output_sequence
 from vfxmatte.model.core import MattingModel
 from vfxmatte.pipeline import FrameResult, load_run_model, open_shot, output_path
 from vfxmatte.pipeline import matte_shot as pipeline_matte_shot
-from vfxmatte.security import confine
+from vfxmatte.security import confine, local_paths
 
 PROGRESS_KEY = "vfxmatte-progress"
 SUMMARY_KEY = "vfxmatte-summary"
@@ -209,24 +211,37 @@ def matte_shot(
     overwrite: bool = False,
     chunk_size: int = 24,
     review: bool = True,
-) -> dict[str, Any]:
-    """Matte one shot in chunks on the worker's GPU; see the module docstring."""
-    request = MatteShotRequest(
-        input=input,
-        output=output,
-        frames=frames,
-        preset=preset,
-        prompt=prompt,
-        guide=guide,
-        guide_kind=guide_kind,
-        guide_channel=guide_channel,
-        seed=seed,
-        colorspace=colorspace,
-        overwrite=overwrite,
-        chunk_size=chunk_size,
-        review=review,
-    )
-    return run_shot(request, FlowSettings.from_env())
+) -> dict[str, Any] | State[Any]:
+    """Matte one shot in chunks on the worker's GPU; see the module docstring.
+
+    Refused parameters and unreadable inputs (a path outside ``VFXMATTE_ROOTS``, no frames on
+    disk) end the run Failed with their one-line message, without a traceback in its log.
+    """
+    try:
+        request = MatteShotRequest(
+            input=input,
+            output=output,
+            frames=frames,
+            preset=preset,
+            prompt=prompt,
+            guide=guide,
+            guide_kind=guide_kind,
+            guide_channel=guide_channel,
+            seed=seed,
+            colorspace=colorspace,
+            overwrite=overwrite,
+            chunk_size=chunk_size,
+            review=review,
+        )
+        return run_shot(request, FlowSettings.from_env())
+    except (UsageError, InputError, ValidationError) as exc:
+        refused = exc if isinstance(exc, VfxmatteError) else UsageError(one_line_validation(exc))
+        return Failed(message=str(refused), data=refused)
+
+
+def one_line_validation(exc: ValidationError) -> str:
+    """A pydantic error as one line: each field and its reason."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'parameters'}: {e['msg']}" for e in exc.errors())
 
 
 def run_shot(request: MatteShotRequest, settings: FlowSettings) -> dict[str, Any]:
@@ -410,7 +425,12 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) not in (2, 3):
         print("usage: python -m flows.matte_shot INPUT OUTPUT [FRAMES]", file=sys.stderr)
         return 2
-    result = matte_shot(args[0], args[1], frames=args[2] if len(args) == 3 else None)
+    with local_paths():  # typed here: the user's own paths, not confined to VFXMATTE_ROOTS
+        state = matte_shot(args[0], args[1], frames=args[2] if len(args) == 3 else None, return_state=True)
+    result = state.result(raise_on_failure=False)
+    if not isinstance(result, dict):  # the run failed: its error, in one line
+        print(f"matte-shot: error: {result if isinstance(result, BaseException) else state.message}", file=sys.stderr)
+        return int(getattr(result, "exit_code", 1))
     print(json.dumps(result["frames"]))
     return 0
 

@@ -210,12 +210,31 @@ def test_failed_frames_fail_the_run_after_retries_and_are_reported(harness: None
 
 
 def test_paths_outside_the_roots_are_refused(harness: None, flow_env: Path, tmp_path_factory: Any) -> None:
+    """A deployment's run (a worker calls the flow, no local_paths()): refused in one line, no traceback."""
+    import logging
+
     from flows.matte_shot import matte_shot
 
     elsewhere = tmp_path_factory.mktemp("elsewhere")
     pattern = write_sequence(elsewhere / "plate", [1001])
-    state = matte_shot(pattern, str(flow_env / "out" / "m.####.exr"), return_state=True)
-    assert state.is_failed() and "outside the allowed roots" in (state.message or "")
+    class Keep(logging.Handler):
+        records: list[logging.LogRecord] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.records.append(record)
+
+    handler, logger = Keep(), logging.getLogger("prefect")
+    logger.addHandler(handler)
+    try:
+        state = matte_shot(pattern, str(flow_env / "out" / "m.####.exr"), return_state=True)
+    finally:
+        logger.removeHandler(handler)
+    records = handler.records
+    expected = f"input {pattern}: outside the allowed roots ({flow_env}); set VFXMATTE_ROOTS"
+    assert state.is_failed() and state.message == expected
+    error = state.result(raise_on_failure=False)
+    assert isinstance(error, UsageError) and str(error) == expected
+    assert records and not [r.getMessage() for r in records if r.exc_info or r.levelno >= logging.ERROR]
     assert not (flow_env / "out").exists()
 
 
@@ -270,19 +289,31 @@ def test_vfxmatte_flow_run_cli_embedded_server(tmp_path: Path, tiny_model_dir: P
     import subprocess
     import sys
 
-    pattern = write_sequence(tmp_path / "plate", [1001, 1002])
+    # The user's own absolute paths, outside the working directory and outside VFXMATTE_ROOTS
+    # (which confines only runs that arrive over the network): accepted.
+    pattern = write_sequence(tmp_path / "shots" / "plate", [1001, 1002])
+    cwd, roots = tmp_path / "elsewhere", tmp_path / "roots"
+    cwd.mkdir()
+    roots.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
-    env.update(VFXMATTE_ROOTS=str(tmp_path), VFXMATTE_MODEL=str(tiny_model_dir), PREFECT_HOME=str(tmp_path / "ph"),
+    env.update(VFXMATTE_ROOTS=str(roots), VFXMATTE_MODEL=str(tiny_model_dir), PREFECT_HOME=str(tmp_path / "ph"),
                VFXMATTE_MODEL_ROOTS=str(tiny_model_dir.parent))
-    command = [sys.executable, "-m", "vfxmatte.cli", "flow", "run", pattern, "-o", str(tmp_path / "out") + "/",
-               "--preset", "draft", "--no-review", "--json"]
-    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    out = tmp_path / "shots" / "out"
+    command = [sys.executable, "-m", "vfxmatte.cli", "flow", "run", pattern, "-o", str(out) + "/",
+               "--preset", "draft", "--json"]
+    proc = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout)
-    assert result["frames"]["written"] == [1001, 1002] and result["output"] == str(tmp_path / "out" / "plate.####.exr")
-    assert sorted(os.listdir(tmp_path / "out")) == ["plate.1001.exr", "plate.1002.exr"]
-    refused = subprocess.run([*command[:5], "/etc/hosts", *command[6:]], env=env, capture_output=True, text=True)
-    assert refused.returncode == 2 and "outside the allowed roots" in refused.stderr
+    assert result["frames"]["written"] == [1001, 1002] and result["output"] == str(out / "plate.####.exr")
+    assert sorted(os.listdir(out)) == ["plate.1001.exr", "plate.1002.exr", "review"]
+    assert result["review_page"] == str(out / "review" / "index.html")
+    assert "Traceback" not in proc.stderr and "nanobind" not in proc.stderr, proc.stderr[-2000:]
+    # A relative path that does not exist: one line, exit 2, no traceback, no nanobind leak report.
+    missing = subprocess.run([*command[:5], "../shots/nothere.####.exr", *command[6:]], env=env, cwd=cwd,
+                             capture_output=True, text=True, timeout=600)
+    assert missing.returncode == 2, missing.stderr[-2000:]
+    errors = [line for line in missing.stderr.splitlines() if "|" not in line]  # Prefect's log lines have "|"
+    assert errors == [f"vfxmatte: error: {tmp_path}/shots/nothere.####.exr: no frames match the pattern"], errors
 
 
 @pytest.mark.slow

@@ -115,17 +115,31 @@ def deployed(deployed_once: PrefectServer) -> Iterator[PrefectServer]:
 
 
 def test_two_rest_runs_complete_and_share_the_gpu_limit(
-    deployed: PrefectServer, tmp_path: Path, tiny_model_dir: Path
+    deployed: PrefectServer, tmp_path: Path, tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     server = deployed
     limit = rest(server.api_url, "GET", "/v2/concurrency_limits/gpu")
     assert limit["limit"] == 1
     start_worker(server, POOL, worker_env(tmp_path, tiny_model_dir), limit=2, name="pair")
+    # A REST-created run naming a path outside the worker's VFXMATTE_ROOTS: refused in one line.
+    outside = write_sequence(tmp_path_factory.mktemp("outside") / "plate", [1001])
+    refused_id = submit(server, {"input": outside, "output": str(tmp_path / "c" / "matte.####.exr"), "review": False})
     runs = {}
     for shot in ("a", "b"):
         pattern = write_sequence(tmp_path / shot / "plate", range(1001, 1004))
         runs[shot] = submit(server, {"input": pattern, "output": str(tmp_path / shot / "out" / "matte.####.exr"),
                                      "preset": "draft", "chunk_size": 3, "review": False})
+    refused = wait_final(server, refused_id)
+    assert refused["state_type"] == "FAILED"
+    assert refused["state"]["message"] == f"input {outside}: outside the allowed roots ({tmp_path}); set VFXMATTE_ROOTS"
+    assert not (tmp_path / "c").exists()
+    deadline, logs = time.monotonic() + 60, list[str]()
+    while time.monotonic() < deadline and not any("Finished in state Failed" in m for m in logs):
+        time.sleep(1)  # the flow-run process ships its log lines as it exits
+        logs = [log["message"] for log in rest(server.api_url, "POST", "/logs/filter",
+                                               {"logs": {"flow_run_id": {"any_": [refused_id]}}})]
+    assert any("Finished in state Failed" in m for m in logs), logs
+    assert not [m for m in logs if "Traceback" in m or "Encountered exception" in m], logs
     for shot, run_id in runs.items():
         run = wait_final(server, run_id)
         assert run["state_type"] == "COMPLETED", run["state"]

@@ -22,7 +22,7 @@ import pytest
 
 from vfxmatte.errors import InputError, ModelError, UsageError
 from vfxmatte.io.sequence import MAX_FRAMES, parse_frame_range
-from vfxmatte.security import BUNDLED_MODEL_DIR, MAX_PATH_LENGTH, confine, confine_model
+from vfxmatte.security import BUNDLED_MODEL_DIR, MAX_PATH_LENGTH, confine, confine_model, local_paths
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = ("vfxmatte", "flows", "nuke_bridge", "scripts")
@@ -68,6 +68,27 @@ def test_dotdot_and_outside_paths_are_refused(tree: dict[str, Path]) -> None:
     refused(str(outside / "secret" / "plate.####.exr"), roots, "outside the allowed roots")
     refused(str(root) + "-sibling/plate.####.exr", roots, "outside the allowed roots")  # a prefix is not a parent
     refused("/etc/passwd", roots, "outside the allowed roots")
+
+
+def test_local_command_line_paths_are_the_users_own(tree: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside local_paths() (``vfxmatte flow run``) any path is accepted; outside it the fence is back."""
+    from flows.params import MatteShotRequest
+
+    root, outside = tree["root"], tree["outside"]
+    monkeypatch.setenv("VFXMATTE_ROOTS", str(root))
+    monkeypatch.chdir(outside / "secret")
+    secret = str(outside / "secret" / "plate.####.exr")
+    with local_paths():
+        assert confine(secret, "input") == secret
+        assert confine("../secret/out/", "output") == str(outside / "secret" / "out") + os.sep
+        request = MatteShotRequest(input=secret, output=str(outside / "m.####.exr"))
+        assert request.input == secret
+        with pytest.raises(UsageError, match="control character"):  # the text checks still hold
+            confine("plate\x00.exr", "input")
+    message = refused(secret, [str(root)], "outside the allowed roots")
+    assert message == f"input {secret}: outside the allowed roots ({root}); set VFXMATTE_ROOTS"
+    with pytest.raises(UsageError, match="outside the allowed roots"):
+        MatteShotRequest(input=secret, output=str(root / "m.####.exr"))
 
 
 def test_symlinked_directory_escape_is_refused(tree: dict[str, Path]) -> None:

@@ -1,6 +1,7 @@
 """`vfxmatte flow …`: run the Prefect flows locally, or apply them to a Prefect server.
 
-``vfxmatte flow run INPUT -o OUTPUT`` runs the ``matte-shot`` flow in this process; with no
+``vfxmatte flow run INPUT -o OUTPUT`` runs the ``matte-shot`` flow in this process on any
+paths the user names (``VFXMATTE_ROOTS`` confines only runs that arrive over the network); with no
 ``PREFECT_API_URL`` set, Prefect's ephemeral SQLite-backed server runs for it (no set-up),
 started before anything heavy is imported so that its start-up overlaps theirs
 (:mod:`flows.local_server`).  ``vfxmatte flow deploy`` creates the work pool, the GPU concurrency limits and the
@@ -117,6 +118,7 @@ def _run(args: argparse.Namespace) -> int:
     from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 
     from flows.matte_shot import matte_shot
+    from vfxmatte.security import local_paths
 
     if server is not None and get_current_settings().api.url:
         server.stop()
@@ -125,7 +127,9 @@ def _run(args: argparse.Namespace) -> int:
     if server is not None:
         server.wait_ready()
         settings = temporary_settings(updates={PREFECT_API_URL: server.api_url})
-    with settings:
+    # The paths were typed here: they are the user's own, not confined to VFXMATTE_ROOTS
+    # (that fence is for parameters arriving over the network: deployments, REST, the bridge).
+    with settings, local_paths():
         state = matte_shot(
             args.input,
             args.output,

@@ -11,6 +11,12 @@ cross.  For a frame pattern every file of the sequence already on disk is checke
 folder.  Empty strings, NUL and other control characters and paths longer than
 :data:`MAX_PATH_LENGTH` are refused before anything touches the file system.
 
+Paths typed on this machine's own command line are the user's own: ``vfxmatte flow run`` runs
+its flow inside :func:`local_paths`, where :func:`confine` only makes a path absolute (after the
+same text checks).  The flag is a context variable of the running process, so nothing that
+arrives over the network (deployment parameters, REST-created runs, the Nuke bridge's farm
+submissions, all executed by a worker) can set it.
+
 Model folders have their own allow-list (:func:`confine_model`): the bundled model plus the
 folders of ``VFXMATTE_MODEL_ROOTS``.  The checks happen when a request arrives; whoever can
 write inside the roots could still swap a file for a symlink afterwards, so the roots must be
@@ -20,7 +26,9 @@ folders only trusted users write to.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 from vfxmatte.errors import InputError, UsageError
@@ -32,6 +40,26 @@ MAX_PATH_LENGTH = 4096
 #: The model shipped inside the package: always allowed.
 BUNDLED_MODEL_DIR = Path(__file__).resolve().parent / "model" / "default"
 _FRAME_TOKENS = ("#", "%", "@")
+_LOCAL_PATHS: ContextVar[bool] = ContextVar("vfxmatte_local_paths", default=False)
+
+
+@contextmanager
+def local_paths() -> Iterator[None]:
+    """Within this block :func:`confine` accepts any path: for paths the user typed on this machine.
+
+    Only a local command line enters it (``vfxmatte flow run``, ``python -m flows.matte_shot``);
+    a worker running a deployment's flow never does, so ``VFXMATTE_ROOTS`` still confines those.
+    """
+    token = _LOCAL_PATHS.set(True)
+    try:
+        yield
+    finally:
+        _LOCAL_PATHS.reset(token)
+
+
+def paths_are_local() -> bool:
+    """True inside :func:`local_paths`."""
+    return _LOCAL_PATHS.get()
 
 
 def _split_roots(text: str, variable: str) -> list[str]:
@@ -108,8 +136,12 @@ def _escaping_frame(pattern: str, roots: Sequence[str]) -> str | None:
 def confine(path: str, what: str = "path", roots: Sequence[str] | None = None) -> str:
     """Return ``path`` made absolute if it lies inside one of ``roots``; raise :class:`UsageError` if not.
 
-    ``what`` names the parameter in the message ("input", "output", "guide").
+    ``what`` names the parameter in the message ("input", "output", "guide").  Inside
+    :func:`local_paths` any path that passes the text checks is accepted.
     """
+    if _LOCAL_PATHS.get():
+        check_text(path, what)
+        return os.path.abspath(path) + (os.sep if path.endswith(("/", os.sep)) else "")
     _check_request_path(path, what)
     allowed = list(roots) if roots is not None else configured_roots()
     allowed = [os.path.realpath(root) for root in allowed]

@@ -241,7 +241,7 @@ def read_windows(
 ) -> tuple[Window, Window]:
     """The data and display windows :func:`read_plate` would return, from the header alone."""
     with _open(path, frame) as inp:
-        specs = [s if not s.deep else _EMPTY_SPEC for s in _parts(inp)]
+        specs = [s if not s.deep else oiio.ImageSpec() for s in _parts(inp)]  # deep parts: no channels
         spec = specs[_select_channels(path, specs, layer, view, frame)[0]]
         return (
             Window(spec.x, spec.y, spec.width, spec.height),
@@ -265,7 +265,7 @@ def read_plate(
             raise FrameError(f"{path}: file holds no image", frame)
         if all(s.deep for s in specs):
             raise FrameError(f"{path}: deep EXR is not supported; flatten it first (e.g. Nuke's DeepToImage)", frame)
-        specs_flat = [s if not s.deep else _EMPTY_SPEC for s in specs]
+        specs_flat = [s if not s.deep else oiio.ImageSpec() for s in specs]  # deep parts: no channels
         part, channels = _select_channels(path, specs_flat, layer, view, frame)
         spec = specs[part]
         if spec.width <= 0 or spec.height <= 0:
@@ -333,9 +333,6 @@ def _timecode_of(spec: oiio.ImageSpec) -> str | None:
         return timecode_string(value) if value is not None else None
     except (TypeError, ValueError, IndexError):
         return None
-
-
-_EMPTY_SPEC = oiio.ImageSpec()
 
 
 def sanitize(rgb: np.ndarray) -> tuple[np.ndarray, int, int]:
