@@ -88,16 +88,161 @@ def collect(dataset: str, out: Path, guide: str | None, limit: int | None, lr_si
     (out / "run.json").write_text(json.dumps({"dataset": dataset, "guide": guide, "lr_size": lr_size}) + "\n")
 
 
+def collect_shot(
+    out: Path, target: str, distractor: str, frames: int, width: int, height: int, keyframes: list[int], seed: int
+) -> None:
+    """A composite shot over real footage (:mod:`vfxmatte.composite_shot`) matted by ``matte_shot``.
+
+    Without ``keyframes`` the run is the trimap-free default; with them, the roto of those
+    frames only is the guide (``--guide-kind mask``), carried to the frames between.
+    """
+    import shutil
+
+    from vfxmatte import pipeline
+    from vfxmatte.composite_shot import build_composite_shot, frame_path
+    from vfxmatte.config import MatteParams, RunOptions
+    from vfxmatte.model.core import load_model
+
+    shot = build_composite_shot(
+        out / "shot", frames=frames, width=width, height=height, target=target, distractor=distractor, seed=seed
+    )
+    params = MatteParams()
+    if keyframes:
+        keys = out / "keys"
+        keys.mkdir(parents=True, exist_ok=True)
+        for frame in keyframes:
+            shutil.copy(frame_path(shot.roto, shot.frames[frame]), keys / f"roto.{shot.frames[frame]:04d}.png")
+        params = replace(params, guide=str(keys / "roto.####.png"), guide_kind="mask")
+    captured: list[dict[str, Any]] = []
+    estimate = pipeline.estimate_uncertainty
+
+    def recording(lr_mean: np.ndarray, lr_std: np.ndarray, alpha: np.ndarray, **kwargs: Any) -> Any:
+        captured.append(
+            dict(
+                lr_mean=lr_mean,
+                lr_std=lr_std,
+                alpha=alpha,
+                prior=kwargs.get("prior"),
+                doubt=kwargs.get("subject_doubt"),
+            )
+        )
+        return estimate(lr_mean, lr_std, alpha, **kwargs)
+
+    pipeline.estimate_uncertainty = recording
+    summary = pipeline.matte_shot(
+        shot.plate,
+        str(out / "matte" / "m.####.exr"),
+        params,
+        RunOptions(device="cpu", overwrite=True),
+        model=load_model(device="cpu"),
+    )
+    if summary.exit_code != 0 or len(captured) != len(shot.frames):
+        raise SystemExit(f"{out}: the matte run failed: {summary.as_dict()}")
+    for frame, record in zip(shot.frames, captured, strict=True):
+        arrays = {k: v for k, v in record.items() if v is not None and k != "doubt"}
+        if record["doubt"] is not None:
+            arrays["subject_doubt"] = record["doubt"]
+        arrays["gt"] = shot.true_alpha(frame)
+        np.savez_compressed(out / f"{target}.{frame}.npz", **arrays)
+        mse = float(np.mean((record["alpha"] - arrays["gt"]) ** 2)) * 1e3
+        print(f"{target} frame {frame}: MSE x1e3 {mse:.2f}", flush=True)
+    run = {
+        "target": target,
+        "distractor": distractor,
+        "frames": frames,
+        "size": [width, height],
+        "keyframes": keyframes,
+    }
+    (out / "run.json").write_text(json.dumps(run) + "\n")
+
+
+# -- cost -------------------------------------------------------------------------------
+
+
+def spread_pass(lr_mean: np.ndarray, lr_std: np.ndarray, alpha: np.ndarray, **_: Any) -> Any:
+    """The pass before this one: the ensemble's spread upsampled, scored in the edge band."""
+    from vfxmatte.pipeline import edge_band_uncertainty
+    from vfxmatte.sampling import resize
+    from vfxmatte.uncertainty import UncertaintyPass
+
+    height, width = alpha.shape
+    spread = np.clip(resize(lr_std, height, width), 0.0, None)
+    return UncertaintyPass(map=spread, score=edge_band_uncertainty(lr_mean, lr_std))
+
+
+def cost(frames: int, rounds: int) -> str:
+    """Seconds per 1080p frame of the CPU default with the old and the new pass, alternated in one run."""
+    import tempfile
+    import time
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    from bench_cpu import _plate_files
+
+    from vfxmatte import pipeline
+    from vfxmatte.config import MatteParams, RunOptions
+    from vfxmatte.model.core import load_model
+    from vfxmatte.uncertainty import estimate
+
+    model = load_model(device="cpu")
+    timings: dict[str, list[float]] = {"spread": [], "combined": []}
+    pass_seconds: dict[str, list[float]] = {"spread": [], "combined": []}
+    with tempfile.TemporaryDirectory(prefix="vfxmatte-uncertainty-cost-") as tmp:
+        pattern = _plate_files(Path(tmp), 1920, 1080, frames + 1)
+        for round_index in range(rounds + 1):
+            for name, function in (("spread", spread_pass), ("combined", estimate)):
+
+                def timed(*args: Any, _f: Any = function, _n: str = name, **kwargs: Any) -> Any:
+                    started = time.perf_counter()
+                    result = _f(*args, **kwargs)
+                    pass_seconds[_n].append(time.perf_counter() - started)
+                    return result
+
+                pipeline.estimate_uncertainty = timed
+                out = str(Path(tmp) / f"{name}{round_index}" / "m.####.exr")
+                wanted = [1001] if round_index == 0 else list(range(1002, 1002 + frames))
+                started = time.perf_counter()
+                summary = pipeline.matte_shot(pattern, out, MatteParams(), RunOptions(device="cpu"), wanted, model)
+                if summary.exit_code != 0:
+                    raise SystemExit(f"cost run failed: {summary.as_dict()}")
+                if round_index:  # round 0 warms up (JIT, allocator)
+                    timings[name].append((time.perf_counter() - started) / frames)
+                else:
+                    pass_seconds[name].clear()
+    old, new = float(np.median(timings["spread"])), float(np.median(timings["combined"]))
+    old_pass, new_pass = float(np.median(pass_seconds["spread"])), float(np.median(pass_seconds["combined"]))
+    return (
+        f"Cost, 1920x1080 synthetic frames through `matte_shot` at the CPU default, the old and the new pass "
+        f"alternated in one run ({rounds} rounds of {frames} frames each, medians; "
+        f"`python scripts/bench_uncertainty.py cost --frames {frames} --rounds {rounds}`): "
+        f"{old:.2f} s per frame with the spread alone, {new:.2f} s with the combined pass "
+        f"({(new / old - 1) * 100:+.1f} %, wall time on a shared machine); the pass itself takes "
+        f"{new_pass * 1e3:.0f} ms against {old_pass * 1e3:.0f} ms, "
+        f"{(new_pass - old_pass) / old * 100:+.1f} % of the frame."
+    )
+
+
 # -- fit and score ----------------------------------------------------------------------
 
 
 @dataclass
 class Item:
+    """One collected image or shot frame."""
+
     name: str
+    group: str  # the collection folder's name (default, mask, guided, shot-…, keys-…)
+    half: str  # "GT01-10" or "GT11-20": the subject's half (a shot's target's)
     alpha: np.ndarray
     gt: np.ndarray
+    lr_mean: np.ndarray
     lr_std: np.ndarray
     signals: dict[str, np.ndarray]  # LR, plus ``subject`` at full resolution
+
+
+HALVES = ("GT01-10", "GT11-20")
+
+
+def _half(subject: str) -> str:
+    return HALVES[0] if int(subject[2:4]) <= 10 else HALVES[1]
 
 
 def load_items(folder: Path) -> list[Item]:
@@ -110,16 +255,12 @@ def load_items(folder: Path) -> list[Item]:
         signals = lr_signals(data["lr_mean"], data["lr_std"], data["alpha"], prior)
         if "subject_doubt" in data:
             signals["subject"] = data["subject_doubt"]
-        items.append(Item(path.stem, data["alpha"], data["gt"], data["lr_std"], signals))
+        subject = path.stem.split(".")[0]
+        arrays = (data["alpha"], data["gt"], data["lr_mean"], data["lr_std"])
+        items.append(Item(path.stem, folder.name, _half(subject), *arrays, signals))
     if not items:
         raise SystemExit(f"{folder}: no collected items (*.npz); run the collect step first")
     return items
-
-
-def halves(items: list[Item]) -> tuple[list[Item], list[Item]]:
-    """GT01–GT10 and GT11–GT20 (the first and second half by name)."""
-    middle = (len(items) + 1) // 2
-    return items[:middle], items[middle:]
 
 
 def design(item: Item, stride: int = 2) -> tuple[np.ndarray, np.ndarray]:
@@ -140,18 +281,24 @@ def design(item: Item, stride: int = 2) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fit(items: list[Item]) -> Any:
-    """Non-negative least squares of the absolute error on the signals (each image weighs the same)."""
+    """Non-negative least squares of the absolute error on the signals.
+
+    Each group (collection folder) weighs the same, and each item the same within its group.
+    """
     from scipy.optimize import nnls
 
     from vfxmatte.uncertainty import SIGNALS, UncertaintyWeights
 
+    groups: dict[str, int] = {}
+    for item in items:
+        groups[item.group] = groups.get(item.group, 0) + 1
     rows, targets = [], []
     for item in items:
         x, y = design(item)
-        scale = 1.0 / np.sqrt(len(y))
+        scale = 1.0 / np.sqrt(len(y) * groups[item.group])
         rows.append(np.c_[x, np.ones(len(y))] * scale)
         targets.append(y * scale)
-    solution, _ = nnls(np.concatenate(rows), np.concatenate(targets), maxiter=2000)
+    solution, _ = nnls(np.concatenate(rows), np.concatenate(targets), maxiter=5000)
     values = dict(zip([*SIGNALS, "bias"], (round(float(v), 4) for v in solution), strict=True))
     return UncertaintyWeights(**values)
 
@@ -159,7 +306,8 @@ def fit(items: list[Item]) -> Any:
 def spread_map(item: Item) -> np.ndarray:
     from vfxmatte.sampling import resize
 
-    return np.clip(resize(item.lr_std, *item.alpha.shape), 0.0, None)
+    height, width = item.alpha.shape
+    return np.clip(resize(item.lr_std, height, width), 0.0, None)
 
 
 def combined_map(item: Item, weights: Any) -> np.ndarray:
@@ -169,44 +317,197 @@ def combined_map(item: Item, weights: Any) -> np.ndarray:
     return combine(item.signals, height, width, item.signals.get("subject"), weights)
 
 
-def score_items(items: list[Item], maps: list[np.ndarray]) -> dict[str, Any]:
-    """Per-image sparsification, their mean ratio, the pooled one and the per-image rank correlation."""
+def old_score(item: Item) -> float:
+    from vfxmatte.pipeline import edge_band_uncertainty
+
+    return edge_band_uncertainty(item.lr_mean, item.lr_std)
+
+
+@dataclass
+class Scored:
+    mean_ratio: float  # mean over items of AUSE / AUSE random
+    pooled: Any  # Sparsification of all items' pixels together
+    rank: float  # Spearman of the frame scores with the true MSE
+
+
+def score_items(items: list[Item], maps: list[np.ndarray], scores: list[float]) -> Scored:
     from vfxmatte.metrics import rank_correlation, sparsification
 
     per_image = [sparsification(i.alpha, i.gt, m) for i, m in zip(items, maps, strict=True)]
     pooled = sparsification([i.alpha for i in items], [i.gt for i in items], maps)
     mse = [float(np.mean((i.alpha - i.gt) ** 2)) for i in items]
-    return {
-        "names": [i.name for i in items],
-        "ratios": [s.ratio for s in per_image],
-        "mean_ratio": float(np.mean([s.ratio for s in per_image])),
-        "pooled": pooled,
-        "rank": rank_correlation([float(m.mean()) for m in maps], mse),
-    }
+    return Scored(float(np.mean([s.ratio for s in per_image])), pooled, rank_correlation(scores, mse))
 
 
-def cross_fitted(items: list[Item]) -> tuple[list[Item], list[Item], Any, Any]:
-    first, second = halves(items)
-    return first, second, fit(first), fit(second)
+@dataclass
+class Row:
+    group: str
+    half: str
+    count: int
+    mse: float
+    spread: Scored
+    combined: Scored
+
+
+def evaluate_groups(groups: dict[str, list[Item]]) -> tuple[list[Row], dict[str, Any]]:
+    """Each half of each group scored with the weights fitted on the *other* half of every group."""
+    every = [item for items in groups.values() for item in items]
+    weights = {half: fit([i for i in every if i.half != half]) for half in HALVES}
+    rows = []
+    for name, items in groups.items():
+        for half in HALVES:
+            test = [i for i in items if i.half == half]
+            if not test:
+                continue
+            combined = [combined_map(i, weights[half]) for i in test]
+            spread = [spread_map(i) for i in test]
+            rows.append(
+                Row(
+                    name,
+                    half,
+                    len(test),
+                    float(np.mean([np.mean((i.alpha - i.gt) ** 2) for i in test])) * 1e3,
+                    score_items(test, spread, [old_score(i) for i in test]),
+                    score_items(test, combined, [float(m.mean()) for m in combined]),
+                )
+            )
+    return rows, weights
+
+
+def table(rows: list[Row], labels: dict[str, str]) -> str:
+    lines = [
+        "| run | half (weights fitted on the other) | items | MSE | AUSE ratio: spread | combined | "
+        "pooled: spread | combined | rank corr.: old score | new score |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {labels.get(r.group, r.group)} | {r.half} | {r.count} | {r.mse:.2f} | {r.spread.mean_ratio:.3f} | "
+            f"**{r.combined.mean_ratio:.3f}** | {r.spread.pooled.ratio:.3f} | **{r.combined.pooled.ratio:.3f}** | "
+            f"{r.spread.rank:.2f} | **{r.combined.rank:.2f}** |"
+        )
+    return "\n".join(lines)
+
+
+def load_groups(folders: list[Path]) -> dict[str, list[Item]]:
+    return {folder.name: load_items(folder) for folder in folders}
 
 
 def cmd_fit(folders: list[Path]) -> None:
-    every: list[Item] = []
+    groups = load_groups(folders)
+    rows, weights = evaluate_groups(groups)
+    print(table(rows, {}))
+    for half, w in weights.items():
+        print(f"weights fitted without {half}: {w.as_dict()}")
+    print(f"weights fitted on everything: {fit([i for items in groups.values() for i in items]).as_dict()}")
+
+
+def plot(groups: dict[str, list[Item]], rows: list[Row], weights: dict[str, Any], labels: dict[str, str]) -> None:
+    """Pooled sparsification curves per run, both halves together (each scored with the other half's weights)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from vfxmatte.metrics import sparsification
+
+    fig = Figure(figsize=(4.2 * len(groups), 3.6), dpi=100)
+    FigureCanvasAgg(fig)
+    for index, (name, items) in enumerate(groups.items()):
+        ax = fig.add_subplot(1, len(groups), index + 1)
+        combined = [combined_map(i, weights[i.half]) for i in items]
+        spread = [spread_map(i) for i in items]
+        alphas, gts = [i.alpha for i in items], [i.gt for i in items]
+        new = sparsification(alphas, gts, combined)
+        old = sparsification(alphas, gts, spread)
+        ax.plot(new.fractions, new.oracle, color="#2ca02c", label="oracle")
+        ax.plot(new.fractions, [1.0] * len(new.fractions), color="#7f7f7f", linestyle=":", label="random")
+        ax.plot(old.fractions, old.curve, color="#1f77b4", linestyle="--", label=f"ensemble spread ({old.ratio:.2f})")
+        ax.plot(new.fractions, new.curve, color="#d62728", label=f"combined pass ({new.ratio:.2f})")
+        ax.set_title(labels.get(name, name), fontsize="medium")
+        ax.set_xlabel("fraction of pixels removed (most uncertain first)")
+        if index == 0:
+            ax.set_ylabel("MSE of the rest / MSE of all")
+        ax.set_ylim(0.0, 1.3)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="x-small", loc="upper right")
+    fig.tight_layout()
+    PLOT.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(PLOT, format="png")
+
+
+def cmd_report(folders: list[Path], update_docs: bool, cost: Path | None) -> None:
+    import datetime
+
+    groups = load_groups(folders)
+    labels = {}
     for folder in folders:
-        items = load_items(folder)
-        every += items
-        first, second, w_first, w_second = cross_fitted(items)
-        for label, test, weights in (("GT01-10", first, w_second), ("GT11-20", second, w_first)):
-            combined = score_items(test, [combined_map(i, weights) for i in test])
-            spread = score_items(test, [spread_map(i) for i in test])
-            print(
-                f"{folder.name} {label}: AUSE/random spread {spread['mean_ratio']:.3f} -> combined "
-                f"{combined['mean_ratio']:.3f} (pooled {spread['pooled'].ratio:.3f} -> "
-                f"{combined['pooled'].ratio:.3f}); "
-                f"rank {spread['rank']:.2f} -> {combined['rank']:.2f}"
-            )
-        print(f"  weights fitted on GT01-10: {w_first.as_dict()}\n  weights fitted on GT11-20: {w_second.as_dict()}")
-    print(f"all folders, all items: {fit(every).as_dict()}")
+        info = json.loads((folder / "run.json").read_text())
+        if "target" in info:
+            kind = f"keyframes {info['keyframes']}" if info.get("keyframes") else "trimap-free default"
+            labels[folder.name] = f"shot {info['target']} (+{info['distractor']}), {kind}"
+        else:
+            labels[folder.name] = {
+                None: "GT01-20 trimap-free default",
+                "trimap": "GT01-20 trimap-guided",
+                "mask": "GT01-20 mask-guided",
+            }[info.get("guide")]
+    rows, weights = evaluate_groups(groups)
+    plot(groups, rows, weights, labels)
+    shipped = fit([i for items in groups.values() for i in items])
+    print(table(rows, labels))
+    print(f"weights fitted on everything: {shipped.as_dict()}")
+    if not update_docs:
+        return
+    commands = [f"python scripts/bench_uncertainty.py report {' '.join(str(f) for f in folders)} --update-docs"]
+    cost_text = ""
+    if cost is not None:
+        cost_text = cost.read_text().strip() + "\n\n"
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    block = f"""{BEGIN}
+## Uncertainty: does the pass find the errors?
+
+Generated by `python scripts/bench_uncertainty.py report` on {stamp}.  `uncertainty.Y` is the
+combined pass of `vfxmatte/uncertainty.py` (the estimated absolute alpha error per pixel; the
+header's `vfxmatte:uncertainty` is its frame mean); *spread* is the seed ensemble's standard
+deviation alone, the pass before it, with the old header score (mean spread in the edge band).
+Sparsification (Ilg et al., ECCV 2018): pixels removed most uncertain first, the MSE of the rest
+relative to the MSE of all; AUSE is the area between that curve and the oracle's (errors removed
+worst first), the ratio divides it by random removal's (0 perfect, 1 chance).  *AUSE ratio* is the
+mean over images (shot frames), *pooled* ranks all pixels of the row together.  Rank corr. is
+Spearman's between the frame score and the frame's true MSE.  Honest tuning: every row is scored
+with the weights fitted (non-negative least squares of the absolute error) on the **other** half
+of the subjects (GT01-10 against GT11-20; a shot by its target's half).  Shots are composites of
+an alphamatting subject and a second subject crossing behind it over real footage with people
+(`vfxmatte/composite_shot.py`, 20 frames of 640x360); the keyframe runs guide with the roto of the
+listed frames only, carried to the rest.
+
+```sh
+python scripts/bench_uncertainty.py collect ../shared/data/matting/alphamatting build/uncertainty/default
+python scripts/bench_uncertainty.py collect ../shared/data/matting/alphamatting build/uncertainty/mask --guide mask
+python scripts/bench_uncertainty.py collect ../shared/data/matting/alphamatting build/uncertainty/guided --guide trimap
+python scripts/bench_uncertainty.py collect-shot build/uncertainty/shot-tune --target GT02 --distractor GT06
+python scripts/bench_uncertainty.py collect-shot build/uncertainty/shot-report
+python scripts/bench_uncertainty.py collect-shot build/uncertainty/keys-tune --target GT02 --distractor GT06 \\
+    --keyframes 0
+python scripts/bench_uncertainty.py collect-shot build/uncertainty/keys-report --keyframes 0
+{commands[0]}
+```
+
+{table(rows, labels)}
+
+Weights shipped in `vfxmatte.uncertainty.WEIGHTS` (fitted on every row): `{shipped.as_dict()}`.
+Weights fitted without GT01-10: `{weights[HALVES[0]].as_dict()}`; without GT11-20:
+`{weights[HALVES[1]].as_dict()}`.
+
+![sparsification curves](img/{PLOT.name})
+
+{cost_text}{END}"""
+    path = REPO / "docs" / "BENCHMARKS.md"
+    text = path.read_text()
+    if BEGIN in text:
+        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END) :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,13 +519,42 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--guide", choices=("trimap", "mask"))
     c.add_argument("--limit", type=int)
     c.add_argument("--lr-size", type=int, default=512)
+    c = sub.add_parser(
+        "collect-shot", help="build a composite shot over real footage, matte it, store the pass's inputs"
+    )
+    c.add_argument("out", type=Path)
+    c.add_argument("--target", default="GT16")
+    c.add_argument("--distractor", default="GT14")
+    c.add_argument("--frames", type=int, default=20)
+    c.add_argument("--width", type=int, default=640)
+    c.add_argument("--height", type=int, default=360)
+    c.add_argument("--keyframes", default="", help="comma-separated frame indices (0 = first) whose roto guides")
+    c.add_argument("--seed", type=int, default=0)
     f = sub.add_parser("fit", help="cross-fit the weights on the two halves")
     f.add_argument("folders", nargs="+", type=Path)
+    k = sub.add_parser("cost", help="time the old and the new pass side by side on 1080p frames")
+    k.add_argument("--frames", type=int, default=2)
+    k.add_argument("--rounds", type=int, default=2)
+    k.add_argument("--out", type=Path, help="also write the sentence to this file (for report --cost)")
+    r = sub.add_parser("report", help="score, plot and (--update-docs) write the docs/BENCHMARKS.md block")
+    r.add_argument("folders", nargs="+", type=Path)
+    r.add_argument("--update-docs", action="store_true")
+    r.add_argument("--cost", type=Path, help="a Markdown file with the cost measurement to include")
     args = parser.parse_args(argv)
     if args.command == "collect":
         collect(args.dataset, args.out, args.guide, args.limit, args.lr_size)
+    elif args.command == "collect-shot":
+        keys = [int(k) for k in args.keyframes.split(",") if k.strip()]
+        collect_shot(args.out, args.target, args.distractor, args.frames, args.width, args.height, keys, args.seed)
     elif args.command == "fit":
         cmd_fit(args.folders)
+    elif args.command == "cost":
+        text = cost(args.frames, args.rounds)
+        print(text)
+        if args.out is not None:
+            args.out.write_text(text + "\n")
+    elif args.command == "report":
+        cmd_report(args.folders, args.update_docs, args.cost)
     return 0
 
 

@@ -17,7 +17,6 @@ from vfxmatte.io.exr import write_exr
 from vfxmatte.io.frames import Plate, Window
 from vfxmatte.metrics import rank_correlation, sparsification
 from vfxmatte.review import ReviewSettings, build_review
-from vfxmatte.review.build import suggest_keyframes
 from vfxmatte.uncertainty import UncertaintyWeights, estimate
 
 SMALL = ReviewSettings(thumb_size=64, preview_size=96, crop_size=48)
@@ -120,6 +119,7 @@ def _write_frames(directory: Path, gt: np.ndarray, errors: list[float], keyframe
         attributes: dict[str, str | float | int] = {"vfxmatte:uncertainty": float(doubt.mean())}
         if keyframe is not None:
             attributes["vfxmatte:keyframe_doubt"] = keyframe[index]
+            attributes["vfxmatte:params"] = json.dumps({"keyframes": [1001, 1005]})
         zeros = np.zeros_like(alpha)
         channels = {"R": zeros, "G": zeros, "B": zeros, "A": alpha, "uncertainty.Y": doubt}
         write_exr(str(directory / f"matte.{frame}.exr"), plate, channels, attributes)
@@ -161,25 +161,19 @@ def test_eval_cli_without_an_uncertainty_channel(tmp_path: Path, capsys: pytest.
 # -- review: next keyframe ---------------------------------------------------------------------
 
 
-def test_keyframe_suggestions_are_spread_out() -> None:
-    doubts = {f: 0.0 for f in range(1001, 1041)}
-    doubts.update({1020: 0.9, 1021: 0.8, 1035: 0.5, 1002: 0.2})
-    assert suggest_keyframes(doubts) == [1020, 1035, 1002]  # 1021 sits beside 1020
-    assert suggest_keyframes({1001: 0.0, 1002: 0.0}) == []
-    assert suggest_keyframes({}) == []
-
-
 def test_review_lists_the_next_keyframe_from_the_headers(tmp_path: Path) -> None:
     gt = _disc()
-    _write_frames(tmp_path / "carried", gt, [2, 14, 4], keyframe=[0.05, 0.4, 0.1])
+    # Keyframes 1001 and 1005 (in the params header): frames 1002-1004 lie in one stretch, so the
+    # most doubtful of them is the one suggestion (vfxmatte.carry.next_keyframes, as matte --json).
+    _write_frames(tmp_path / "carried", gt, [2, 14, 4], keyframe=[0.05, 0.4, 0.3])
     result = build_review(tmp_path / "carried" / "matte.####.exr", tmp_path / "review", settings=SMALL)
-    assert result.next_keyframes[0] == 1002 and result.flagged == [1002]
+    assert result.next_keyframes == [1002] and result.flagged == [1002]
     record = json.loads(result.scores_json.read_text())
     assert record["next_keyframes"][0] == {"frame": 1002, "keyframe_doubt": pytest.approx(0.4)}
-    assert {f["frame"]: f["keyframe_doubt"] for f in record["frames"]}[1003] == pytest.approx(0.1)
+    assert {f["frame"]: f["keyframe_doubt"] for f in record["frames"]}[1003] == pytest.approx(0.3)
     page = result.index_html.read_text()
-    section = page[page.index('<div id="next-keyframes">') :]
-    assert 'data-frame="1002"' in section[: section.index("</div>\n")] or 'data-frame="1002"' in section
+    section = page[page.index('<div id="next-keyframes">') : page.index("<h2>All frames")]
+    assert 'class="key-row" data-frame="1002"' in section and 'data-frame="1003"' not in section
     # The crops of the flagged frame sit on its wrong (most uncertain) corner.
     crop = next(f for f in result.frames if f.frame == 1002).crops[0]
     assert crop["x"] < 14 and crop["y"] < 14

@@ -13,6 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from vfxmatte import carry
 from vfxmatte.errors import InputError, OutputError, UsageError
 from vfxmatte.io.sequence import FrameSequence
 from vfxmatte.review.images import render_job
@@ -22,8 +23,6 @@ from vfxmatte.review.records import FrameReview, FrameStatus, ReviewResult, Revi
 #: Bumped whenever the cached images would come out differently.
 
 CACHE_VERSION = 4
-#: At most this many "next keyframe" suggestions.
-KEYFRAME_SUGGESTIONS = 3
 
 # -- inputs -------------------------------------------------------------------------
 
@@ -86,26 +85,6 @@ def choose_threshold(scores: list[float], threshold: float | None = None, factor
         return threshold, f"fixed threshold {threshold:.4g}"
     median = statistics.median(scores) if scores else 0.0
     return factor * median, f"{factor:g} × the shot's median score ({median:.4g})"
-
-
-def suggest_keyframes(doubts: dict[int, float], count: int = KEYFRAME_SUGGESTIONS) -> list[int]:
-    """Frames where a new keyframe would help most, worst first.
-
-    Greedy on ``vfxmatte:keyframe_doubt``: take the frame of highest doubt, then the next
-    highest at least a tenth of the shot away from every frame taken (a keyframe helps its
-    neighbours too), up to ``count``; frames without doubt (0) are never suggested.
-    """
-    if not doubts:
-        return []
-    frames = sorted(doubts)
-    spacing = max(1, (frames[-1] - frames[0] + 1) // 10)
-    chosen: list[int] = []
-    for frame in sorted(frames, key=lambda f: (-doubts[f], f)):
-        if len(chosen) >= count or doubts[frame] <= 0:
-            break
-        if all(abs(frame - other) >= spacing for other in chosen):
-            chosen.append(frame)
-    return chosen
 
 
 def build_review(
@@ -210,7 +189,10 @@ def build_review(
         errors=[errors[f] for f in sorted(errors)],
         generated=result_counts["generated"],
         cached=result_counts["cached"],
-        next_keyframes=suggest_keyframes({f.frame: f.keyframe_doubt for f in frames if f.keyframe_doubt is not None}),
+        next_keyframes=carry.next_keyframes(
+            {f.frame: f.keyframe_doubt for f in frames if f.keyframe_doubt is not None},
+            sorted({k for e in entries.values() for k in e.get("keyframes", [])}),
+        ),
     )
     axes = write_plot(result, result.plot)
     # The contact sheet reads every thumbnail: redo it only when a frame, score or flag changed.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import uuid
@@ -27,12 +28,13 @@ _CHECKER_LINEAR = (0.155, 0.32)
 
 def read_score(path: str) -> tuple[float, str]:
     """The header's ``vfxmatte:uncertainty`` score and ``vfxmatte:colorspace`` of one matte EXR."""
-    score, space, _ = read_header(path)
+    score, space, _, _ = read_header(path)
     return score, space
 
 
-def read_header(path: str) -> tuple[float, str, float | None]:
-    """:func:`read_score`, plus the header's ``vfxmatte:keyframe_doubt`` (None when absent or not a number)."""
+def read_header(path: str) -> tuple[float, str, float | None, list[int]]:
+    """:func:`read_score`, plus the header's ``vfxmatte:keyframe_doubt`` (None when absent or not a
+    number) and the run's keyframes (``"keyframes"`` of ``vfxmatte:params``; empty without)."""
     configure_limits()
     inp = oiio.ImageInput.open(path)
     if inp is None:
@@ -42,6 +44,7 @@ def read_header(path: str) -> tuple[float, str, float | None]:
         value = spec.getattribute(SCORE_ATTRIBUTE)
         space = spec.getattribute("vfxmatte:colorspace")
         keyframe = spec.getattribute(KEYFRAME_ATTRIBUTE)
+        params = spec.getattribute("vfxmatte:params")
     finally:
         inp.close()
     if value is None:
@@ -53,7 +56,15 @@ def read_header(path: str) -> tuple[float, str, float | None]:
     if not math.isfinite(score) or score < 0:
         raise FrameError(f"{path}: {SCORE_ATTRIBUTE} header {score} is not a finite non-negative number")
     doubt = keyframe if isinstance(keyframe, (int, float)) and math.isfinite(keyframe) else None
-    return score, space if isinstance(space, str) and space else color.LINEAR_REC709, doubt
+    return score, space if isinstance(space, str) and space else color.LINEAR_REC709, doubt, _keyframes(params)
+
+
+def _keyframes(params: object) -> list[int]:
+    try:
+        listed = json.loads(params).get("keyframes") if isinstance(params, str) else None
+    except (ValueError, AttributeError):
+        return []
+    return [int(f) for f in listed if isinstance(f, int)] if isinstance(listed, list) else []
 
 
 # -- images -------------------------------------------------------------------------
@@ -179,7 +190,7 @@ def uncertain_regions(
 
 def render_frame(path: str, frame: int, out_dir: Path, settings: ReviewSettings) -> dict[str, Any]:
     """Read one matte EXR and write its thumbnails, large views and crops; the manifest entry."""
-    score, colorspace, keyframe_doubt = read_header(path)
+    score, colorspace, keyframe_doubt, keyframes = read_header(path)
     matte = read_channels(path, MATTE_CHANNELS)
     height, width = matte.shape[:2]
     stem = f"f{frame}"
@@ -218,6 +229,7 @@ def render_frame(path: str, frame: int, out_dir: Path, settings: ReviewSettings)
     return {
         "score": score,
         "keyframe_doubt": keyframe_doubt,
+        "keyframes": keyframes,
         "colorspace": colorspace,
         "width": width,
         "height": height,
