@@ -244,13 +244,19 @@ def _check_maps(path: str, data: Window, display: Window, plate: Plate) -> None:
 
 
 def carry_image(plate: Plate) -> np.ndarray:
-    """The plate as the carry sees it: display-referred grey, uint8, at the working size."""
+    """The plate as the carry sees it: display-referred RGB, uint8, at the working size."""
     linear_space = color.linear_space(plate.colorspace)
     linear = color.convert(plate.rgb, plate.colorspace, linear_space)
     h, w = working_shape(*linear.shape[:2])
     display = np.clip(color.to_network(resize(linear, h, w), linear_space), 0.0, 1.0)
-    grey = display @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    return np.asarray(np.round(grey * 255.0), dtype=np.uint8)
+    return np.asarray(np.round(display * 255.0), dtype=np.uint8)
+
+
+def _grey(image: np.ndarray) -> np.ndarray:
+    """Luma of a carry image (uint8), what the flow sees."""
+    import cv2
+
+    return np.asarray(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
 
 
 @dataclass
@@ -265,7 +271,7 @@ def _flow_engine() -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)  # type: ignore[attr-defined]
 
     def flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return np.asarray(dis.calc(a, b, None), dtype=np.float32)
+        return np.asarray(dis.calc(_grey(a), _grey(b), None), dtype=np.float32)
 
     return flow
 
@@ -296,6 +302,26 @@ def _guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, eps: floa
     return np.asarray(box(a) * guide + box(b), dtype=np.float32)
 
 
+def _local_subject_odds(image: np.ndarray, mask: np.ndarray, trusted: np.ndarray, radius: int) -> np.ndarray:
+    """Per pixel, how much more its colour resembles the subject's than the background's nearby
+    (0 background … 1 subject), from local colour means of the pixels whose carry held."""
+    import cv2
+
+    size = (2 * radius + 1, 2 * radius + 1)
+    colour = image.astype(np.float32) / 255.0
+    inside, outside = mask * trusted, (1.0 - mask) * trusted
+    weight_in = cv2.boxFilter(inside, -1, size) + 1e-4
+    weight_out = cv2.boxFilter(outside, -1, size) + 1e-4
+    mean_in = cv2.boxFilter(colour * inside[..., None], -1, size) / weight_in[..., None]
+    mean_out = cv2.boxFilter(colour * outside[..., None], -1, size) / weight_out[..., None]
+    to_in = np.sum((colour - mean_in) ** 2, axis=-1)
+    to_out = np.sum((colour - mean_out) ** 2, axis=-1)
+    odds = to_out / (to_in + to_out + 1e-4)
+    # No subject (or no background) seen nearby: nothing to compare with, keep the warped value.
+    seen = np.minimum(weight_in, weight_out) > 0.02  # box means: the share of the window seen
+    return np.where(seen, odds, mask).astype(np.float32)
+
+
 def _step(
     subject: CarriedSubject, source: np.ndarray, target: np.ndarray, towards: np.ndarray, back: np.ndarray
 ) -> CarriedSubject:
@@ -314,14 +340,17 @@ def _step(
     tolerance = 0.01 * (np.sum(towards**2, axis=-1) + np.sum(back_at**2, axis=-1)) + 0.5
     inconsistent = np.clip((mismatch - tolerance) / (4.0 * tolerance), 0.0, 1.0)
     warped_image = _remap(source.astype(np.float32), towards)
-    photometric = np.clip((np.abs(target.astype(np.float32) - warped_image) / 255.0 - 0.08) / 0.17, 0.0, 1.0)
+    difference = np.abs(target.astype(np.float32) - warped_image).max(axis=-1) / 255.0
+    photometric = np.clip((difference - 0.08) / 0.17, 0.0, 1.0)
     failed = np.maximum(inconsistent, photometric)
-    # Snap the warped mask to this frame's edges, then sharpen what bilinear warps blurred.
-    grey = target.astype(np.float32) / 255.0
-    radius = max(2, round(max(mask.shape) / 160))
-    snapped = _guided_filter(grey, mask, radius, 1e-3)
-    # Where the carry failed the snapped mask speaks; where it held the warped one does.
-    mask = np.clip((1.0 - failed) * mask + failed * snapped, 0.0, 1.0)
+    # Where the carry failed (mostly background uncovered behind a moving subject, or a distractor
+    # crossing), the pixel's colour decides: like the subject nearby, or like the background.
+    radius = max(3, round(max(mask.shape) / 40))
+    odds = _local_subject_odds(target, mask, 1.0 - failed, radius)
+    mask = (1.0 - failed) * mask + failed * odds
+    # Snap to this frame's edges, then sharpen what bilinear warps blurred.
+    grey = _grey(target).astype(np.float32) / 255.0
+    mask = _guided_filter(grey, mask, max(2, round(max(mask.shape) / 160)), 1e-3)
     mask = np.clip((mask - 0.5) * 1.5 + 0.5, 0.0, 1.0)
     # Doubt near the subject: failures there, plus distance from the keyframe at its edge.
     reach = _band_px(CARRY_BAND, mask.shape) * 3

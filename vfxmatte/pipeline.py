@@ -314,6 +314,8 @@ def matte_plate(
         want_trimap=params.write_trimap,
         guide_trimap=guidance.refine_trimap(spatial, params.mask_band) if spatial is not None else None,
         scribbles=(spatial.known, spatial.values) if spatial is not None and spatial.kind == "scribble" else None,
+        # Trimap-free: the prior's confident core is kept, only its edge band is solved (hr.prior_band_trimap).
+        prior=prior_mask if spatial is None else None,
     )
     if spatial is not None:
         refined.alpha = guidance.apply_to_matte(refined.alpha, spatial, params.clamp_known)
@@ -541,10 +543,6 @@ def matte_shot(
         if on_frame is not None:
             on_frame(result)
 
-    if on_start is not None:
-        on_start(len(shot.frames) + len(shot.missing))
-    for frame in shot.missing:
-        record(FrameResult(frame, "failed", error=f"{shot.description}: frame {frame} is missing on disk"))
     reference = shot.reference_size
     temporal = temporal_state(params, shot.predecessor)
     to_do = {f for f in shot.frames if f not in skip}
@@ -559,6 +557,10 @@ def matte_shot(
         )
         carried, summary.carry_seconds = result.subjects, result.seconds
         summary.notes.extend(result.notes)
+    if on_start is not None:
+        on_start(len(shot.frames) + len(shot.missing))
+    for frame in shot.missing:
+        record(FrameResult(frame, "failed", error=f"{shot.description}: frame {frame} is missing on disk"))
     movie_lock: FrameLock | None = None
     if movie_out:
         movie_lock = FrameLock(output)
