@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # System (Debian) packages the test suite drives for real: headless Chromium for the review
-# page test, PostgreSQL for the Prefect-server-on-PostgreSQL flow test (tests/prefect_server.py).  Idempotent: a package already installed is left alone and nothing is fetched,
+# page test, PostgreSQL for the Prefect-server-on-PostgreSQL flow test (tests/prefect_server.py) and
+# for scripts/facility_up.sh's local cluster (tests/test_facility.py; it also uses runuser, getent and
+# sha256sum, which every Debian system has).  Idempotent: a package already installed is left alone and nothing is fetched,
 # so `make test` calls this on every run.  Needs root and apt-get (CI runs as root on
 # Debian); elsewhere it says what is missing and exits 0, and the tests that need a package
 # skip with a reason naming it.
