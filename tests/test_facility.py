@@ -186,6 +186,28 @@ def test_no_cuda_worker_on_a_cpu_node(tmp_path: Path) -> None:
         assert len(worker.stderr.strip().splitlines()) == 1, worker.stderr
 
 
+def test_worker_device_limit_and_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows import worker
+
+    host = socket.gethostname().split(".")[0]
+    monkeypatch.setattr(worker, "cuda_devices", lambda: 0)
+    assert worker.check_device("auto") == "cpu" and worker.check_device("cpu") == "cpu"
+    with pytest.raises(worker.StartupError, match="cuda:1: torch sees no CUDA device"):
+        worker.check_device("cuda:1")
+    monkeypatch.setattr(worker, "cuda_devices", lambda: 2)
+    assert worker.check_device("auto") == "cuda" and worker.check_device("cuda:1") == "cuda:1"
+    with pytest.raises(worker.StartupError, match="only 2 CUDA device"):
+        worker.check_device("cuda:2")
+    with pytest.raises(worker.StartupError, match="not a CUDA device"):
+        worker.check_device("cuda:x")
+    assert worker.default_limit("cpu") == f"cpu-{host}"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+    assert worker.default_limit("cuda") == f"gpu-{host}-3"
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert worker.default_limit("cuda") == f"gpu-{host}"
+    assert worker.thread_env(2) == {name: "2" for name in worker.THREAD_VARIABLES}
+
+
 # -- the documented command on a CPU node, as root, default state folder -------------------------------
 
 
