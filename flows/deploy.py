@@ -1,4 +1,4 @@
-"""Deployments in code: the ``vfxmatte-gpu`` process work pool, the GPU limits and both deployments.
+"""Deployments in code: the ``vfxmatte-gpu`` process work pool and its queues, the GPU limits and both deployments.
 
 ``apply_all()`` (``vfxmatte flow deploy``, ``python -m flows.deploy``) talks to the server that
 ``PREFECT_API_URL`` names and is idempotent: what exists is left alone, deployments are updated.

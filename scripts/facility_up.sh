@@ -163,7 +163,8 @@ fi
 # -- what this node's workers run on: decided before anything starts ------------------------------
 plan_workers() {
     local found cores mem_gib
-    : "${VFXMATTE_ROOTS:?set VFXMATTE_ROOTS to the folders flows may read and write (os.pathsep-separated)}"
+    [ -n "${VFXMATTE_ROOTS:-}" ] ||
+        fail "set VFXMATTE_ROOTS to the folders flows may read and write (os.pathsep-separated): workers need it"
     found="$(cd "$HERE" && "$VENV_BIN/python" -m flows.worker --detect 2>"$STATE/logs/detect.log")" ||
         fail "cannot ask torch for this node's CUDA devices: $(log_cause "$STATE/logs/detect.log"); see $STATE/logs/detect.log"
     KIND="$DEVICE"
@@ -189,9 +190,14 @@ plan_workers() {
             WORKERS=$((mem_gib / 3))  # a 4K frame's run peaks near 2 GiB: keep a worker per 3 GiB
         fi
         [[ "$WORKERS" =~ ^[0-9]+$ ]] && [ "$WORKERS" -ge 1 ] || fail "CPU_WORKERS=$WORKERS: not a number of workers"
-        THREADS="${CPU_THREADS:-$((cores / WORKERS))}"
-        [ "$THREADS" -ge 1 ] 2>/dev/null || THREADS=1
-        [[ "$THREADS" =~ ^[0-9]+$ ]] || fail "CPU_THREADS=$THREADS: not a number of threads"
+        if [ -n "${CPU_THREADS:-}" ]; then
+            [[ "$CPU_THREADS" =~ ^[0-9]+$ ]] && [ "$CPU_THREADS" -ge 1 ] ||
+                fail "CPU_THREADS=$CPU_THREADS: not a number of threads"
+            THREADS="$CPU_THREADS"
+        else
+            THREADS=$((cores / WORKERS))
+            [ "$THREADS" -ge 1 ] || THREADS=1
+        fi
     fi
 }
 if [ "$ROLE" = "all" ] || [ "$ROLE" = "workers" ]; then
