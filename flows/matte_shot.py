@@ -37,12 +37,13 @@ from pydantic import ValidationError
 
 from flows.params import GuideKind, MatteShotRequest, Preset, check_chunks
 from flows.settings import FlowSettings
+from vfxmatte.carry import next_keyframes
 from vfxmatte.config import RunOptions
 from vfxmatte.errors import FrameError, InputError, UsageError, VfxmatteError
 from vfxmatte.io.exr import read_header_number
 from vfxmatte.io.sequence import FrameSequence, format_ranges, output_sequence
 from vfxmatte.model.core import MattingModel
-from vfxmatte.pipeline import FrameResult, load_run_model, open_shot, output_path
+from vfxmatte.pipeline import FrameResult, load_run_model, open_shot, output_path, plan_shot_guides
 from vfxmatte.pipeline import matte_shot as pipeline_matte_shot
 from vfxmatte.security import confine, local_paths
 
@@ -206,6 +207,7 @@ def matte_shot(
     guide: str | None = None,
     guide_kind: GuideKind = "auto",
     guide_channel: str | None = None,
+    guide_frame: int | None = None,
     seed: int = 0,
     colorspace: str | None = None,
     overwrite: bool = False,
@@ -227,6 +229,7 @@ def matte_shot(
             guide=guide,
             guide_kind=guide_kind,
             guide_channel=guide_channel,
+            guide_frame=guide_frame,
             seed=seed,
             colorspace=colorspace,
             overwrite=overwrite,
@@ -253,6 +256,9 @@ def run_shot(request: MatteShotRequest, settings: FlowSettings) -> dict[str, Any
     out_seq = output_sequence(request.output, in_seq, shot.stem)
     confine(out_seq.pattern, "output")  # a directory output's frames: no symlink out of the roots
     check_chunks(len(shot.frames), request.chunk_size)  # frames on disk or declared by a movie
+    # Keyframe guides: each chunk carries them over the frames between (read, not written), so a
+    # chunk gives the frames one run would; a bad keyframe fails here, before any chunk.
+    keyframes = plan_shot_guides(request.input, shot, params, options).keyframes if params.guide else []
     chunks = split_chunks(shot.frames, request.chunk_size)
     ensure_gpu_limit(settings.gpu_limit, settings.gpu_slots)
     flow_run_id = str(getattr(getattr(get_run_context(), "flow_run", None), "id", ""))
@@ -308,7 +314,7 @@ def run_shot(request: MatteShotRequest, settings: FlowSettings) -> dict[str, Any
             "seconds": 0.0,
             "error": f"{shot.description}: frame {frame} is missing on disk",
         }
-    result = summarise(request, settings, out_seq.pattern, [records[f] for f in sorted(records)])
+    result = summarise(request, settings, out_seq.pattern, [records[f] for f in sorted(records)], keyframes)
     publish(result)
     if result["frames"]["failed"]:
         failed = result["frames"]["failed"]
@@ -320,16 +326,21 @@ def run_shot(request: MatteShotRequest, settings: FlowSettings) -> dict[str, Any
 
 
 def summarise(
-    request: MatteShotRequest, settings: FlowSettings, pattern: str, records: list[dict[str, Any]]
+    request: MatteShotRequest,
+    settings: FlowSettings,
+    pattern: str,
+    records: list[dict[str, Any]],
+    keyframes: list[int] | None = None,
 ) -> dict[str, Any]:
-    """The run's result record: frame lists, per-frame uncertainty (from each EXR header), flags, review page."""
+    """The run's result record: frame lists, per-frame uncertainty (from each EXR header), flags, review
+    page; for keyframe guides the keyframes and where the next roto would help most."""
     for record in records:
-        path = record.get("path")
-        record["uncertainty"] = (
-            read_header_number(path, "vfxmatte:uncertainty")
-            if record["status"] != "failed" and path and os.path.exists(path)
-            else None
-        )
+        path = record.get("path") if record["status"] != "failed" else None
+        if not isinstance(path, str) or not os.path.exists(path):
+            record["uncertainty"] = record["keyframe_doubt"] = None
+            continue
+        record["uncertainty"] = read_header_number(path, "vfxmatte:uncertainty")
+        record["keyframe_doubt"] = read_header_number(path, "vfxmatte:keyframe_doubt")
     scores = [r["uncertainty"] for r in records if r["uncertainty"] is not None]
     threshold, rule = flag_threshold(scores, settings)
     flagged = [r["frame"] for r in records if r["uncertainty"] is not None and r["uncertainty"] > threshold]
@@ -350,7 +361,13 @@ def summarise(
         "errors": {str(r["frame"]): r["error"] for r in records if r["status"] == "failed"},
         "review_page": review_page,
         "review_note": review_note,
+        **(_keyframe_record(records, keyframes) if keyframes else {}),
     }
+
+
+def _keyframe_record(records: list[dict[str, Any]], keyframes: list[int]) -> dict[str, Any]:
+    doubt = {r["frame"]: r["keyframe_doubt"] for r in records if r.get("keyframe_doubt") is not None}
+    return {"keyframes": keyframes, "next_keyframes": next_keyframes(doubt, keyframes)}
 
 
 def flag_threshold(scores: list[float], settings: FlowSettings) -> tuple[float, str]:

@@ -45,6 +45,9 @@ class MatteShotRequest(BaseModel):
     guide: str | None = Field(None, max_length=MAX_PATH_LENGTH)
     guide_kind: GuideKind = "auto"
     guide_channel: str | None = Field(None, max_length=MAX_NAME_LENGTH)
+    guide_frame: int | None = Field(
+        None, ge=-(2**31), le=2**31 - 1, description="the single guide image was drawn on this frame (a keyframe)"
+    )
     seed: int = Field(0, ge=0, le=2**31 - 1)
     colorspace: str | None = Field(None, max_length=MAX_NAME_LENGTH)
     overwrite: bool = False
@@ -87,6 +90,10 @@ class MatteShotRequest(BaseModel):
             if "guide" not in known:
                 raise UsageError(f"guide {self.guide}: spatial guidance is not available in this vfxmatte build")
             overrides.update(guide=self.guide, guide_kind=self.guide_kind, guide_channel=self.guide_channel)
+            if self.guide_frame is not None:
+                overrides["guide_frame"] = self.guide_frame
+        elif self.guide_frame is not None:
+            raise UsageError(f"guide_frame {self.guide_frame}: needs a guide (the keyframe's guide image)")
         return preset_params(self.preset, **overrides)
 
 

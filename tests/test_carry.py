@@ -251,3 +251,41 @@ def test_cli_bad_keyframes_exit_2_and_write_nothing(tiny_model_dir: Path, tmp_pa
         assert code == 2, (extra, stderr)
         assert message in stderr and len(stderr.strip().splitlines()) == 1, stderr
         assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.slow
+def test_flow_run_carries_keyframes_over_chunks_like_one_cli_run(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """`vfxmatte flow run` with a roto on one frame, in chunks of two on Prefect's embedded server,
+    writes the frames one `vfxmatte matte` run writes, and reports the keyframes."""
+    import os
+    import subprocess
+    import sys
+
+    images, masks = moving_shot(5, 54, 96)
+    plate = _write_shot(tmp_path / "plate", images)
+    (tmp_path / "roto").mkdir()
+    _write_png(tmp_path / "roto" / "roto.1003.png", masks[2])  # a keyframe in the middle: carried both ways
+    guide = ["--guide", str(tmp_path / "roto" / "roto.####.png"), "--guide-kind", "mask"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env.update(VFXMATTE_MODEL=str(tiny_model_dir), PREFECT_HOME=str(tmp_path / "ph"),
+               VFXMATTE_MODEL_ROOTS=str(tiny_model_dir.parent), PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="90")
+    command = [sys.executable, "-m", "vfxmatte.cli", "flow", "run", plate, "-o", str(tmp_path / "flow" / "m.####.exr"),
+               "--preset", "draft", "--chunk-size", "2", "--no-review", "--json", *guide]
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout)
+    assert result["frames"]["written"] == list(range(1001, 1006)) and result["keyframes"] == [1003]
+    code, _, err = run_cli("matte", plate, "-o", str(tmp_path / "cli" / "m.####.exr"), "--model", str(tiny_model_dir),
+                           "--preset", "draft", *guide)
+    assert code == 0, err
+    for frame in range(1001, 1006):
+        np.testing.assert_array_equal(_alpha(tmp_path / "flow" / f"m.{frame}.exr"),
+                                      _alpha(tmp_path / "cli" / f"m.{frame}.exr"))
+    # A keyframe that is empty fails the run before any chunk: one line, exit 2, nothing written.
+    _write_png(tmp_path / "roto" / "roto.1005.png", np.zeros_like(masks[0]))
+    proc = subprocess.run([*command[:7], str(tmp_path / "bad" / "m.####.exr"), *command[8:]], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if "|" not in line]
+    assert len(errors) == 1 and "roto.1005.png: the keyframe mask is empty" in errors[0], errors
+    assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())

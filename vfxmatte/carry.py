@@ -488,6 +488,23 @@ def carry_shot(
     return result
 
 
+def check_keyframes(
+    plan: GuidePlan, kind: str, channel: str | None, read: Callable[[list[int]], Iterator[Plate | int]]
+) -> None:
+    """Load every keyframe with its plate, so a bad one (empty, not mapping onto the plate, unreadable)
+    fails before any chunk of a run starts; the carry itself checks only the keyframes it reaches."""
+    if plan.mode != "keyframes":
+        return
+    seen: set[int] = set()
+    for item in read(plan.keyframes):
+        if isinstance(item, int):
+            raise InputError(f"{plan.files[item]}: keyframe {item}'s plate frame cannot be read")
+        load_keyframe(plan.files[item.frame], kind, item, channel)
+        seen.add(item.frame)
+    if missing := [k for k in plan.keyframes if k not in seen]:
+        raise InputError(f"{plan.files[missing[0]]}: keyframe {missing[0]}'s plate frame cannot be read")
+
+
 def next_keyframes(
     scores: dict[int, float], keyframes: list[int], count: int = 3, threshold: float = 0.25
 ) -> list[int]:

@@ -35,6 +35,10 @@ def add_flow_parser(sub: Any) -> None:
     run.add_argument("--frames", help="frames to do: 1001-1100, 1001-1010,1020")
     run.add_argument("--preset", choices=tuple(PRESETS), default="standard")
     run.add_argument("--prompt")
+    run.add_argument("--guide", help="guide image or sequence; keyframes when it covers only some frames")
+    run.add_argument("--guide-kind", choices=("trimap", "mask", "scribble", "auto"), default="auto")
+    run.add_argument("--guide-channel", help="EXR channel holding the guide (default: its alpha)")
+    run.add_argument("--guide-frame", type=int, metavar="N", help="the single --guide image is frame N's keyframe")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--colorspace")
     run.add_argument("--overwrite", action="store_true")
@@ -136,6 +140,10 @@ def _run(args: argparse.Namespace) -> int:
             frames=args.frames,
             preset=args.preset,
             prompt=args.prompt,
+            guide=args.guide,
+            guide_kind=args.guide_kind,
+            guide_channel=args.guide_channel,
+            guide_frame=args.guide_frame,
             seed=args.seed,
             colorspace=args.colorspace,
             overwrite=args.overwrite,
@@ -171,5 +179,7 @@ def _report(value: Any, args: argparse.Namespace) -> int:
             print(f"error: frame {frame}: {error}", file=sys.stderr)
         if result["flagged"]:
             print(f"flagged for review: {', '.join(map(str, result['flagged']))}")
+        if result.get("next_keyframes"):
+            print(f"draw the next roto on frame(s): {', '.join(map(str, result['next_keyframes']))}")
         print(f"review: {result['review_page'] or result['review_note']}")
     return 1 if result["frames"]["failed"] else 0

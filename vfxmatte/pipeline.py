@@ -714,6 +714,15 @@ def _warm_up(
         summary.notes.append(f"temporal warm-up frame {plate.frame} failed: {exc}")
 
 
+def plan_shot_guides(input_path: str, shot: Shot, params: MatteParams, options: RunOptions) -> carry.GuidePlan:
+    """What a run's ``--guide`` means (:func:`vfxmatte.carry.plan_guides`), every keyframe checked
+    against its plate: what a chunked run does once before its chunks start."""
+    assert params.guide
+    plan = carry.plan_guides(params.guide, params.guide_frame, shot.frames, shot.ordered or shot.frames)
+    carry.check_keyframes(plan, params.guide_kind, params.guide_channel, _plate_reader(input_path, params, options))
+    return plan
+
+
 def _plate_reader(
     input_path: str, params: MatteParams, options: RunOptions
 ) -> Callable[[list[int]], Iterator[Plate | int]]:
