@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import os
 import statistics
 import sys
@@ -50,6 +51,34 @@ from vfxmatte.security import confine, local_paths
 PROGRESS_KEY = "vfxmatte-progress"
 SUMMARY_KEY = "vfxmatte-summary"
 RESULT_KEY = "vfxmatte-result"
+
+
+class OneLineErrors(logging.Filter):
+    """vfxmatte's own errors are one line (DESIGN §4): Prefect's run log gets no traceback for them.
+
+    Prefect logs a failed run's exception with its traceback twice: the flow engine
+    ("Encountered exception during execution") and, in a worker's flow-run process, the engine
+    wrapper ("Engine execution exited with unexpected exception").  For a
+    :class:`~vfxmatte.errors.VfxmatteError` (a refused path, no frames on disk, failed frames)
+    the message says all there is; any other exception keeps its traceback.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, VfxmatteError):
+            message = record.getMessage()
+            record.msg = message if str(error) in message else f"{message}: {error}"
+            record.args, record.exc_info, record.exc_text = (), None, None
+        return True
+
+
+def _install_one_line_errors() -> None:
+    logger = logging.getLogger("prefect.flow_runs")  # get_run_logger() and the engines' run loggers
+    if not any(isinstance(f, OneLineErrors) for f in logger.filters):
+        logger.addFilter(OneLineErrors())
+
+
+_install_one_line_errors()
 
 
 # -- per-process state shared by a flow run's tasks ---------------------------------------

@@ -100,6 +100,37 @@ def test_request_refuses_unknown_keys_bad_enums_and_paths(tmp_path: Path, monkey
         MatteShotRequest(input=ok.input, output=ok.output, frames="10-1")
 
 
+def test_run_log_gets_vfxmatte_errors_in_one_line_and_other_errors_with_traceback() -> None:
+    """What a worker's flow-run process logs when a run fails (Prefect's engine wrapper)."""
+    import logging
+
+    import flows.matte_shot  # noqa: F401  (installs the filter)
+
+    class Keep(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lines: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.lines.append(self.format(record))
+
+    logger, keep = logging.getLogger("prefect.flow_runs"), Keep()
+    logger.addHandler(keep)
+    try:
+        for error in (UsageError("input /x.####.exr: outside the allowed roots (/r); set VFXMATTE_ROOTS"),
+                      RuntimeError("a bug")):
+            try:
+                raise error
+            except Exception:
+                logger.error("Engine execution exited with unexpected exception", exc_info=True)
+    finally:
+        logger.removeHandler(keep)
+    refused, bug = keep.lines
+    assert refused == ("Engine execution exited with unexpected exception: "
+                       "input /x.####.exr: outside the allowed roots (/r); set VFXMATTE_ROOTS")
+    assert "Traceback" in bug and "RuntimeError: a bug" in bug
+
+
 # -- the flows on the Prefect test harness -------------------------------------------------
 
 
