@@ -326,6 +326,11 @@ def test_a_guide_from_a_second_selected_node(nuke: fake_nuke.FakeNuke, tmp_path:
     nuke.panel_answers.update({"Guide kind": "trimap", "Prompt": "the dancer"})
     choice = panel.ask(plates, guide)
     assert choice is not None and nuke.panels[-1].fields["Guide kind"] == "auto trimap mask scribble"
+    # A Roto rendered on a keyframe only is a valid guide; the dialog says which frames are keyframes.
+    assert nuke.panels[-1].fields["Guide frames"] == "keyframes 1001: carried to the other frames"
+    (tmp_path / "roto.1002.png").write_bytes(b"")
+    assert panel.describe_guide_frames(panel.guide_frames(roto, 1001, 1002), 1001, 1002) == "a guide on every frame"
+    (tmp_path / "roto.1002.png").unlink()
     request = panel.build_request(choice)
     guide_file = str(tmp_path / "roto.%04d.png")
     assert (request.guide, request.guide_kind, request.prompt) == (guide_file, "trimap", "the dancer")

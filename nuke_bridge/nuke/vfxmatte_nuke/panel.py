@@ -100,11 +100,32 @@ def plate_range(node: Any) -> tuple[int, int]:
     return int(node["first"].value()), int(node["last"].value())
 
 
-def guide_pattern(node: Any, first: int, last: int) -> str:
-    """The guide's rendered files; a Write that has not rendered the shot yet is refused."""
+def guide_frames(node: Any, first: int, last: int) -> list[int] | None:
+    """The frames of the plate's range the guide has files for (its keyframes when they are not all
+    of them); None for a single image, which guides every frame."""
     pattern = file_pattern(node)
-    frames = (first, last) if has_frame_token(pattern) else (first,)
-    if not any(os.path.isfile(frame_path(pattern, f)) for f in frames):
+    if not has_frame_token(pattern):
+        return None
+    return [f for f in range(first, last + 1) if os.path.isfile(frame_path(pattern, f))]
+
+
+def describe_guide_frames(frames: list[int] | None, first: int, last: int) -> str:
+    """What the dialog says of a guide: every frame, or which frames are keyframes."""
+    if frames is None:
+        return "one image: the same guide on every frame"
+    if len(frames) == last - first + 1:
+        return "a guide on every frame"
+    shown = ", ".join(map(str, frames[:12])) + (" …" if len(frames) > 12 else "")
+    return f"keyframes {shown}: carried to the other frames"
+
+
+def guide_pattern(node: Any, first: int, last: int) -> str:
+    """The guide's rendered files; a guide with no file in the plate's range is refused.  A Roto
+    rendered through a Write on a few keyframes only is a valid guide: vfxmatte carries it."""
+    pattern = file_pattern(node)
+    frames = guide_frames(node, first, last)
+    present = os.path.isfile(pattern) if frames is None else bool(frames)
+    if not present:
         action = "render it first" if node.Class() == "Write" else "check its file knob"
         raise BridgeError(f"guide {node.name()}: no frames at {frame_path(pattern, first)}; {action}", "usage")
     return pattern
@@ -122,6 +143,9 @@ def ask(plates: list[Any], guide: Any) -> dict[str, Any] | None:
     panel.addEnumerationPulldown("Preset", " ".join(("standard", *[p for p in PRESETS if p != "standard"])))
     if guide is not None or len(plates) > 1:
         panel.addEnumerationPulldown("Guide kind", " ".join(GUIDE_KINDS))
+    if guide is not None:
+        first, last = plate_range(plates[0])
+        panel.addSingleLineInput("Guide frames", describe_guide_frames(guide_frames(guide, first, last), first, last))
     panel.addSingleLineInput("Output", default_output(file_pattern(plates[0])))
     if farm_configured():
         panel.addEnumerationPulldown("Run on", "farm local")
