@@ -75,9 +75,22 @@ def pg_parent() -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-needs_postgres = pytest.mark.skipif(
-    _postgres_tools() is None, reason="PostgreSQL (initdb, pg_ctl) not installed: run scripts/install_test_deps.sh"
-)
+def _postgres_missing() -> str | None:
+    if _postgres_tools() is None:
+        return "PostgreSQL (initdb, pg_ctl) not installed: run scripts/install_test_deps.sh"
+    if IS_ROOT and not shutil.which("runuser"):
+        return "running as root without runuser: cannot start PostgreSQL as the postgres user"
+    if IS_ROOT:
+        import pwd
+
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            return "running as root without a postgres user: run scripts/install_test_deps.sh"
+    return None
+
+
+needs_postgres = pytest.mark.skipif(_postgres_missing() is not None, reason=str(_postgres_missing()))
 
 
 # -- start-up failures: each one line naming the cause (and the log, where there is one) ---------------
