@@ -1,0 +1,577 @@
+"""Keyframe benchmark: a roto on one or two keyframes carried through a moving shot, against the others.
+
+Usage::
+
+    python scripts/bench_keyframes.py [--frames 24] [--size 640x360] [--shots GT16:GT14,GT10:GT02]
+        [--keep DIR] [--real] [--carry-1080p 8] [--update-docs]
+
+Composite shots with exact ground truth are built by :func:`vfxmatte.composite_shot.build_composite_shot`
+(an alphamatting.com subject moving over panned ``chaplin.mp4`` footage, a second subject crossing
+behind it; evaluation only) and matted through the real CLI (``vfxmatte matte PLATE -o OUT --json
+--seed 0``) in five modes:
+
+``default``        trimap-free (no guide);
+``every frame``    the roto of every frame as a mask guide (the upper bound);
+``1 keyframe``     a guide folder holding only the first frame's roto (carried through the shot);
+``2 keyframes``    the first and the last frame's roto (carried from both ends);
+``static``         the first frame's roto as a single image (today's meaning: the same guide on every frame).
+
+Per shot and mode: MSE x1e3 and SAD (whole image, mean over frames), dtSSD (``vfxmatte.metrics``),
+the worst frame and its MSE, the frames that lose the subject (a frame's MSE over 3x the
+every-frame roto's on that frame) and the carry's own seconds per frame (``timings.carry_s`` of
+the CLI's JSON).  ``--carry-1080p N`` times the carry on an N-frame 1920x1080 composite (one
+keyframe, ``--preset draft --hr off``: the carry does not depend on the matting settings).
+``--real`` mattes the first frames of ``chaplin.mp4`` itself trimap-free and with a keyframe on
+its first frame, and draws a few frames of both comps over a checkerboard into
+``docs/img/keyframes_chaplin.png``.  ``--update-docs`` writes the table into the keyframes blocks
+of docs/BENCHMARKS.md and docs/GUIDANCE.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+BEGIN, END = "<!-- keyframes:begin -->", "<!-- keyframes:end -->"
+KEEP_BEGIN, KEEP_END = "<!-- keep:keyframes -->", "<!-- /keep:keyframes -->"
+LOSE_FACTOR = 3.0  # a frame "loses the subject" when its MSE exceeds this times the every-frame roto's
+MODES = ("default", "every frame", "1 keyframe", "2 keyframes", "static")
+REAL_IMAGE = REPO / "docs" / "img" / "keyframes_chaplin.png"
+
+
+@dataclass
+class Run:
+    """One CLI run: its output pattern, the CLI's JSON summary and its wall time."""
+
+    output: str
+    summary: dict[str, object]
+    wall_s: float
+
+
+@dataclass
+class Row:
+    shot: str
+    mode: str
+    mse: float
+    sad: float
+    dtssd: float
+    worst_frame: int
+    worst_mse: float
+    lost: int
+    carry_s_per_frame: float | None
+    frames: int
+    per_frame_mse: list[float] = field(default_factory=list)
+
+
+def vfxmatte_command() -> list[str]:
+    """The CLI of this checkout: the ``vfxmatte`` beside this Python, else ``python -m vfxmatte.cli``."""
+    beside = Path(sys.executable).with_name("vfxmatte")
+    return [str(beside)] if beside.exists() else [sys.executable, "-m", "vfxmatte.cli"]
+
+
+def matte(plate: str, output: str, extra: list[str], matte_args: list[str], frames: str | None = None) -> Run:
+    """``vfxmatte matte PLATE -o OUTPUT --json --seed 0 --overwrite …`` (every frame matted and timed anew)."""
+    command = [*vfxmatte_command(), "matte", plate, "-o", output, "--json", "--seed", "0", "--overwrite"]
+    command += [*matte_args, *extra]
+    if frames:
+        command += ["--frames", frames]
+    started = time.perf_counter()
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+        raise SystemExit(f"{output}: vfxmatte matte exited {proc.returncode}: {last}")
+    summary = json.loads(proc.stdout)
+    Path(output).parent.joinpath("summary.json").write_text(json.dumps(summary, indent=2))
+    return Run(output, summary, wall)
+
+
+def carry_seconds(summary: dict[str, object]) -> float | None:
+    timings = summary.get("timings")
+    if isinstance(timings, dict) and "carry_s" in timings:
+        return float(timings["carry_s"])
+    return None
+
+
+def guide_folders(shot_roto: str, frames: list[int], work: Path) -> dict[str, list[str]]:
+    """The guide arguments of each mode (keyframe folders hold copies of the chosen rotos only)."""
+    from vfxmatte.composite_shot import frame_path
+
+    def folder(name: str, keys: list[int]) -> str:
+        target = work / name
+        if target.exists():
+            shutil.rmtree(target)
+        target.mkdir(parents=True)
+        for key in keys:
+            shutil.copy2(frame_path(shot_roto, key), target / f"roto.{key:04d}.png")
+        return str(target / "roto.####.png")
+
+    static = work / "static"
+    static.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(frame_path(shot_roto, frames[0]), static / "roto_first.png")
+    return {
+        "default": [],
+        "every frame": ["--guide", shot_roto, "--guide-kind", "mask"],
+        "1 keyframe": ["--guide", folder("key_first", [frames[0]]), "--guide-kind", "mask"],
+        "2 keyframes": ["--guide", folder("key_first_last", [frames[0], frames[-1]]), "--guide-kind", "mask"],
+        "static": ["--guide", str(static / "roto_first.png"), "--guide-kind", "mask"],
+    }
+
+
+def read_alphas(pattern: str, frames: list[int]) -> list[np.ndarray]:
+    from vfxmatte.composite_shot import frame_path, read_channels
+
+    return [np.clip(read_channels(frame_path(pattern, f), ["A"])[..., 0], 0.0, 1.0) for f in frames]
+
+
+def score(shot_name: str, mode: str, preds: list[np.ndarray], gts: list[np.ndarray], frames: list[int]) -> Row:
+    from vfxmatte.metrics import dtssd, mse, sad
+
+    per_mse = [mse(p, g) for p, g in zip(preds, gts, strict=True)]
+    worst = int(np.argmax(per_mse))
+    return Row(
+        shot=shot_name,
+        mode=mode,
+        mse=float(np.mean(per_mse)),
+        sad=float(np.mean([sad(p, g) for p, g in zip(preds, gts, strict=True)])),
+        dtssd=dtssd(preds, gts),
+        worst_frame=frames[worst],
+        worst_mse=per_mse[worst],
+        lost=0,
+        carry_s_per_frame=None,
+        frames=len(frames),
+        per_frame_mse=per_mse,
+    )
+
+
+def bench_shot(
+    target: str, distractor: str, args: argparse.Namespace, work: Path, matte_args: list[str]
+) -> tuple[list[Row], dict[str, object]]:
+    from vfxmatte.composite_shot import build_composite_shot, half_of
+
+    width, height = args.width, args.height
+    name = f"{target} over {distractor}"
+    folder = work / f"{target}_{distractor}_{args.frames}f_{width}x{height}"
+    shot = build_composite_shot(
+        folder / "shot",
+        frames=args.frames,
+        width=width,
+        height=height,
+        target=target,
+        distractor=distractor,
+        data_root=args.data,
+        seed=args.shot_seed,
+    )
+    gts = shot.true_alphas()
+    guides = guide_folders(shot.roto, shot.frames, folder / "guides")
+    rows: list[Row] = []
+    runs: dict[str, dict[str, object]] = {}
+    for mode in args.modes:
+        out = str(folder / "out" / mode.replace(" ", "_") / "matte.####.exr")
+        run = matte(shot.plate, out, guides[mode], matte_args)
+        row = score(name, mode, read_alphas(out, shot.frames), gts, shot.frames)
+        seconds = carry_seconds(run.summary)
+        if seconds is not None and mode in ("1 keyframe", "2 keyframes"):
+            row.carry_s_per_frame = seconds / len(shot.frames)
+        rows.append(row)
+        runs[mode] = {"wall_s": run.wall_s, "carry_s": seconds, "timings": run.summary.get("timings")}
+        print(json.dumps({k: v for k, v in row.__dict__.items() if k != "per_frame_mse"}), flush=True)
+    upper = next((r for r in rows if r.mode == "every frame"), None)
+    if upper is not None:
+        for row in rows:
+            row.lost = sum(m > LOSE_FACTOR * u for m, u in zip(row.per_frame_mse, upper.per_frame_mse, strict=True))
+    info: dict[str, object] = {"shot": name, "half": half_of(target), "folder": str(folder), "runs": runs}
+    return rows, info
+
+
+def carry_1080p(args: argparse.Namespace, work: Path) -> dict[str, object]:
+    """Seconds per frame of the carry alone on a 1920x1080 composite with one keyframe."""
+    from vfxmatte.composite_shot import build_composite_shot
+
+    target, distractor = args.shot_pairs[0]
+    folder = work / f"carry1080_{target}_{distractor}_{args.carry_1080p}f"
+    shot = build_composite_shot(
+        folder / "shot",
+        frames=args.carry_1080p,
+        width=1920,
+        height=1080,
+        target=target,
+        distractor=distractor,
+        data_root=args.data,
+        seed=args.shot_seed,
+    )
+    guides = guide_folders(shot.roto, shot.frames, folder / "guides")
+    out = str(folder / "out" / "matte.####.exr")
+    run = matte(shot.plate, out, guides["1 keyframe"], ["--preset", "draft", "--hr", "off"])
+    seconds = carry_seconds(run.summary)
+    return {
+        "frames": len(shot.frames),
+        "carry_s": seconds,
+        "carry_s_per_frame": None if seconds is None else seconds / len(shot.frames),
+        "wall_s": run.wall_s,
+    }
+
+
+# -- the real footage ---------------------------------------------------------------------------
+
+
+def keyframe_roto(alpha: np.ndarray) -> np.ndarray:
+    """A stand-in for an artist's roto made of a matte: > 0.5, its largest piece, holes filled, smoothed."""
+    from scipy import ndimage
+
+    mask = alpha > 0.5
+    labels, count = ndimage.label(mask)
+    if count == 0:
+        raise SystemExit("the default matte of the real footage's first frame is empty: no keyframe roto to draw")
+    sizes = np.bincount(labels.ravel())[1:]
+    mask = labels == (int(np.argmax(sizes)) + 1)
+    mask = ndimage.binary_fill_holes(mask)
+    radius = max(1, round(0.005 * max(mask.shape)))
+    yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    disc = yy * yy + xx * xx <= radius * radius
+    return np.asarray(ndimage.binary_opening(ndimage.binary_closing(mask, structure=disc), structure=disc))
+
+
+def comp_over_checker(rgba: np.ndarray, tile: int = 16) -> np.ndarray:
+    """Premultiplied RGBA over a grey checkerboard, display-referred 0-1 (the movie is sRGB)."""
+    height, width = rgba.shape[:2]
+    yy, xx = np.mgrid[0:height, 0:width]
+    checker = np.where(((yy // tile) + (xx // tile)) % 2 == 0, 0.35, 0.65).astype(np.float32)
+    alpha = np.clip(rgba[..., 3:4], 0.0, 1.0)
+    return np.clip(rgba[..., :3] + checker[..., None] * (1.0 - alpha), 0.0, 1.0)
+
+
+def real_footage(args: argparse.Namespace, work: Path, matte_args: list[str]) -> dict[str, object]:
+    """Trimap-free against a frame-0 keyframe on chaplin.mp4 itself; writes docs/img/keyframes_chaplin.png."""
+    from PIL import Image, ImageDraw
+
+    from vfxmatte.composite_shot import frame_path, read_channels
+
+    movie = Path(args.data) / "video" / "chaplin.mp4"
+    if not movie.is_file():
+        raise SystemExit(f"{movie}: not found (pass --data)")
+    first, count = 1001, args.real_frames
+    frames = list(range(first, first + count))
+    span = f"{first}-{frames[-1]}"
+    folder = work / f"real_{count}f"
+    default = matte(str(movie), str(folder / "default" / "matte.####.exr"), [], matte_args, span)
+    rgba0 = read_channels(frame_path(default.output, first), ["A"])[..., 0]
+    roto = keyframe_roto(rgba0)
+    keys = folder / "keyframe"
+    keys.mkdir(parents=True, exist_ok=True)
+    for stale in keys.glob("roto.*.png"):
+        stale.unlink()
+    Image.fromarray((roto * 255).astype(np.uint8), mode="L").save(keys / f"roto.{first:04d}.png")
+    carried = matte(
+        str(movie),
+        str(folder / "keyframe_out" / "matte.####.exr"),
+        ["--guide", str(keys / "roto.####.png"), "--guide-kind", "mask"],
+        matte_args,
+        span,
+    )
+    picks = sorted({frames[i] for i in (0, count // 3, (2 * count) // 3, count - 1)})
+    tiles: list[np.ndarray] = []
+    for number in picks:
+        pair = []
+        for run in (default, carried):
+            rgba = read_channels(frame_path(run.output, number), ["R", "G", "B", "A"])
+            pair.append(comp_over_checker(rgba))
+        tiles.append(np.concatenate([pair[0], np.ones((pair[0].shape[0], 4, 3), np.float32), pair[1]], axis=1))
+    sheet = np.concatenate([np.concatenate([t, np.ones((4, t.shape[1], 3), np.float32)], axis=0) for t in tiles], 0)
+    image = Image.fromarray((sheet * 255).astype(np.uint8))
+    scale = 900 / image.width
+    image = image.resize((900, round(image.height * scale)), Image.Resampling.LANCZOS)
+    header = Image.new("RGB", (image.width, 22), (255, 255, 255))
+    draw = ImageDraw.Draw(header)
+    draw.text((8, 5), "trimap-free default", fill=(0, 0, 0))
+    draw.text((image.width // 2 + 8, 5), f"roto keyframe on frame {first} carried", fill=(0, 0, 0))
+    out = Image.new("RGB", (image.width, image.height + 22), (255, 255, 255))
+    out.paste(header, (0, 0))
+    out.paste(image, (0, 22))
+    draw = ImageDraw.Draw(out)
+    tile_h = image.height / len(picks)
+    for i, number in enumerate(picks):
+        draw.text((8, 22 + round(i * tile_h) + 4), f"frame {number}", fill=(255, 255, 0))
+    REAL_IMAGE.parent.mkdir(parents=True, exist_ok=True)
+    out.save(REAL_IMAGE, optimize=True)
+    default_a = read_alphas(default.output, frames)
+    carried_a = read_alphas(carried.output, frames)
+    coverage = [float((a > 0.5).mean()) for a in carried_a]
+    return {
+        "frames": span,
+        "picked": picks,
+        "image": str(REAL_IMAGE.relative_to(REPO)),
+        "image_kb": round(REAL_IMAGE.stat().st_size / 1024, 1),
+        "roto_area": float(roto.mean()),
+        "default_area": [round(float((a > 0.5).mean()), 4) for a in default_a],
+        "carried_area": [round(c, 4) for c in coverage],
+        "carry_s": carry_seconds(carried.summary),
+        "default_wall_s": default.wall_s,
+        "carried_wall_s": carried.wall_s,
+    }
+
+
+# -- the table ------------------------------------------------------------------------------------
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def render(
+    rows: list[Row],
+    shots: list[dict[str, object]],
+    args: argparse.Namespace,
+    command: str,
+    load: tuple[float, float],
+    carry1080: dict[str, object] | None,
+    real: dict[str, object] | None,
+) -> str:
+    lines = [
+        "## Keyframes carried: composite shots with exact ground truth",
+        "",
+        f"{args.frames} frames of {args.width}x{args.height} px per shot, built by "
+        "`vfxmatte.composite_shot.build_composite_shot` (shot seed "
+        f"{args.shot_seed}): an alphamatting.com subject (target) moving and shrinking slightly over "
+        "`chaplin.mp4` panned and pushed in (the camera moves; the footage holds people), a smaller "
+        "alphamatting subject crossing *behind* the target; foreground colours by "
+        "`estimate_foreground_ml` on each photo and its true alpha, composited in scene-linear light "
+        "(evaluation only: these images are never trained on).  The roto is the true alpha > 0.5 "
+        "smoothed by a 0.5 % disc (a hand-roto stand-in).  Every mode is the real CLI "
+        f"(`vfxmatte matte PLATE -o OUT --json --seed 0{' ' + ' '.join(args.matte_args) if args.matte_args else ''}`) "
+        "with `--guide-kind mask`: every frame's roto (`roto.####.png`), a folder holding only the first "
+        "frame's roto (1 keyframe), the first and last frame's (2 keyframes), the first frame's roto as "
+        "one image (static, the same guide on every frame).  MSE ×1e3 and SAD /1000: whole image, mean "
+        "over frames; dtSSD: `vfxmatte.metrics.dtssd` (RobustVideoMatting scale); lost: frames whose MSE "
+        f"is over {LOSE_FACTOR:g}× the every-frame roto's on that frame; carry s/frame: `timings.carry_s` "
+        "of the CLI's JSON over the shot's frames (wall time).  Lower is better everywhere.  "
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs shared with "
+        f"other jobs (load average {load[0]:.1f} at the start, {load[1]:.1f} at the end), so the "
+        f"seconds are noisy.  Code: {getattr(args, 'checkout', 'unknown commit')}.",
+        "",
+        "```sh",
+        command,
+        "```",
+        "",
+        "| shot (half) | mode | MSE | SAD | dtSSD | worst frame (MSE) | lost | carry s/frame |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    halves = {str(s["shot"]): str(s["half"]) for s in shots}
+    for r in rows:
+        lines.append(
+            f"| {r.shot} ({halves.get(r.shot, '?')}) | {r.mode} | {r.mse:.2f} | {r.sad:.3f} | {r.dtssd:.2f} | "
+            f"{r.worst_frame} ({r.worst_mse:.2f}) | {r.lost}/{r.frames} | {_fmt(r.carry_s_per_frame, 3)} |"
+        )
+    lines += ["", "Against the targets of the keyframe issue (1 keyframe carried):", ""]
+    lines += [
+        "| shot | MSE / every frame's (≤ 1.5) | MSE / default's (≤ 0.35) | dtSSD vs default's (≤) | lost (0) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for shot in shots:
+        name = str(shot["shot"])
+        by_mode = {r.mode: r for r in rows if r.shot == name}
+        one, upper, base = by_mode.get("1 keyframe"), by_mode.get("every frame"), by_mode.get("default")
+        if one is None or upper is None or base is None:
+            continue
+        lines.append(
+            f"| {name} | {one.mse / upper.mse:.2f} {'✓' if one.mse <= 1.5 * upper.mse else '✗'} | "
+            f"{one.mse / base.mse:.2f} {'✓' if one.mse <= 0.35 * base.mse else '✗'} | "
+            f"{one.dtssd:.2f} vs {base.dtssd:.2f} {'✓' if one.dtssd <= base.dtssd else '✗'} | "
+            f"{one.lost} {'✓' if one.lost == 0 else '✗'} |"
+        )
+    if carry1080 is not None and "failed" in carry1080:
+        lines += ["", f"Carry at 1080p: not measured, the run failed: {carry1080['failed']}"]
+    elif carry1080 is not None:
+        per = carry1080.get("carry_s_per_frame")
+        lines += [
+            "",
+            f"Carry at 1080p: {carry1080['frames']} frames of a 1920x1080 composite of the first shot, one "
+            "keyframe, `--preset draft --hr off` (the carry does not depend on the matting settings): "
+            + (
+                f"**{float(per):.3f} s per frame** (`timings.carry_s` {float(carry1080['carry_s']):.2f} s; "  # type: ignore[arg-type]
+                f"target ≤ 0.3 s {'✓' if float(per) <= 0.3 else '✗'})."  # type: ignore[arg-type]
+                if per is not None
+                else "the CLI's JSON has no `timings.carry_s`: not measured."
+            ),
+        ]
+    if real is not None and "failed" in real:
+        lines += ["", f"Real footage: not measured, the run failed: {real['failed']}"]
+    elif real is not None:
+        lines += [
+            "",
+            f"Real footage: `chaplin.mp4` frames {real['frames']} matted trimap-free and with a roto keyframe on "
+            "the first frame.  The keyframe roto is the trimap-free default's first-frame matte > 0.5, its "
+            "largest piece with holes filled, closed and opened by a 0.5 % disc: a stand-in for an artist's "
+            "roto, not one drawn by hand.  Left the default, right the keyframe carried, over a checkerboard "
+            f"(frames {', '.join(str(p) for p in real['picked'])}):",  # type: ignore[attr-defined]
+            "",
+            f"![chaplin.mp4: trimap-free default against a frame-{str(real['frames']).split('-')[0]} keyframe "
+            "carried](img/keyframes_chaplin.png)",
+        ]
+    return "\n".join(lines)
+
+
+def update_block(path: Path, block_text: str, keep: bool) -> None:
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    block = f"{BEGIN}\n{block_text}\n{END}"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + block + rest.split(END, 1)[1]
+    elif keep:
+        # inside a keep block, so that scripts/make_benchmarks.py carries it over when it regenerates the file
+        text = text.rstrip("\n") + f"\n\n{KEEP_BEGIN}\n{block}\n{KEEP_END}\n"
+    else:
+        text = text.rstrip("\n") + f"\n\n{block}\n"
+    path.write_text(text, encoding="utf-8")
+
+
+def checkout() -> str:
+    """The commit measured, and whether vfxmatte/ had uncommitted changes at the start."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO)
+    dirty = subprocess.run(["git", "status", "--porcelain", "vfxmatte"], capture_output=True, text=True, cwd=REPO)
+    text = head.stdout.strip() or "unknown commit"
+    return text + (" with uncommitted changes in vfxmatte/" if dirty.stdout.strip() else "")
+
+
+def _optional(future: Future[dict[str, object]], name: str) -> dict[str, object]:
+    try:
+        result = future.result()
+    except (SystemExit, Exception) as exc:  # any failure of an optional part is reported, not raised
+        result = {"failed": " ".join(str(exc).split())[:300] or type(exc).__name__}
+    print(json.dumps({name: result}), flush=True)
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"), help="shared data folder")
+    parser.add_argument("--frames", type=int, default=24)
+    parser.add_argument("--size", default="640x360", help="WIDTHxHEIGHT of the composite shots")
+    parser.add_argument(
+        "--shots",
+        default="GT10:GT02,GT16:GT14",
+        help="TARGET:DISTRACTOR pairs, comma-separated (default: one from each half, GT01–10 / GT11–20; '' for none)",
+    )
+    parser.add_argument("--shot-seed", type=int, default=0)
+    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of: {', '.join(MODES)}")
+    parser.add_argument("--matte-arg", dest="matte_args", action="append", default=[], help="extra CLI argument")
+    parser.add_argument("--keep", help="work folder kept after the run (default: a temporary one)")
+    parser.add_argument("--real", action="store_true", help="also the real footage (chaplin.mp4) and its picture")
+    parser.add_argument("--real-frames", type=int, default=24)
+    parser.add_argument("--carry-1080p", type=int, default=0, metavar="N", help="time the carry on N 1080p frames")
+    parser.add_argument("--jobs", type=int, default=1, help="shots / parts run side by side (default 1)")
+    parser.add_argument("--json", help="also write the results here")
+    parser.add_argument(
+        "--render",
+        metavar="JSON",
+        help="only print (and with --update-docs write) the table of a --json file of an earlier run",
+    )
+    parser.add_argument("--update-docs", action="store_true", help="fill the keyframes blocks of the docs")
+    args = parser.parse_args()
+    try:
+        args.width, args.height = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        parser.error(f"--size {args.size}: expected WIDTHxHEIGHT, e.g. 640x360")
+    args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = [m for m in args.modes if m not in MODES]
+    if unknown:
+        parser.error(f"--modes: unknown {', '.join(unknown)} (choose from {', '.join(MODES)})")
+    args.shot_pairs = [tuple(pair.split(":")) for pair in args.shots.split(",") if pair]
+    if not all(len(p) == 2 for p in args.shot_pairs):
+        parser.error(f"--shots {args.shots}: expected TARGET:DISTRACTOR[,TARGET:DISTRACTOR…]")
+    if not Path(args.data).is_dir():
+        parser.error(f"--data {args.data}: not found (the shared data folder, ../shared/data by default)")
+
+    if args.render:
+        saved = json.loads(Path(args.render).read_text())
+        for key, value in saved["settings"].items():
+            setattr(args, key, value)
+        table = render(
+            [Row(**r) for r in saved["rows"]],
+            saved["shots"],
+            args,
+            saved["command"],
+            (float(saved["load"][0]), float(saved["load"][1])),
+            saved["carry_1080p"],
+            saved["real"],
+        )
+        print(table)
+        if args.update_docs:
+            update_block(REPO / "docs" / "BENCHMARKS.md", table, keep=True)
+            update_block(REPO / "docs" / "GUIDANCE.md", table, keep=False)
+        return 0
+
+    from vfxmatte.errors import VfxmatteError
+
+    command = "python scripts/bench_keyframes.py " + " ".join(sys.argv[1:])
+    load_start = os.getloadavg()[0]
+    args.checkout = checkout()
+    temporary = tempfile.TemporaryDirectory(prefix="bench_keyframes_") if not args.keep else None
+    work = Path(args.keep) if args.keep else Path(temporary.name)  # type: ignore[union-attr]
+    work.mkdir(parents=True, exist_ok=True)
+    rows: list[Row] = []
+    shots: list[dict[str, object]] = []
+    carry1080: dict[str, object] | None = None
+    real: dict[str, object] | None = None
+    try:
+        # Each task runs its CLI calls one after another; --jobs runs tasks side by side.
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            shot_futures = [pool.submit(bench_shot, t, d, args, work, args.matte_args) for t, d in args.shot_pairs]
+            carry_future = pool.submit(carry_1080p, args, work) if args.carry_1080p and args.shot_pairs else None
+            real_future = pool.submit(real_footage, args, work, args.matte_args) if args.real else None
+            for future in shot_futures:
+                shot_rows, info = future.result()
+                rows += shot_rows
+                shots.append(info)
+            # The optional parts report a failure in the table instead of losing the shots' numbers.
+            if carry_future is not None:
+                carry1080 = _optional(carry_future, "carry_1080p")
+            if real_future is not None:
+                real = _optional(real_future, "real")
+    except VfxmatteError as exc:
+        raise SystemExit(str(exc)) from exc
+    finally:
+        if temporary is not None:
+            temporary.cleanup()
+    load = (load_start, os.getloadavg()[0])
+    table = render(rows, shots, args, command, load, carry1080, real)
+    print(table)
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "command": command,
+                    "settings": {
+                        k: getattr(args, k)
+                        for k in ("frames", "width", "height", "matte_args", "shot_seed", "checkout")
+                    },
+                    "rows": [r.__dict__ for r in rows],
+                    "shots": shots,
+                    "carry_1080p": carry1080,
+                    "real": real,
+                    "load": load,
+                },
+                indent=2,
+            )
+        )
+    if args.update_docs:
+        update_block(REPO / "docs" / "BENCHMARKS.md", table, keep=True)
+        update_block(REPO / "docs" / "GUIDANCE.md", table, keep=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
