@@ -236,6 +236,7 @@ class Item:
     lr_mean: np.ndarray
     lr_std: np.ndarray
     signals: dict[str, np.ndarray]  # LR, plus ``subject`` at full resolution
+    prior: bool  # the run used the salient-object prior (WEIGHTS) or not (WEIGHTS_GUIDED)
 
 
 HALVES = ("GT01-10", "GT11-20")
@@ -257,7 +258,7 @@ def load_items(folder: Path) -> list[Item]:
             signals["subject"] = data["subject_doubt"]
         subject = path.stem.split(".")[0]
         arrays = (data["alpha"], data["gt"], data["lr_mean"], data["lr_std"])
-        items.append(Item(path.stem, folder.name, _half(subject), *arrays, signals))
+        items.append(Item(path.stem, folder.name, _half(subject), *arrays, signals, prior is not None))
     if not items:
         raise SystemExit(f"{folder}: no collected items (*.npz); run the collect step first")
     return items
@@ -349,17 +350,32 @@ class Row:
     combined: Scored
 
 
-def evaluate_groups(groups: dict[str, list[Item]]) -> tuple[list[Row], dict[str, Any]]:
+Weights = dict[tuple[str, bool], Any]  # (held-out half, with prior) -> UncertaintyWeights
+
+
+def fit_regimes(items: list[Item]) -> dict[bool, Any]:
+    """One weight set for runs with the prior, one for runs without (as vfxmatte.uncertainty.weights_for)."""
+    return {
+        prior: fit([i for i in items if i.prior == prior])
+        for prior in (True, False)
+        if any(i.prior == prior for i in items)
+    }
+
+
+def evaluate_groups(groups: dict[str, list[Item]]) -> tuple[list[Row], Weights]:
     """Each half of each group scored with the weights fitted on the *other* half of every group."""
     every = [item for items in groups.values() for item in items]
-    weights = {half: fit([i for i in every if i.half != half]) for half in HALVES}
+    weights: Weights = {}
+    for half in HALVES:
+        for prior, w in fit_regimes([i for i in every if i.half != half]).items():
+            weights[(half, prior)] = w
     rows = []
     for name, items in groups.items():
         for half in HALVES:
             test = [i for i in items if i.half == half]
             if not test:
                 continue
-            combined = [combined_map(i, weights[half]) for i in test]
+            combined = [combined_map(i, weights[(half, i.prior)]) for i in test]
             spread = [spread_map(i) for i in test]
             rows.append(
                 Row(
@@ -397,12 +413,13 @@ def cmd_fit(folders: list[Path]) -> None:
     groups = load_groups(folders)
     rows, weights = evaluate_groups(groups)
     print(table(rows, {}))
-    for half, w in weights.items():
-        print(f"weights fitted without {half}: {w.as_dict()}")
-    print(f"weights fitted on everything: {fit([i for items in groups.values() for i in items]).as_dict()}")
+    for (half, prior), w in weights.items():
+        print(f"weights fitted without {half}, {'with' if prior else 'without'} prior: {w.as_dict()}")
+    for prior, w in fit_regimes([i for items in groups.values() for i in items]).items():
+        print(f"weights fitted on everything, {'with' if prior else 'without'} prior: {w.as_dict()}")
 
 
-def plot(groups: dict[str, list[Item]], rows: list[Row], weights: dict[str, Any], labels: dict[str, str]) -> None:
+def plot(groups: dict[str, list[Item]], weights: Weights, labels: dict[str, str]) -> None:
     """Pooled sparsification curves per run, both halves together (each scored with the other half's weights)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -413,7 +430,7 @@ def plot(groups: dict[str, list[Item]], rows: list[Row], weights: dict[str, Any]
     FigureCanvasAgg(fig)
     for index, (name, items) in enumerate(groups.items()):
         ax = fig.add_subplot(1, len(groups), index + 1)
-        combined = [combined_map(i, weights[i.half]) for i in items]
+        combined = [combined_map(i, weights[(i.half, i.prior)]) for i in items]
         spread = [spread_map(i) for i in items]
         alphas, gts = [i.alpha for i in items], [i.gt for i in items]
         new = sparsification(alphas, gts, combined)
@@ -434,6 +451,21 @@ def plot(groups: dict[str, list[Item]], rows: list[Row], weights: dict[str, Any]
     fig.savefig(PLOT, format="png")
 
 
+def weights_text(shipped: dict[bool, Any], weights: Weights) -> str:
+    lines = ["| weights | fitted on | " + " | ".join(shipped[True].as_dict()) + " |"]
+    lines.append("|---|---|" + "---:|" * len(shipped[True].as_dict()))
+    named = {True: "`WEIGHTS` (with the prior)", False: "`WEIGHTS_GUIDED` (guide, no prior)"}
+    for prior in (True, False):
+        entries = [("everything (shipped)", shipped.get(prior))]
+        entries += [(f"all but {half}", weights.get((half, prior))) for half in HALVES]
+        for where, w in entries:
+            if w is not None:
+                lines.append(
+                    f"| {named[prior]} | {where} | " + " | ".join(f"{v:.4f}" for v in w.as_dict().values()) + " |"
+                )
+    return "\n".join(lines)
+
+
 def cmd_report(folders: list[Path], update_docs: bool, cost: Path | None) -> None:
     import datetime
 
@@ -451,10 +483,10 @@ def cmd_report(folders: list[Path], update_docs: bool, cost: Path | None) -> Non
                 "mask": "GT01-20 mask-guided",
             }[info.get("guide")]
     rows, weights = evaluate_groups(groups)
-    plot(groups, rows, weights, labels)
-    shipped = fit([i for items in groups.values() for i in items])
+    plot(groups, weights, labels)
+    shipped = fit_regimes([i for items in groups.values() for i in items])
     print(table(rows, labels))
-    print(f"weights fitted on everything: {shipped.as_dict()}")
+    print(f"weights fitted on everything: {shipped}")
     if not update_docs:
         return
     commands = [f"python scripts/bench_uncertainty.py report {' '.join(str(f) for f in folders)} --update-docs"]
@@ -494,9 +526,7 @@ python scripts/bench_uncertainty.py collect-shot build/uncertainty/keys-report -
 
 {table(rows, labels)}
 
-Weights shipped in `vfxmatte.uncertainty.WEIGHTS` (fitted on every row): `{shipped.as_dict()}`.
-Weights fitted without GT01-10: `{weights[HALVES[0]].as_dict()}`; without GT11-20:
-`{weights[HALVES[1]].as_dict()}`.
+{weights_text(shipped, weights)}
 
 ![sparsification curves](img/{PLOT.name})
 

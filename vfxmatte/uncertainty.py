@@ -25,9 +25,12 @@ This pass combines the spread with cheap signals that do see those errors:
     the carried guide's doubt (keyframe runs), when the run has one.
 
 Meaning of ``uncertainty.Y``: **the estimated absolute alpha error at the pixel**, in
-[0, 1]: a non-negative linear model of the signals above fitted (least squares on the
-absolute error) on one half of alphamatting GT01–GT20 and checked on the other
-(``scripts/bench_uncertainty.py``, docs/BENCHMARKS.md).  The frame's header score
+[0, 1]: a non-negative linear model of the signals above, fitted (least squares on the
+absolute error) on one half of the subjects of alphamatting GT01–GT20 and checked on the
+other (``scripts/bench_uncertainty.py``, docs/BENCHMARKS.md).  Two weight sets, one per
+source of the subject: :data:`WEIGHTS` where the salient-object prior chose it (trimap-free
+runs, mask guides) and :data:`WEIGHTS_GUIDED` where a guide did without the prior (a drawn
+trimap, a guide carried from keyframes), whose prior signals are absent.  The frame's header score
 ``vfxmatte:uncertainty`` is the mean of that map over the frame: the estimated mean
 absolute alpha error (MAD, unscaled), which ranks frames of a shot by their likely error.
 """
@@ -69,8 +72,15 @@ class UncertaintyWeights:
         return asdict(self)
 
 
-#: Fitted by ``python scripts/bench_uncertainty.py fit`` (see docs/BENCHMARKS.md).
+#: Fitted by ``python scripts/bench_uncertainty.py fit`` (see docs/BENCHMARKS.md): runs with the prior.
 WEIGHTS = UncertaintyWeights(spread=0.5, solver=0.5, prior=0.3, prior_doubt=0.3, edge=0.1, stray=0.3, subject=0.5)
+#: The same for runs whose subject came from a guide without the prior (trimap, keyframes).
+WEIGHTS_GUIDED = UncertaintyWeights(spread=0.5, solver=0.5, edge=0.1, stray=0.3, subject=0.5)
+
+
+def weights_for(prior: bool) -> UncertaintyWeights:
+    """The fitted weights for a run with (``True``) or without the salient-object prior."""
+    return WEIGHTS if prior else WEIGHTS_GUIDED
 
 
 @dataclass
@@ -151,15 +161,16 @@ def estimate(
     *,
     prior: np.ndarray | None = None,
     subject_doubt: np.ndarray | None = None,
-    weights: UncertaintyWeights = WEIGHTS,
+    weights: UncertaintyWeights | None = None,
 ) -> UncertaintyPass:
     """The uncertainty pass of one frame.
 
     ``lr_mean`` / ``lr_std`` (h, w): the LR ensemble; ``alpha`` (H, W): the final matte;
     ``prior`` (h, w): the salient-object prior's mask the run started from (None when no
     prior ran); ``subject_doubt`` (H, W) in [0, 1]: the carried guide's doubt (None without
-    a carried guide).
+    a carried guide); ``weights`` default to :func:`weights_for` the run's kind.
     """
+    weights = weights or weights_for(prior is not None)
     height, width = alpha.shape
     signals = lr_signals(lr_mean, lr_std, alpha, prior)
     if subject_doubt is not None:
