@@ -287,77 +287,88 @@ def _remap(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
     )
 
 
-def _guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, eps: float) -> np.ndarray:
-    """He et al.'s guided filter (grey guide): ``source`` smoothed along ``guide``'s edges."""
+def _similarity(mask: np.ndarray, flow: np.ndarray, core_px: int) -> np.ndarray:
+    """The subject's motion between two frames as a similarity transform (2×3), fitted with RANSAC to
+    the flow of the subject's core (its mask eroded by ``core_px``): the solid inside, where the flow
+    follows the subject itself and not the background seen through hair or a transparent edge."""
     import cv2
 
-    def box(x: np.ndarray) -> np.ndarray:
-        return np.asarray(cv2.boxFilter(x, -1, (2 * radius + 1, 2 * radius + 1)))
+    inner = (mask > 0.5).astype(np.uint8)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * core_px + 1, 2 * core_px + 1))
+    core = cv2.erode(inner, kernel)
+    ys, xs = np.nonzero(core if core.sum() >= 50 else inner)
+    if len(ys) == 0:
+        return np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    stride = max(1, len(ys) // 4000)  # every n-th pixel: deterministic, so chunks carry alike
+    ys, xs = ys[::stride], xs[::stride]
+    source = np.stack([xs, ys], axis=1).astype(np.float32)
+    target = source + flow[ys, xs]
+    model = None
+    if len(ys) >= 3:
+        model, _ = cv2.estimateAffinePartial2D(source, target, method=cv2.RANSAC, ransacReprojThreshold=1.5)
+    if model is None:
+        dx, dy = np.median(target - source, axis=0)
+        return np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]])
+    return np.asarray(model, dtype=np.float64)
 
-    mean_i, mean_p = box(guide), box(source)
-    cov = box(guide * source) - mean_i * mean_p
-    var = box(guide * guide) - mean_i * mean_i
-    a = cov / (var + eps)
-    b = mean_p - a * mean_i
-    return np.asarray(box(a) * guide + box(b), dtype=np.float32)
 
-
-def _local_subject_odds(image: np.ndarray, mask: np.ndarray, trusted: np.ndarray, radius: int) -> np.ndarray:
-    """Per pixel, how much more its colour resembles the subject's than the background's nearby
-    (0 background … 1 subject), from local colour means of the pixels whose carry held."""
+def _warp(image: np.ndarray, transform: np.ndarray) -> np.ndarray:
+    """``image`` moved by a 2×3 transform (its pixel x lands at transform·x)."""
     import cv2
 
-    size = (2 * radius + 1, 2 * radius + 1)
-    colour = image.astype(np.float32) / 255.0
-    inside, outside = mask * trusted, (1.0 - mask) * trusted
-    weight_in = cv2.boxFilter(inside, -1, size) + 1e-4
-    weight_out = cv2.boxFilter(outside, -1, size) + 1e-4
-    mean_in = cv2.boxFilter(colour * inside[..., None], -1, size) / weight_in[..., None]
-    mean_out = cv2.boxFilter(colour * outside[..., None], -1, size) / weight_out[..., None]
-    to_in = np.sum((colour - mean_in) ** 2, axis=-1)
-    to_out = np.sum((colour - mean_out) ** 2, axis=-1)
-    odds = to_out / (to_in + to_out + 1e-4)
-    # No subject (or no background) seen nearby: nothing to compare with, keep the warped value.
-    seen = np.minimum(weight_in, weight_out) > 0.02  # box means: the share of the window seen
-    return np.where(seen, odds, mask).astype(np.float32)
+    h, w = image.shape[:2]
+    return np.asarray(cv2.warpAffine(image, transform, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT))
 
 
-def _step(
-    subject: CarriedSubject, source: np.ndarray, target: np.ndarray, towards: np.ndarray, back: np.ndarray
-) -> CarriedSubject:
-    """Carry ``subject`` from frame ``source`` to frame ``target``.
+@dataclass
+class _Track:
+    """A keyframe's subject followed frame by frame: the keyframe's own mask moved by the composed
+    motion (no resampling of a resampled mask, so nothing blurs or creeps), and the doubt."""
 
-    ``towards`` maps target pixels to where they came from in the source (x + towards(x));
-    ``back`` is the flow the other way, used for the forward–backward check.
+    key: CarriedSubject
+    transform: np.ndarray  # 3×3: keyframe pixel → this frame's pixel
+    subject: CarriedSubject
+
+
+def _step(track: _Track, towards: np.ndarray, back: np.ndarray) -> _Track:
+    """Carry a track from one frame (the source) to the next one in the carry's direction (the target).
+
+    ``back`` maps source pixels into the target (x + back(x)): the subject's motion is fitted to it;
+    ``towards`` maps target pixels to the source: the forward–backward check and the non-rigid check
+    use it.
     """
-    mask = _remap(subject.mask, towards)
-    band = _remap(subject.band, towards)
-    doubt = _remap(subject.doubt, towards)
+    mask = track.subject.mask
+    reach = _band_px(CARRY_BAND, mask.shape) * 3
+    motion = _similarity(mask, back, core_px=max(2, reach // 3))
+    step = np.vstack([motion, [0.0, 0.0, 1.0]])
+    transform = step @ track.transform
+    moved_mask = np.clip(_warp(track.key.mask, transform[:2]), 0.0, 1.0)
+    moved_band = np.clip(_warp(track.key.band, transform[:2]), 0.0, 1.0)
+    doubt = _warp(track.subject.doubt, motion)
     # Forward–backward consistency (Sundaram et al. 2010): a target pixel that maps to the source and
-    # back lands where it started unless it was occluded or the flow failed there.
+    # back lands where it started unless it was occluded (or uncovered) or the flow failed there.
     back_at = _remap(back, towards)
     mismatch = np.sum((towards + back_at) ** 2, axis=-1)
     tolerance = 0.01 * (np.sum(towards**2, axis=-1) + np.sum(back_at**2, axis=-1)) + 0.5
     inconsistent = np.clip((mismatch - tolerance) / (4.0 * tolerance), 0.0, 1.0)
-    warped_image = _remap(source.astype(np.float32), towards)
-    difference = np.abs(target.astype(np.float32) - warped_image).max(axis=-1) / 255.0
-    photometric = np.clip((difference - 0.08) / 0.17, 0.0, 1.0)
-    failed = np.maximum(inconsistent, photometric)
-    # Where the carry failed (mostly background uncovered behind a moving subject, or a distractor
-    # crossing), the pixel's colour decides: like the subject nearby, or like the background.
-    radius = max(3, round(max(mask.shape) / 40))
-    odds = _local_subject_odds(target, mask, 1.0 - failed, radius)
-    mask = (1.0 - failed) * mask + failed * odds
-    # Snap to this frame's edges, then sharpen what bilinear warps blurred.
-    grey = _grey(target).astype(np.float32) / 255.0
-    mask = _guided_filter(grey, mask, max(2, round(max(mask.shape) / 160)), 1e-3)
-    mask = np.clip((mask - 0.5) * 1.5 + 0.5, 0.0, 1.0)
+    # Non-rigid motion: where the flow holds (consistent) but does not follow the subject's overall
+    # motion, a limb or a fold moves on its own and the moved mask may miss it.
+    h, w = mask.shape
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    inverse = np.linalg.inv(step)
+    source_x = inverse[0, 0] * xs + inverse[0, 1] * ys + inverse[0, 2]
+    source_y = inverse[1, 0] * xs + inverse[1, 1] * ys + inverse[1, 2]
+    deviation = np.hypot(towards[..., 0] - (source_x - xs), towards[..., 1] - (source_y - ys))
+    deforming = np.clip((deviation - 1.0) / 3.0, 0.0, 1.0) * (1.0 - inconsistent)
+    failed = np.maximum(inconsistent, deforming)
     # Doubt near the subject: failures there, plus distance from the keyframe at its edge.
-    reach = _band_px(CARRY_BAND, mask.shape) * 3
-    near = _near_subject(mask, reach).astype(np.float32)
-    edge = _edge_zone(mask, reach).astype(np.float32)
+    near = _near_subject(moved_mask, reach).astype(np.float32)
+    edge = _edge_zone(moved_mask, reach).astype(np.float32)
     doubt = 1.0 - (1.0 - doubt) * (1.0 - failed * near) * (1.0 - DOUBT_PER_FRAME * edge)
-    return CarriedSubject(mask.astype(np.float32), band.astype(np.float32), np.clip(doubt, 0.0, 1.0).astype(np.float32))
+    subject = CarriedSubject(
+        moved_mask.astype(np.float32), moved_band.astype(np.float32), np.clip(doubt, 0.0, 1.0).astype(np.float32)
+    )
+    return _Track(track.key, transform, subject)
 
 
 def _blend(earlier: CarriedSubject, later: CarriedSubject, from_earlier: int, from_later: int) -> CarriedSubject:
@@ -450,28 +461,28 @@ def carry_shot(
         return flows[(a, b)]
 
     forward: dict[int, tuple[CarriedSubject, int]] = {}  # frame → (carried from the keyframe before, distance)
-    carried: CarriedSubject | None = None
+    track: _Track | None = None
     distance = 0
     for previous, frame in zip([None, *readable[:-1]], readable, strict=True):
         if frame in keyed:
-            carried, distance = keyed[frame], 0
-        elif carried is not None and previous is not None:
+            track, distance = _Track(keyed[frame], np.eye(3), keyed[frame]), 0
+        elif track is not None and previous is not None:
             pair = flows_between(previous, frame)
-            carried = _step(carried, images[previous], images[frame], pair.backward, pair.forward)
+            track = _step(track, towards=pair.backward, back=pair.forward)
             distance += 1
-        if carried is not None:
-            forward[frame] = (carried, distance)
+        if track is not None:
+            forward[frame] = (track.subject, distance)
     backward: dict[int, tuple[CarriedSubject, int]] = {}
-    carried, distance = None, 0
+    track, distance = None, 0
     for following, frame in zip([None, *readable[::-1][:-1]], readable[::-1], strict=True):
         if frame in keyed:
-            carried, distance = keyed[frame], 0
-        elif carried is not None and following is not None:
+            track, distance = _Track(keyed[frame], np.eye(3), keyed[frame]), 0
+        elif track is not None and following is not None:
             pair = flows_between(frame, following)
-            carried = _step(carried, images[following], images[frame], pair.forward, pair.backward)
+            track = _step(track, towards=pair.forward, back=pair.backward)
             distance += 1
-        if carried is not None:
-            backward[frame] = (carried, distance)
+        if track is not None:
+            backward[frame] = (track.subject, distance)
     for frame in readable:
         if frame not in set(wanted):
             continue
