@@ -162,21 +162,24 @@ def _band_px(fraction: float, shape: tuple[int, ...]) -> int:
     return max(guidance.MASK_MIN_PX, round(fraction * max(shape[:2])))
 
 
-def _near_subject(mask: np.ndarray, radius: int) -> np.ndarray:
+def _distance_outside(inner: np.ndarray) -> np.ndarray:
+    """Euclidean distance (px) of every pixel to the nearest ``inner`` pixel (0 inside)."""
     import cv2
 
-    inner = (mask > 0.5).astype(np.uint8)
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-    return np.asarray(cv2.dilate(inner, kernel) > 0)
+    if not inner.any():
+        return np.full(inner.shape, np.inf, np.float32)
+    return np.asarray(cv2.distanceTransform((~inner).astype(np.uint8), cv2.DIST_L2, 5))
+
+
+def _near_subject(mask: np.ndarray, radius: int) -> np.ndarray:
+    """The subject (mask > 0.5) grown by ``radius`` px."""
+    return np.asarray(_distance_outside(mask > 0.5) <= radius)
 
 
 def _edge_zone(mask: np.ndarray, radius: int) -> np.ndarray:
     """Pixels within ``radius`` of the mask's 0.5 edge."""
-    import cv2
-
-    inner = (mask > 0.5).astype(np.uint8)
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-    return np.asarray(cv2.dilate(inner, kernel) != cv2.erode(inner, kernel))
+    inner = mask > 0.5
+    return np.asarray((_distance_outside(inner) <= radius) & (_distance_outside(~inner) <= radius))
 
 
 # -- keyframes ---------------------------------------------------------------------------------
@@ -244,11 +247,18 @@ def _check_maps(path: str, data: Window, display: Window, plate: Plate) -> None:
 
 
 def carry_image(plate: Plate) -> np.ndarray:
-    """The plate as the carry sees it: display-referred RGB, uint8, at the working size."""
+    """The plate as the carry sees it: display-referred RGB, uint8, at the working size.
+
+    Reduced first (area average, in the plate's own colour space), converted after: the colour
+    transforms cost ten times more at full resolution, and tracking needs no exact filtering.
+    """
+    import cv2
+
+    h, w = working_shape(*plate.rgb.shape[:2])
+    small = np.asarray(cv2.resize(plate.rgb, (w, h), interpolation=cv2.INTER_AREA), dtype=np.float32)
     linear_space = color.linear_space(plate.colorspace)
-    linear = color.convert(plate.rgb, plate.colorspace, linear_space)
-    h, w = working_shape(*linear.shape[:2])
-    display = np.clip(color.to_network(resize(linear, h, w), linear_space), 0.0, 1.0)
+    linear = color.convert(small, plate.colorspace, linear_space)
+    display = np.clip(color.to_network(linear, linear_space), 0.0, 1.0)
     return np.asarray(np.round(display * 255.0), dtype=np.uint8)
 
 
@@ -293,10 +303,9 @@ def _similarity(mask: np.ndarray, flow: np.ndarray, core_px: int) -> np.ndarray:
     follows the subject itself and not the background seen through hair or a transparent edge."""
     import cv2
 
-    inner = (mask > 0.5).astype(np.uint8)
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * core_px + 1, 2 * core_px + 1))
-    core = cv2.erode(inner, kernel)
-    ys, xs = np.nonzero(core if core.sum() >= 50 else inner)
+    inner = mask > 0.5
+    core = _distance_outside(~inner) > core_px
+    ys, xs = np.nonzero(core if np.count_nonzero(core) >= 50 else inner)
     if len(ys) == 0:
         return np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     stride = max(1, len(ys) // 4000)  # every n-th pixel: deterministic, so chunks carry alike
