@@ -80,8 +80,10 @@ def test_plan_guides_modes_and_refusals(tmp_path: Path) -> None:
     shot = list(range(1001, 1011))
     plan = carry.plan_guides(str(tmp_path / "roto.####.png"), None, shot, shot)
     assert plan.mode == "keyframes" and plan.keyframes == [1001, 1005]
-    # A sequence covering every matted frame keeps its meaning: a guide per frame.
-    assert carry.plan_guides(str(tmp_path / "roto.####.png"), None, [1001], shot).mode == "per-frame"
+    # A sequence covering every frame of the shot keeps its meaning: a guide per frame.
+    assert carry.plan_guides(str(tmp_path / "roto.####.png"), None, [1005], [1001, 1005]).mode == "per-frame"
+    # Decided on the shot, not the frames matted: a chunk whose frames all have files is still keyed.
+    assert carry.plan_guides(str(tmp_path / "roto.####.png"), None, [1001], shot).mode == "keyframes"
     # Keyframes outside the matted frames still count (the frames between are read, not written).
     assert carry.plan_guides(str(tmp_path / "roto.####.png"), None, [1008, 1009], shot).keyframes == [1001, 1005]
     single = _write_png(tmp_path / "one.png", mask)

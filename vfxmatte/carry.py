@@ -101,7 +101,9 @@ def plan_guides(pattern: str, guide_frame: int | None, frames: list[int], shot_f
     present = sequence.frames_on_disk()
     if not present:
         raise InputError(f"{pattern}: no guide files match the pattern")
-    if all(f in set(present) for f in frames):
+    # A guide on every frame of the shot is matched frame by frame.  Decided on the whole shot, not on
+    # the frames this run mattes, so a chunk of a shot is guided the way a single run guides it.
+    if all(f in set(present) for f in [*shot_frames, *frames]):
         return GuidePlan("per-frame", pattern, {f: sequence.path(f) for f in frames})
     reachable = [f for f in present if f in set(shot_frames)]
     if not reachable:
