@@ -125,16 +125,17 @@ def cmd_baseline(args: argparse.Namespace) -> int:
             prior = load_prior("u2netp")
             assert prior is not None
             alpha = prior.predict(image, mirror=False)  # the published single-run inference
-        elif args.kind == "closed-form":
+        elif args.kind in ("closed-form", "knn"):
             import OpenImageIO as oiio
-            from pymatting import estimate_alpha_cf
+            from pymatting import estimate_alpha_cf, estimate_alpha_knn
 
             if item.trimap is None:
-                raise SystemExit(f"{item.image}: closed-form needs a trimap")
+                raise SystemExit(f"{item.image}: {args.kind} needs a trimap")
             values = np.asarray(oiio.ImageBuf(str(item.trimap)).get_pixels(oiio.FLOAT))[..., 0].astype(np.float64)
             values = values / max(float(values.max()), 1e-6)
             trimap = np.where(values <= 0.0, 0.0, np.where(values >= 1.0, 1.0, 0.5))
-            alpha = np.clip(estimate_alpha_cf(image.astype(np.float64), trimap), 0.0, 1.0).astype(np.float32)
+            solve = estimate_alpha_cf if args.kind == "closed-form" else estimate_alpha_knn
+            alpha = np.clip(solve(image.astype(np.float64), trimap), 0.0, 1.0).astype(np.float32)
         else:
             alpha = _difference_key(image)
         _write_png(Path(args.out) / f"{item.name}.png", _to_uint8(alpha))
@@ -281,6 +282,13 @@ def _quality_section(
             lines.append(_row(variant_label, variant["mean"]["unknown"], variant["seconds_per_image"], _peak(variant)))
         for kind, report in baselines:
             lines.append(_row(f"baseline: {kind}", report["mean"]["unknown"]))
+    if {Path(str(i["name"])).stem for i in result["items"]} >= set().union(*HALVES.values()):
+        table_rows = [(label, result)] + variant_results + [(f"baseline: {k}", r) for k, r in baselines]
+        lines += ["", "Per half of the tuning protocol (whole image; MSE ×1e3, SAD /1000):", ""]
+        lines += halves_table([(lb, r) for lb, r in table_rows if r["mean"]["whole"] is not None], "whole")
+        if trimaps:
+            lines += ["", "Per half, trimap unknown region (MSE ×1e3, SAD /1000):", ""]
+            lines += halves_table(table_rows, "unknown")
     lines += [
         "",
         f"s/img: matting time per image on `{result['device']}` after one warm-up image "
@@ -289,6 +297,38 @@ def _quality_section(
         + f" Parameters: {_params(result)}.",
         "",
     ]
+    return lines
+
+
+#: The tuning protocol's halves of alphamatting GT01–GT20 (docs/BENCHMARKS.md): defaults are
+#: chosen on one and reported on the other, then swapped.
+HALVES = {"A (GT01–GT10)": {f"GT{i:02d}" for i in range(1, 11)}, "B (GT11–GT20)": {f"GT{i:02d}" for i in range(11, 21)}}
+
+
+def _half_means(result: dict[str, Any], region: str, names: set[str] | None) -> dict[str, float] | None:
+    scored = [
+        item[region]
+        for item in result["items"]
+        if item.get(region) is not None and (names is None or Path(str(item["name"])).stem in names)
+    ]
+    if not scored:
+        return None
+    return {key: float(np.mean([s[key] for s in scored])) for key in ("mse", "sad")}
+
+
+def halves_table(rows: list[tuple[str, dict[str, Any]]], region: str) -> list[str]:
+    """MSE and SAD per half of GT01–GT20 and on all of it, from each result's per-item scores."""
+    columns = [*HALVES, "all"]
+    lines = [
+        "| method | " + " | ".join([*(f"MSE {c}" for c in columns), *(f"SAD {c}" for c in columns)]) + " |",
+        "|---|" + "---:|" * (2 * len(columns)),
+    ]
+    for label, result in rows:
+        means = [_half_means(result, region, HALVES.get(c)) for c in columns]
+        if any(m is None for m in means):
+            continue
+        cells = [f"{m['mse']:.2f}" for m in means if m] + [f"{m['sad']:.2f}" for m in means if m]
+        lines.append("| " + " | ".join([label, *cells]) + " |")
     return lines
 
 
@@ -457,7 +497,7 @@ def cmd_all(args: argparse.Namespace) -> int:
             ("--guided", ("--guided",)),
             ("--guided --guide-as mask", ("--guided", "--guide-as", "mask")),
         ),
-        baseline_kinds=("zero", "difference-key", "u2netp", "closed-form"),
+        baseline_kinds=("zero", "difference-key", "u2netp", "closed-form", "knn"),
     )
     synth_lines = _quality_section(
         run,
@@ -510,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--height", type=int)
     p.add_argument("--seed", type=int, default=SYNTH_SEED)
     p = sub.add_parser("baseline", help="a trimap-free baseline's mattes for a dataset")
-    p.add_argument("kind", choices=("zero", "difference-key", "u2netp", "closed-form"))
+    p.add_argument("kind", choices=("zero", "difference-key", "u2netp", "closed-form", "knn"))
     p.add_argument("dataset")
     p.add_argument("out")
     p.add_argument("--limit", type=int)

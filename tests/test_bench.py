@@ -13,6 +13,7 @@ import OpenImageIO as oiio
 import pytest
 
 from vfxmatte.bench import (
+    BenchItem,
     BenchResult,
     add_bench_parser,
     bench_table_header,
@@ -20,6 +21,7 @@ from vfxmatte.bench import (
     find_dataset,
     run_bench,
     scan_dataset,
+    select_images,
 )
 from vfxmatte.config import MatteParams
 from vfxmatte.errors import InputError, UsageError
@@ -202,3 +204,29 @@ def test_real_alphamatting_fixture_is_detected(shared_data: Path) -> None:
     assert [i.name for i in scan.items] == [f"GT{n:02d}" for n in range(1, 21)]
     assert all(i.trimap is not None and i.trimap.endswith(f"trimap/{i.name}.png") for i in scan.items)
     assert scan.unmatched == []
+
+
+def test_select_images_takes_names_and_ranges() -> None:
+    items = [BenchItem(f"{n}.png", f"{n}.png", None, n) for n in [f"GT{i:02d}" for i in range(1, 21)] + ["sub/x7"]]
+    half = select_images(items, "GT01-GT10")
+    assert [i.name for i in half] == [f"GT{i:02d}" for i in range(1, 11)]
+    assert [i.name for i in select_images(items, "GT15, GT03,x7")] == ["GT03", "GT15", "sub/x7"]
+    with pytest.raises(UsageError, match="no image named GT21"):
+        select_images(items, "GT19-GT21")
+    with pytest.raises(UsageError, match="names no image"):
+        select_images(items, " , ")
+
+
+def test_cmd_bench_images_selects_a_subset(
+    tiny_dataset: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    names = sorted(p.stem for p in (tiny_dataset / "image").iterdir())
+    parser = argparse.ArgumentParser()
+    add_bench_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(
+        ["bench", str(tiny_dataset), "--model", str(tiny_model_dir), "--steps", "2", "--seeds", "2",
+         "--lr-size", "64", "--device", "cpu", "--images", names[-1], "--json"]
+    )
+    assert cmd_bench(args) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert [item["name"] for item in record["items"]] == [names[-1]]

@@ -218,6 +218,44 @@ def test_trimap_guide_band_is_solved_even_where_the_lr_matte_is_confidently_wron
     assert np.abs(refined.alpha - truth).mean() < 0.02
 
 
+def test_trimap_free_refine_keeps_the_priors_core_where_the_ensemble_subtracts() -> None:
+    """Where the LR ensemble loses part of the subject the prior found, the prior's confident
+    core stays; only the prior's soft edge is solved, and there the image's edge wins."""
+    rng = np.random.default_rng(2)
+    size = 128
+    truth = _disc(size, size, 40.0, softness=0.8)
+    fg_colour, bg_colour = np.array([0.9, 0.7, 0.3]), np.array([0.15, 0.25, 0.6])
+    image = (truth[..., None] * fg_colour + (1 - truth[..., None]) * bg_colour).astype(np.float32)
+    image = np.clip(image + rng.normal(0, 0.003, image.shape).astype(np.float32), 0, 1)
+    prior = hr.resize(_disc(size, size, 38.0, softness=4.0), 32, 32)  # right subject, soft and a bit small
+    lr_mean = np.zeros((32, 32), np.float32)
+    lr_mean[:, :16] = hr.resize(truth, 32, 32)[:, :16]  # the ensemble lost the right half, confidently
+    lr_std = np.zeros_like(lr_mean)
+    refined = hr.refine(
+        "pymatting", None, image, image, lr_mean, lr_std, steps=1, seed=0, lr_size=32,  # type: ignore[arg-type]
+        prior=prior, want_trimap=True,
+    )  # fmt: skip
+    trimap = hr.prior_band_trimap(prior, lr_mean, lr_std, size, size)
+    assert refined.trimap is not None and (refined.trimap == trimap).all()
+    core = trimap == 1.0  # the prior ≥ 0.9, less the band grown into it
+    assert core[:, 70:].any() and (refined.alpha[core] == 1.0).all()
+    prior_error = np.abs(np.clip(hr.resize(prior, size, size), 0, 1) - truth).mean()
+    assert np.abs(refined.alpha - truth).mean() < 0.5 * prior_error
+    # Without the prior the automatic band of the (wrong) ensemble loses the right half.
+    auto = hr.refine("pymatting", None, image, image, lr_mean, lr_std, steps=1, seed=0, lr_size=32)  # type: ignore[arg-type]
+    assert auto.alpha[core & (np.arange(size)[None, :] > 80)].mean() < 0.1
+
+
+def test_prior_band_trimap_grows_the_soft_edge_by_a_share_of_the_long_side() -> None:
+    prior = np.zeros((50, 100), np.float32)
+    prior[:, 40:60] = 0.5  # a soft stripe
+    prior[:, 60:] = 1.0
+    trimap = hr.prior_band_trimap(prior, prior, np.zeros_like(prior), 100, 200, hr.PriorBandSettings(radius=0.02))
+    row = trimap[50]
+    # The stripe, 79-120 at 2x (its bilinear ramps included), grown by 4 px (2 % of 200).
+    assert (row[:75] == 0.0).all() and (row[75:125] == 0.5).all() and (row[125:] == 1.0).all()
+
+
 def test_trimap_guided_solve_prints_nothing_on_stdout(shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """pymatting print()s a warning for every diagonal shift its incomplete Cholesky tries; on
     GT14 with its trimap (the weak guided prior) it needs one.  stdout carries `--json`."""
@@ -315,3 +353,32 @@ def test_4k_frame_within_memory_bound(tiny_model_dir: Path, mode: str) -> None:
     assert report["shape"] == [2160, 3840]
     assert 0 < report["band"] < 0.1
     assert report["peak_mb"] < 6 * 1024, report
+
+
+def test_trimap_free_plate_solves_only_the_priors_edge(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """matte_plate without a guide hands the prior's mask to the refine: the written trimap is
+    the prior's band, and outside it the matte is the prior's side of 0.5 whatever the ensemble says."""
+    from vfxmatte import pipeline
+    from vfxmatte.config import MatteParams
+    from vfxmatte.io.frames import Plate, Window
+
+    seen: dict[str, np.ndarray] = {}
+    real_prior = pipeline._run_prior
+
+    def prior_spy(*args: object) -> tuple[np.ndarray, float]:
+        mask, seconds = real_prior(*args)  # type: ignore[arg-type]
+        seen["mask"] = mask
+        return mask, seconds
+
+    monkeypatch.setattr(pipeline, "_run_prior", prior_spy)
+    truth = _disc(64, 96, 20.0)
+    image = (truth[..., None] * np.array([0.9, 0.5, 0.1]) + (1 - truth[..., None]) * 0.05).astype(np.float32)
+    window = Window(0, 0, 96, 64)
+    params = MatteParams(steps=2, seeds=2, lr_size=64, hr="pymatting", write_trimap=True, temporal="off")
+    model = load_model(tiny_model_dir)
+    matte = pipeline.matte_plate(model, Plate(image, window, window, "mem", 1001, "ACES - ACEScg"), params)
+    assert matte.trimap is not None
+    expected = hr.prior_band_trimap(seen["mask"], seen["mask"], np.zeros_like(seen["mask"]), 64, 96)
+    assert (matte.trimap == expected).all()
+    known = expected != hr.UNKNOWN
+    assert (matte.alpha[known] == expected[known]).all()

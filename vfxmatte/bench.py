@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -65,6 +66,7 @@ __all__ = [
     "cmd_bench",
     "find_dataset",
     "run_bench",
+    "select_images",
     "scan_dataset",
 ]
 
@@ -175,6 +177,47 @@ def scan_dataset(root: str | os.PathLike[str]) -> DatasetScan:
 def find_dataset(root: str | os.PathLike[str]) -> list[BenchItem]:
     """The benchmark items of a dataset folder, sorted by name (see :func:`scan_dataset`)."""
     return scan_dataset(root).items
+
+
+def _name_range(first: str, last: str) -> list[str] | None:
+    """``GT01``..``GT10`` → the names between (same prefix, numbered suffix); None if not a range."""
+    a, b = re.fullmatch(r"(.*?)(\d+)", first), re.fullmatch(r"(.*?)(\d+)", last)
+    if a is None or b is None or a.group(1) != b.group(1):
+        return None
+    lo, hi, width = int(a.group(2)), int(b.group(2)), len(a.group(2))
+    if hi < lo:
+        return None
+    return [f"{a.group(1)}{n:0{width}d}" for n in range(lo, hi + 1)]
+
+
+def select_images(items: list[BenchItem], spec: str) -> list[BenchItem]:
+    """The items named by ``spec``: comma-separated names and ranges (``GT01-GT10,GT15``).
+
+    A name matches an item's name or, for datasets with sub-folders, its stem after the
+    sub-folder (``P3M-500-P/x`` is matched by ``x``).  A range's ends share a prefix and
+    number the names between them (zero padding as written).  Every name must exist: a
+    typo must not quietly shrink a benchmark.
+    """
+    wanted: list[str] = []
+    for token in (t.strip() for t in spec.split(",")):
+        if not token:
+            continue
+        names = None
+        if "-" in token:
+            first, _, last = token.rpartition("-")
+            names = _name_range(first, last) if first else None
+        wanted += names if names is not None else [token]
+    if not wanted:
+        raise UsageError(f"--images {spec!r}: names no image")
+    by_name: dict[str, BenchItem] = {}
+    for item in items:
+        by_name.setdefault(item.name, item)
+        by_name.setdefault(item.name.rsplit("/", 1)[-1], item)
+    missing = [n for n in wanted if n not in by_name]
+    if missing:
+        raise UsageError(f"--images: no image named {', '.join(missing)} in the dataset")
+    chosen = {id(by_name[n]) for n in wanted}
+    return [item for item in items if id(item) in chosen]
 
 
 # --------------------------------------------------------------------------- results
@@ -384,13 +427,15 @@ def run_bench(
     label: str | None = None,
     guided: bool = False,
     guide_as: str = "trimap",
+    images: str | None = None,
 ) -> BenchResult:
     """Matte every item of a dataset folder and score it against its alpha.
 
     ``model`` is a loaded :class:`~vfxmatte.model.core.MattingModel`, a model folder, or
     None for the bundled default model (loaded on ``device``: ``cpu``, ``cuda[:N]``,
     ``mps`` or ``auto``; float16 on CUDA as ``vfxmatte matte`` does).  ``limit`` takes the
-    first N items by name.  ``save`` writes each predicted alpha as an 8-bit PNG
+    first N items by name; ``images`` (``GT01-GT10,GT15``) only the items it names
+    (:func:`select_images`), before ``limit``.  ``save`` writes each predicted alpha as an 8-bit PNG
     (``<save>/<name>.png``) for inspection.
 
     Seconds per image time :func:`~vfxmatte.pipeline.matte_plate` only (no reading or
@@ -423,7 +468,8 @@ def run_bench(
     masks = tempfile.TemporaryDirectory(prefix="vfxmatte-bench-masks-") if guided and guide_as == "mask" else None
     if trimaps and not scan.has_trimaps:
         raise UsageError(f"{scan.root}: --trimaps needs a trimap folder ({', '.join(TRIMAP_DIRS)}); none found")
-    items = scan.items[:limit] if limit is not None else scan.items
+    items = select_images(scan.items, images) if images is not None else scan.items
+    items = items[:limit] if limit is not None else items
     if isinstance(model, MattingModel):
         loaded = model
     else:
@@ -536,6 +582,11 @@ def add_bench_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--prior", default="u2netp", choices=("u2netp", "none"), help="as vfxmatte matte (u2netp)")
     p.add_argument("--prior-strength", type=float, help="as vfxmatte matte (default: the same as vfxmatte matte)")
     p.add_argument("--limit", type=int, help="benchmark the first N images (by name) only")
+    p.add_argument(
+        "--images",
+        help="benchmark only these images: names and ranges, comma-separated (GT01-GT10,GT15); "
+        "how docs/BENCHMARKS.md tunes on one half and reports on the other",
+    )
     p.add_argument("--save", help="write each predicted alpha as an 8-bit PNG into this folder")
     p.add_argument("--label", help="first cell of the table row (default: the model's name)")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
@@ -570,6 +621,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         device=args.device,
         trimaps=args.trimaps,
         limit=args.limit,
+        images=args.images,
         on_item=progress,
         save=args.save,
         label=args.label,

@@ -7,7 +7,10 @@ Two ways from the LR ensemble (mean matte + uncertainty U) to a full-resolution 
     an unknown band where U or the fractional alpha says so, dilated at full resolution),
     then closed-form matting solved only inside that band, tile by tile, and the
     foreground colour by ``estimate_foreground_ml`` on the band's tiles only.  The CPU
-    default: real full-resolution edges with no diffusion pass at full resolution.
+    default: real full-resolution edges with no diffusion pass at full resolution.  A
+    trimap-free run with the salient-object prior solves the prior's edge band instead
+    (:func:`prior_band_trimap`) and keeps the prior's confident core: on alphamatting
+    GT01–GT20 the ensemble started from the prior scored worse than the prior itself.
 
 ``diffusion``
     The paper's path: candidate patches where U is high, on a regular grid in latent
@@ -73,6 +76,53 @@ class TrimapSettings:
     low: float = 0.02
     high: float = 0.98
     radius: int | None = None
+
+
+@dataclass(frozen=True)
+class PriorBandSettings:
+    """Trimap-free runs with a salient-object prior: where the band solve may change the prior.
+
+    The prior's confident core (mask ≥ ``high``: foreground, ≤ ``low``: background) is kept as
+    it is; only its soft edge (between the two), grown by ``radius`` × the frame's long side,
+    is solved by closed-form matting.  With ``agree`` the band is further limited to where the
+    LR ensemble also sees an edge (:func:`auto_trimap`'s band), the prior's side of 0.5 taking
+    the rest.  ``guide`` picks the weak prior inside the band: the prior mask (``prior``) or the
+    LR ensemble's mean (``lr``), at ``weight`` (the automatic band's 1e-2).  Chosen by the
+    half-split protocol of docs/BENCHMARKS.md (``scripts/tune_halves.py free --grid band``).
+    """
+
+    low: float = 0.1
+    high: float = 0.9
+    radius: float = 0.005
+    agree: bool = False
+    guide: str = "prior"
+    weight: float = 1e-2
+
+
+def prior_band_trimap(
+    prior: np.ndarray,
+    lr_mean: np.ndarray,
+    lr_std: np.ndarray,
+    height: int,
+    width: int,
+    settings: PriorBandSettings | None = None,
+) -> np.ndarray:
+    """(H, W) trimap (codes 0 / 0.5 / 1) that keeps the prior's confident core (see :class:`PriorBandSettings`).
+
+    ``prior`` is the prior's soft mask at any size (the pipeline has it at the LR size); it
+    is upsampled bilinearly to (``height``, ``width``).
+    """
+    settings = settings or PriorBandSettings()
+    mask = np.clip(resize(prior, height, width), 0.0, 1.0)
+    unknown = (mask > settings.low) & (mask < settings.high)
+    radius = max(1, round(settings.radius * max(height, width)))
+    if unknown.any():
+        unknown = ndimage.maximum_filter(unknown, size=2 * radius + 1)
+    if settings.agree:
+        unknown &= auto_trimap(lr_mean, lr_std, height, width, TrimapSettings(radius=radius)) == UNKNOWN
+    trimap = np.where(mask >= 0.5, FOREGROUND, BACKGROUND).astype(np.float32)
+    trimap[unknown] = UNKNOWN
+    return trimap
 
 
 GUIDED_EPSILON = 1e-7  # closed-form regulariser inside a compositor's trimap band (pymatting's)
@@ -589,6 +639,8 @@ def refine(
     want_trimap: bool = False,
     guide_trimap: np.ndarray | None = None,
     scribbles: tuple[np.ndarray, np.ndarray] | None = None,
+    prior: np.ndarray | None = None,
+    prior_band: PriorBandSettings | None = None,
 ) -> Refined:
     """Full-resolution matte for ``mode`` (already resolved: diffusion, pymatting or off).
 
@@ -596,7 +648,12 @@ def refine(
     plate display-referred in [0, 1] (what the model and the closed-form solver see).
     ``guide_trimap`` (codes 0 / 0.5 / 1: a drawn trimap, or one made of a coarse mask by
     :func:`vfxmatte.guide.mask_trimap`) replaces the automatic trimap; ``scribbles``
-    (known, values) only overrides it where strokes were drawn.
+    (known, values) only overrides it where strokes were drawn.  ``prior`` (a trimap-free
+    run's salient-object mask, any size) replaces the automatic trimap in ``pymatting`` mode by
+    :func:`prior_band_trimap`: the prior's confident core is kept and only its edge is solved.
+    On alphamatting GT01–GT20 the LR ensemble started from the prior scored worse than the
+    prior itself on both halves (docs/BENCHMARKS.md): where the model cannot add, the refine
+    must not let it subtract.
     """
     height, width = linear.shape[:2]
     lr_alpha = np.clip(resize(lr_mean, height, width), 0.0, 1.0)
@@ -607,6 +664,12 @@ def refine(
         # in full, even where the LR ensemble was confident, and the LR matte only enters as
         # the weak prior inside it.
         trimap = guide_trimap.astype(np.float32)
+    elif prior is not None and mode == "pymatting":
+        band = prior_band or PriorBandSettings()
+        trimap = prior_band_trimap(prior, lr_mean, lr_std, height, width, band)
+        guide = np.clip(resize(prior, height, width), 0.0, 1.0) if band.guide == "prior" else lr_alpha
+        alpha = refine_closed_form(display, trimap, guide, prior_weight=band.weight)
+        return Refined(alpha=alpha, foreground=foreground_by_tiles(linear, alpha), trimap=trimap)
     else:
         trimap = auto_trimap(lr_mean, lr_std, height, width)
         if scribbles is not None:  # the strokes are known, the rest keeps the ensemble's own band

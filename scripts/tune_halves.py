@@ -1,0 +1,434 @@
+"""Choose defaults on one half of alphamatting GT01–GT20, report them on the other (docs/BENCHMARKS.md).
+
+Usage::
+
+    python scripts/tune_halves.py cache [--dataset DIR] [--work build/tuning]
+    python scripts/tune_halves.py free [--work build/tuning]
+    python scripts/tune_halves.py guided [--work build/tuning]
+
+``cache`` runs the real pipeline (:func:`vfxmatte.pipeline.matte_plate`, the CLI's code path)
+once per image, trimap-free and trimap-guided, and stores what reaches the full-resolution
+refine (the plate, the LR ensemble's mean and spread, the prior's mask), plus the raw
+single-run U²-Netp mask and the ground truth, as ``WORK/cache/<name>.npz``.  The other
+sub-commands replay only the last stages from that cache, so a sweep costs the refine, not
+the diffusion ensemble.
+
+``free`` and ``guided`` score every candidate on each half (A = GT01–GT10, B = GT11–GT20),
+pick the best on one half by the named criterion, and print it scored on the other half:
+the tuning protocol of docs/BENCHMARKS.md.  Nothing here changes a default; the defaults in
+the code are what the protocol picked, and the product's own ``vfxmatte bench --images``
+numbers are the ones the documentation reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "matting" / "alphamatting"
+DEFAULT_WORK = REPO / "build" / "tuning"
+HALVES = {"A": [f"GT{i:02d}" for i in range(1, 11)], "B": [f"GT{i:02d}" for i in range(11, 21)]}
+
+
+def _capture(params: Any, model: Any, plate: Any) -> dict[str, np.ndarray]:
+    """Run matte_plate and keep what it hands to hr.refine (and the prior's mask)."""
+    from vfxmatte import hr, pipeline
+
+    seen: dict[str, np.ndarray] = {}
+    original_refine, original_prior = hr.refine, pipeline._run_prior
+
+    def refine(
+        mode: str,
+        model: Any,
+        linear: np.ndarray,
+        display: np.ndarray,
+        lr_mean: np.ndarray,
+        lr_std: np.ndarray,
+        **kwargs: Any,
+    ) -> Any:
+        seen.update(linear=linear, display=display, lr_mean=lr_mean, lr_std=lr_std)
+        if kwargs.get("guide_trimap") is not None:
+            seen["guide_trimap"] = kwargs["guide_trimap"]
+        return hr.Refined(alpha=np.clip(hr.resize(lr_mean, *linear.shape[:2]), 0.0, 1.0))
+
+    def run_prior(name: str, display: np.ndarray, lr_h: int, lr_w: int) -> tuple[np.ndarray, float]:
+        mask, seconds = original_prior(name, display, lr_h, lr_w)
+        seen["prior_lr"] = mask
+        return mask, seconds
+
+    hr.refine = refine
+    pipeline._run_prior = run_prior
+    try:
+        pipeline.matte_plate(model, plate, params)
+    finally:
+        hr.refine = original_refine
+        pipeline._run_prior = original_prior
+    return seen
+
+
+def _light(model: Any, plate: Any, trimap_path: str, prior: Any) -> dict[str, np.ndarray]:
+    """What the prior-band refine and the trimap solvers need, without the LR ensemble:
+    the display plate, the prior at the LR size and the guide trimap, computed as matte_plate does."""
+    from vfxmatte import guide as guidance
+    from vfxmatte.config import MatteParams
+    from vfxmatte.io import color
+    from vfxmatte.sampling import lr_shape
+
+    params = MatteParams()
+    space = color.linear_space(plate.colorspace)
+    linear = color.convert(plate.rgb, plate.colorspace, space)
+    height, width = linear.shape[:2]
+    lr_h, lr_w = lr_shape(height, width, min(params.lr_size, max(height, width)), model.size_multiple)
+    display = color.to_network(linear, space)
+    spatial = guidance.load_guide(trimap_path, "trimap", plate.data_window, plate.display_window, None)
+    codes = guidance.refine_trimap(spatial, params.mask_band)
+    assert codes is not None
+    return {
+        "linear": linear,
+        "display": display,
+        "prior_lr": prior.predict(display, size=(lr_h, lr_w)),
+        "raw": prior.predict(display, mirror=False),
+        "mirrored": prior.predict(display, mirror=True),
+        "guide_trimap": codes,
+    }
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from vfxmatte.bench import find_dataset
+    from vfxmatte.config import MatteParams
+    from vfxmatte.evaluate import read_matte, read_trimap
+    from vfxmatte.io.exr import read_plate
+    from vfxmatte.pipeline import load_run_model
+    from vfxmatte.prior import load_prior
+
+    model = load_run_model(None, "cpu")
+    prior = load_prior("u2netp")
+    assert prior is not None
+    out = Path(args.work) / "cache"
+    out.mkdir(parents=True, exist_ok=True)
+    strengths = [float(s) for s in args.strengths.split(",")]
+    for index, item in enumerate(find_dataset(args.dataset)):
+        target = out / f"{item.name}.npz"
+        if target.exists() and not args.overwrite:
+            continue
+        plate = read_plate(item.image, index)
+        gt = read_matte(item.alpha, "ground truth", None)
+        gt = gt.astype(np.float32) / (255.0 if gt.dtype == np.uint8 else 65535.0 if gt.dtype == np.uint16 else 1.0)
+        arrays: dict[str, np.ndarray] = {"gt": gt, "unknown_region": read_trimap(str(item.trimap))}
+        if args.light:
+            arrays.update(_light(model, plate, str(item.trimap), prior))
+            np.savez(target, **arrays)  # type: ignore[arg-type]
+            print(f"{item.name} cached (light)", file=sys.stderr, flush=True)
+            continue
+        base = MatteParams(temporal="off", hr="pymatting")
+        for s in strengths:
+            seen = _capture(replace(base, prior_strength=s), model, plate)
+            arrays[f"lr_mean_{s:g}"], arrays[f"lr_std_{s:g}"] = seen["lr_mean"], seen["lr_std"]
+            arrays.update(linear=seen["linear"], display=seen["display"], prior_lr=seen["prior_lr"])
+        guided = _capture(replace(base, guide=str(item.trimap), guide_kind="trimap"), model, plate)
+        arrays.update(guided_mean=guided["lr_mean"], guided_std=guided["lr_std"], guide_trimap=guided["guide_trimap"])
+        display = arrays["display"]
+        arrays["raw"] = prior.predict(display, mirror=False)
+        arrays["mirrored"] = prior.predict(display, mirror=True)
+        np.savez(target, **arrays)  # type: ignore[arg-type]
+        print(f"{item.name} cached", file=sys.stderr, flush=True)
+    return 0
+
+
+# --------------------------------------------------------------------------- replay
+
+
+def _load(work: Path, name: str) -> dict[str, np.ndarray]:
+    with np.load(work / "cache" / f"{name}.npz") as data:
+        return {k: data[k] for k in data.files}
+
+
+def _whole(alpha: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
+    """(MSE ×1e3, SAD /1000) on the whole image (P3M convention)."""
+    diff = np.clip(alpha, 0.0, 1.0).astype(np.float64) - gt
+    return float(np.mean(diff**2) * 1e3), float(np.abs(diff).sum() / 1000.0)
+
+
+def _unknown_sad(alpha: np.ndarray, gt: np.ndarray, region: np.ndarray) -> float:
+    return float(np.abs(np.clip(alpha, 0.0, 1.0).astype(np.float64) - gt)[region].sum() / 1000.0)
+
+
+def _protocol(scores: dict[str, dict[str, list[float]]], key: int, label: str) -> list[str]:
+    """Per-candidate means per half; the pick on each half reported on the other."""
+    lines = [f"| candidate | A {label} | B {label} | all |", "|---|---:|---:|---:|"]
+    scores = {n: v for n, v in scores.items() if all(v[h] for h in HALVES)} or scores
+    means: dict[str, dict[str, float]] = {}
+    for name, per_half in scores.items():
+        means[name] = {h: float(np.mean([v[key] for v in per_half[h]])) for h in HALVES}  # type: ignore[index]
+        means[name]["all"] = float(np.mean([v[key] for h in HALVES for v in per_half[h]]))  # type: ignore[index]
+        lines.append(f"| {name} | {means[name]['A']:.2f} | {means[name]['B']:.2f} | {means[name]['all']:.2f} |")
+    for tune, report in (("A", "B"), ("B", "A")):
+        best = min(means, key=lambda n: means[n][tune])
+        lines.append(
+            f"tuned on {tune}: {best} ({means[best][tune]:.2f}), reported on {report}: {means[best][report]:.2f}"
+        )
+    return lines
+
+
+def _replay(
+    work: Path,
+    candidates: dict[str, Callable[[dict[str, np.ndarray]], np.ndarray]],
+    score: Callable[[np.ndarray, dict[str, np.ndarray]], tuple[float, ...]],
+) -> dict[str, dict[str, list[Any]]]:
+    results: dict[str, dict[str, list[Any]]] = {n: {h: [] for h in HALVES} for n in candidates}
+    per_image: dict[str, dict[str, tuple[float, ...]]] = {}
+    for half, names in HALVES.items():
+        for name in names:
+            if not (work / "cache" / f"{name}.npz").exists():
+                print(f"{name}: not cached, left out", file=sys.stderr)
+                continue
+            data = _load(work, name)
+            per_image[name] = {}
+            for cand, make in candidates.items():
+                value = score(make(data), data)
+                results[cand][half].append(value)
+                per_image[name][cand] = value
+            print(
+                name,
+                json.dumps({k: [round(x, 2) for x in v] for k, v in per_image[name].items()}),
+                file=sys.stderr,
+                flush=True,
+            )
+    return results
+
+
+def prior_trimap(prior: np.ndarray, low: float, high: float, radius: int) -> np.ndarray:
+    """Trimap codes from a soft mask: background ≤ low, foreground ≥ high, the rest grown by radius px."""
+    from scipy import ndimage
+
+    from vfxmatte import hr
+
+    unknown = (prior > low) & (prior < high)
+    if radius > 0 and unknown.any():
+        unknown = ndimage.maximum_filter(unknown, size=2 * radius + 1)
+    trimap = np.where(prior >= 0.5, hr.FOREGROUND, hr.BACKGROUND).astype(np.float32)
+    trimap[unknown] = hr.UNKNOWN
+    return trimap
+
+
+def free_candidates(grid: str) -> dict[str, Callable[[dict[str, np.ndarray]], np.ndarray]]:
+    from vfxmatte import hr
+    from vfxmatte.sampling import resize
+
+    def up(a: np.ndarray, d: dict[str, np.ndarray]) -> np.ndarray:
+        return np.clip(resize(a, *d["gt"].shape), 0.0, 1.0)
+
+    def current(d: dict[str, np.ndarray]) -> np.ndarray:
+        m, s = d["lr_mean_0.3"], d["lr_std_0.3"]
+        return hr.refine_closed_form(d["display"], hr.auto_trimap(m, s, *d["gt"].shape), up(m, d))
+
+    cands: dict[str, Callable[[dict[str, np.ndarray]], np.ndarray]] = {
+        "raw u2netp": lambda d: d["raw"],
+        "mirrored prior": lambda d: d["mirrored"],
+        "prior at LR, upsampled": lambda d: up(d["prior_lr"], d),
+        "default (0.3, auto band)": current,
+    }
+    def lr_mean(strength: str) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+        return lambda d: up(d[f"lr_mean_{strength}"], d)
+
+    for s in ("0.15", "0.3", "0.5"):
+        cands[f"LR mean {s}"] = lr_mean(s)
+    if grid == "stages":
+        return cands
+    if grid in ("prior", "mirror"):
+        from vfxmatte.hr import PriorBandSettings, prior_band_trimap
+
+        def band(settings: PriorBandSettings) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+            def run(d: dict[str, np.ndarray]) -> np.ndarray:
+                h, w = d["gt"].shape
+                trimap = prior_band_trimap(d["prior_lr"], d["prior_lr"], d["prior_lr"] * 0, h, w, settings)
+                return hr.refine_closed_form(d["display"], trimap, up(d["prior_lr"], d), prior_weight=settings.weight)
+
+            return run
+
+        keep = ("raw u2netp", "mirrored prior", "prior at LR, upsampled")
+        cands = {k: v for k, v in cands.items() if k in keep}
+        if grid == "mirror":
+
+            def single(d: dict[str, np.ndarray]) -> np.ndarray:
+                h, w = d["gt"].shape
+                trimap = prior_band_trimap(d["raw"], d["raw"], d["raw"] * 0, h, w)
+                return hr.refine_closed_form(d["display"], trimap, d["raw"], prior_weight=PriorBandSettings().weight)
+
+            cands["prior band (default), mirrored prior"] = band(PriorBandSettings())
+            cands["prior band (default), single-run prior"] = single
+            return cands
+        for radius in (0.005, 0.01, 0.02):
+            settings = PriorBandSettings(radius=radius)
+            cands[f"prior band r{radius:g}"] = band(settings)
+        return cands
+
+    def core_band(
+        radius_frac: float, source: str, weight: float, agree: bool
+    ) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+        def run(d: dict[str, np.ndarray]) -> np.ndarray:
+            h, w = d["gt"].shape
+            prior = up(d["prior_lr"], d)
+            radius = max(1, round(radius_frac * max(h, w)))
+            trimap = prior_trimap(prior, 0.1, 0.9, radius)
+            if agree:
+                m, s = d["lr_mean_0.3"], d["lr_std_0.3"]
+                ensemble_band = hr.auto_trimap(m, s, h, w, hr.TrimapSettings(radius=radius)) == hr.UNKNOWN
+                narrow = (trimap == hr.UNKNOWN) & ~ensemble_band
+                trimap[narrow] = np.where(prior[narrow] >= 0.5, hr.FOREGROUND, hr.BACKGROUND)
+            guide = prior if source == "prior" else up(d["lr_mean_0.3"], d)
+            return hr.refine_closed_form(d["display"], trimap, guide, prior_weight=weight)
+
+        return run
+
+    for frac in (0.005, 0.01, 0.02):
+        for source in ("prior", "lr"):
+            for agree in (False, True):
+                name = f"core+band r{frac:g} {source}{' agree' if agree else ''}"
+                cands[name] = core_band(frac, source, 1e-2, agree)
+    return cands
+
+
+def cmd_free(args: argparse.Namespace) -> int:
+    work = Path(args.work)
+    results = _replay(work, free_candidates(args.grid), lambda a, d: _whole(a, d["gt"]))
+    print("\n".join(_protocol(results, 0, "MSE")))
+    print("\n".join(_protocol(results, 1, "SAD")))
+    return 0
+
+
+GUIDED_SOLVERS = ("current", "cf", "knn", "rw", "sm", "lkm")
+
+
+def _guided_solve(solver: str, d: dict[str, np.ndarray]) -> np.ndarray:
+    """One trimap solver on the cached plate and guide trimap (codes 0 / 0.5 / 1)."""
+    import pymatting
+
+    from vfxmatte import hr
+    from vfxmatte.sampling import resize
+
+    image = np.ascontiguousarray(d["display"], dtype=np.float64)
+    trimap = d["guide_trimap"].astype(np.float64)
+    if solver == "current":
+        lr = np.clip(resize(d["guided_mean"], *trimap.shape), 0.0, 1.0)
+        return hr.refine_closed_form(
+            d["display"],
+            d["guide_trimap"],
+            lr,
+            hr.GUIDED_TILES,
+            epsilon=hr.GUIDED_EPSILON,
+            prior_weight=hr.GUIDED_PRIOR,
+        )
+    if solver == "lr":
+        return np.clip(resize(d["guided_mean"], *trimap.shape), 0.0, 1.0)
+    estimate = getattr(pymatting, f"estimate_alpha_{solver}")
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        return np.clip(np.asarray(estimate(image, trimap), dtype=np.float32), 0.0, 1.0)
+
+
+def cmd_guided_cache(args: argparse.Namespace) -> int:
+    """Every solver's alpha per image, as ``WORK/guided/<name>.npz`` (the slow part of ``guided``)."""
+    import time
+
+    work = Path(args.work)
+    (work / "guided").mkdir(parents=True, exist_ok=True)
+    solvers = args.solvers.split(",")
+    for names in HALVES.values():
+        for name in names:
+            target = work / "guided" / f"{name}.npz"
+            have: dict[str, np.ndarray] = {}
+            if target.exists():
+                with np.load(target) as data:
+                    have = {k: data[k] for k in data.files}
+            todo = [s for s in solvers if s not in have]
+            if not todo or not (work / "cache" / f"{name}.npz").exists():
+                continue
+            d = _load(work, name)
+            if "guided_mean" not in d:
+                todo = [s for s in todo if s not in ("current", "lr")]
+            for solver in todo:
+                started = time.perf_counter()
+                have[solver] = _guided_solve(solver, d)
+                have[f"{solver}_seconds"] = np.array(time.perf_counter() - started)
+            np.savez(target, **have)  # type: ignore[arg-type]
+            print(f"{name}: {', '.join(todo)}", file=sys.stderr, flush=True)
+    return 0
+
+
+def cmd_guided(args: argparse.Namespace) -> int:
+    """Unknown-region SAD / MSE of each solver and of per-pixel combinations, per half."""
+    work = Path(args.work)
+    combos: dict[str, Callable[[dict[str, np.ndarray]], np.ndarray]] = {}
+    def one(solver: str) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+        return lambda g: g[solver]
+
+    def pooled(parts: list[str], how: Callable[..., Any]) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+        return lambda g: np.asarray(how([g[p] for p in parts], axis=0))
+
+    for solver in args.solvers.split(","):
+        combos[solver] = one(solver)
+    for pair in args.combos.split(",") if args.combos else []:
+        parts = pair.split("+")
+        combos["mean(" + "+".join(parts) + ")"] = pooled(parts, np.mean)
+        combos["median(" + "+".join(parts) + ")"] = pooled(parts, np.median)
+    results: dict[str, dict[str, list[Any]]] = {n: {h: [] for h in HALVES} for n in combos}
+    for half, names in HALVES.items():
+        for name in names:
+            if not (work / "guided" / f"{name}.npz").exists():
+                print(f"{name}: not cached, left out", file=sys.stderr)
+                continue
+            d = _load(work, name)
+            with np.load(work / "guided" / f"{name}.npz") as data:
+                g = {k: data[k] for k in data.files}
+            region = d["unknown_region"]
+            row = {}
+            for cand, make in combos.items():
+                alpha = make(g)
+                diff = np.clip(alpha, 0, 1).astype(np.float64) - d["gt"]
+                value = (_unknown_sad(alpha, d["gt"], region), float(np.mean(diff[region] ** 2) * 1e3))
+                results[cand][half].append(value)
+                row[cand] = round(value[0], 2)
+            print(name, json.dumps(row), file=sys.stderr, flush=True)
+    print("\n".join(_protocol(results, 0, "SAD")))
+    print("\n".join(_protocol(results, 1, "MSE")))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("cache")
+    p.add_argument("--dataset", default=str(DEFAULT_DATA))
+    p.add_argument("--strengths", default="0.3,0.15,0.5")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--light", action="store_true", help="no LR ensemble: what the prior band and the solvers need")
+    p.set_defaults(func=cmd_cache)
+    p = sub.add_parser("free")
+    p.add_argument("--grid", default="stages", choices=("stages", "band", "prior", "mirror"))
+    p.set_defaults(func=cmd_free)
+    p = sub.add_parser("guided-cache")
+    p.add_argument("--solvers", default=",".join(GUIDED_SOLVERS))
+    p.set_defaults(func=cmd_guided_cache)
+    p = sub.add_parser("guided")
+    p.add_argument("--solvers", default=",".join(GUIDED_SOLVERS))
+    p.add_argument("--combos", default="cf+knn,current+knn,current+cf+knn")
+    p.set_defaults(func=cmd_guided)
+    for p in sub.choices.values():
+        p.add_argument("--work", default=str(DEFAULT_WORK))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
