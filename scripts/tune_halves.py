@@ -317,6 +317,13 @@ def _guided_solve(solver: str, d: dict[str, np.ndarray]) -> np.ndarray:
 
     image = np.ascontiguousarray(d["display"], dtype=np.float64)
     trimap = d["guide_trimap"].astype(np.float64)
+    if solver.endswith("@mask"):
+        # The mask guide's trimap: the drawn trimap's pixels >= 0.5 as a coarse mask (as `bench --guide-as mask`).
+        from vfxmatte import guide as guidance
+
+        solver = solver.removesuffix("@mask")
+        trimap = guidance.mask_trimap((d["guide_trimap"] >= 0.5).astype(np.float32)).astype(np.float64)
+        d = {**d, "guide_trimap": trimap.astype(np.float32)}
     if solver == "current":
         lr = np.clip(resize(d["guided_mean"], *trimap.shape), 0.0, 1.0)
         return hr.refine_closed_form(
@@ -356,7 +363,7 @@ def cmd_guided_cache(args: argparse.Namespace) -> int:
                 continue
             d = _load(work, name)
             if "guided_mean" not in d:
-                todo = [s for s in todo if s not in ("current", "lr")]
+                todo = [s for s in todo if s.removesuffix("@mask") not in ("current", "lr")]
             for solver in todo:
                 started = time.perf_counter()
                 have[solver] = _guided_solve(solver, d)

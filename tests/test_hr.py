@@ -267,12 +267,14 @@ def test_trimap_guided_solve_prints_nothing_on_stdout(shared_data: Path, capsys:
     known = (codes <= 0.1) | (codes >= 0.9)
     values = np.where(codes >= 0.9, 1.0, 0.0).astype(np.float32)
     lr = np.zeros((64, 64), np.float32)
-    refined = hr.refine(
-        "pymatting", None, image, image, lr, lr, steps=1, seed=0, lr_size=64,  # type: ignore[arg-type]
-        guide_trimap=np.where(known, values, 0.5),
-    )  # fmt: skip
-    assert refined.alpha.shape == codes.shape
-    assert capsys.readouterr().out == ""
+    for solver in ("closed-form", "shared"):
+        refined = hr.refine(
+            "pymatting", None, image, image, lr, lr, steps=1, seed=0, lr_size=64,  # type: ignore[arg-type]
+            guide_trimap=np.where(known, values, 0.5), guided_solver=solver,
+        )  # fmt: skip
+        assert refined.alpha.shape == codes.shape
+        assert (refined.alpha[known] == values[known]).all()
+        assert capsys.readouterr().out == ""
 
 
 @pytest.mark.slow

@@ -125,6 +125,12 @@ def prior_band_trimap(
     return trimap
 
 
+#: How a guide's trimap band is solved in ``pymatting`` mode: ``shared`` (pymatting's
+#: ``estimate_alpha_sm``, Gastal & Oliveira 2010, sampled over the whole frame) or
+#: ``closed-form`` (the tiled closed-form solve with the LR matte as a weak prior).  Chosen by
+#: the half-split protocol (docs/BENCHMARKS.md): unknown-region SAD on alphamatting GT01–GT10 /
+#: GT11–GT20 4.06 / 3.65 for shared matting against 4.81 / 4.43 for pymatting's closed form.
+GUIDED_SOLVER = "shared"
 GUIDED_EPSILON = 1e-7  # closed-form regulariser inside a compositor's trimap band (pymatting's)
 GUIDED_PRIOR = 1e-5  # weight of the LR matte inside it (1e-2 in the automatic band)
 
@@ -260,6 +266,23 @@ def refine_closed_form(
         weights[cy, cx] += w
     solved_mask = unknown & (weights > 0)
     alpha[solved_mask] = total[solved_mask] / weights[solved_mask]
+    return np.clip(alpha, 0.0, 1.0)
+
+
+def solve_shared(image: np.ndarray, trimap: np.ndarray) -> np.ndarray:
+    """Shared matting (pymatting's ``estimate_alpha_sm``) of the whole frame; known pixels keep their code.
+
+    ``image`` (H, W, 3) display-referred in [0, 1], ``trimap`` codes 0 / 0.5 / 1.  Each unknown
+    pixel's alpha comes from foreground / background samples gathered along rays to the
+    nearest known pixels, so a wide band needs no tiles (no tile seams) and no LR prior.
+    """
+    from pymatting import estimate_alpha_sm
+
+    codes = trimap.astype(np.float64)
+    with contextlib.redirect_stdout(io.StringIO()):
+        alpha = np.asarray(estimate_alpha_sm(np.ascontiguousarray(image, dtype=np.float64), codes), np.float32)
+    known = trimap != UNKNOWN
+    alpha[known] = trimap[known]
     return np.clip(alpha, 0.0, 1.0)
 
 
@@ -641,6 +664,7 @@ def refine(
     scribbles: tuple[np.ndarray, np.ndarray] | None = None,
     prior: np.ndarray | None = None,
     prior_band: PriorBandSettings | None = None,
+    guided_solver: str | None = None,
 ) -> Refined:
     """Full-resolution matte for ``mode`` (already resolved: diffusion, pymatting or off).
 
@@ -653,7 +677,8 @@ def refine(
     :func:`prior_band_trimap`: the prior's confident core is kept and only its edge is solved.
     On alphamatting GT01–GT20 the LR ensemble started from the prior scored worse than the
     prior itself on both halves (docs/BENCHMARKS.md): where the model cannot add, the refine
-    must not let it subtract.
+    must not let it subtract.  ``guided_solver`` (default :data:`GUIDED_SOLVER`) picks how a
+    guide trimap's band is solved: ``shared`` or ``closed-form``.
     """
     height, width = linear.shape[:2]
     lr_alpha = np.clip(resize(lr_mean, height, width), 0.0, 1.0)
@@ -677,12 +702,16 @@ def refine(
             trimap[known] = values[known]
     if mode == "pymatting":
         if guide_trimap is not None:
-            # A drawn band can be wide and the LR matte inside it confidently wrong: the
-            # colour-line model leads (pymatting's epsilon), the LR matte only breaks ties,
-            # and tiles get more context.  docs/BENCHMARKS.md has the sweep behind this.
-            alpha = refine_closed_form(
-                display, trimap, lr_alpha, GUIDED_TILES, epsilon=GUIDED_EPSILON, prior_weight=GUIDED_PRIOR
-            )
+            # A drawn band can be wide and the LR matte inside it confidently wrong: shared
+            # matting samples the band's own known pixels and ignores the LR matte; the
+            # closed-form alternative lets the colour-line model lead (pymatting's epsilon), the
+            # LR matte only breaking ties.  docs/BENCHMARKS.md has the measurements.
+            if (guided_solver or GUIDED_SOLVER) == "shared":
+                alpha = solve_shared(display, trimap)
+            else:
+                alpha = refine_closed_form(
+                    display, trimap, lr_alpha, GUIDED_TILES, epsilon=GUIDED_EPSILON, prior_weight=GUIDED_PRIOR
+                )
         else:
             alpha = refine_closed_form(display, trimap, lr_alpha)
         return Refined(alpha=alpha, foreground=foreground_by_tiles(linear, alpha), trimap=trimap)
