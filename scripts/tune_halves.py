@@ -398,6 +398,10 @@ def cmd_guided(args: argparse.Namespace) -> int:
             d = _load(work, name)
             with np.load(work / "guided" / f"{name}.npz") as data:
                 g = {k: data[k] for k in data.files}
+            lacking = [s for s in args.solvers.split(",") if s not in g]
+            if lacking:
+                print(f"{name}: no {', '.join(lacking)} yet, left out", file=sys.stderr)
+                continue
             region = d["unknown_region"]
             row = {}
             for cand, make in combos.items():
