@@ -130,10 +130,11 @@ class CarriedSubject:
     def score(self) -> float:
         """How much a new keyframe would help this frame: mean doubt near the subject (0 on keyframes)."""
         near = _near_subject(self.mask, _band_px(CARRY_BAND, self.mask.shape) * 3)
-        return float(self.doubt[near].mean()) if near.any() else float(self.doubt.mean())
+        doubt = self.doubt.astype(np.float32)
+        return float(doubt[near].mean()) if near.any() else float(doubt.mean())
 
     def full_doubt(self, height: int, width: int) -> np.ndarray:
-        return np.clip(resize(self.doubt, height, width), 0.0, 1.0).astype(np.float32)
+        return np.clip(resize(self.doubt.astype(np.float32), height, width), 0.0, 1.0).astype(np.float32)
 
     def to_guide(self, height: int, width: int, carry_band: float = CARRY_BAND) -> guidance.Guide:
         """The frame's trimap guide at full size (codes 0 / 0.5 / 1), band from the edge and the doubt."""
@@ -142,7 +143,7 @@ class CarriedSubject:
         if self.trimap is not None:
             trimap = self.trimap
         else:
-            mask = resize(self.mask, height, width)
+            mask = resize(self.mask.astype(np.float32), height, width)
             doubt = self.full_doubt(height, width)
             inner = mask > 0.5
             base = float(_band_px(carry_band, (height, width)))
@@ -154,7 +155,7 @@ class CarriedSubject:
                 unknown = distance <= reach
             else:
                 unknown = np.zeros(inner.shape, dtype=bool)
-            unknown |= resize(self.band, height, width) > 0.5
+            unknown |= resize(self.band.astype(np.float32), height, width) > 0.5
             trimap = np.where(unknown, 0.5, np.where(inner, 1.0, 0.0)).astype(np.float32)
         unknown_mask = np.abs(trimap - 0.5) < 0.25
         return guidance.Guide("trimap", trimap, unknown_mask, [])
@@ -409,18 +410,36 @@ class CarryResult:
 
 
 def carry_span(frames: Iterable[int], keyframes: list[int], ordered: list[int]) -> list[int]:
-    """The frames the carry must read to reach ``frames``: each one's segment between keyframes."""
+    """The frames the carry must read to reach ``frames``: each one's stretch between keyframes."""
+    import bisect
+
+    position = {frame: i for i, frame in enumerate(ordered)}
+    keyed = sorted(k for k in keyframes if k in position)
     needed: set[int] = set()
     for frame in frames:
-        if frame not in ordered:
+        if frame not in position:
             continue
-        position = ordered.index(frame)
-        before = [k for k in keyframes if k <= frame]
-        after = [k for k in keyframes if k >= frame]
-        first = ordered.index(before[-1]) if before else position
-        last = ordered.index(after[0]) if after else position
+        i = bisect.bisect_right(keyed, frame)
+        first = position[keyed[i - 1]] if i > 0 else position[frame]
+        j = bisect.bisect_left(keyed, frame)
+        last = position[keyed[j]] if j < len(keyed) else position[frame]
         needed.update(ordered[first : last + 1])
-    return sorted(needed)
+    return sorted(needed, key=position.__getitem__)
+
+
+def _compact(subject: CarriedSubject) -> CarriedSubject:
+    """A carried subject kept for later (half floats: a long shot holds one per frame)."""
+    return CarriedSubject(
+        subject.mask.astype(np.float16), subject.band.astype(np.float16), subject.doubt.astype(np.float16),
+        subject.keyframe, subject.trimap,
+    )
+
+
+def _expand(subject: CarriedSubject) -> CarriedSubject:
+    return CarriedSubject(
+        subject.mask.astype(np.float32), subject.band.astype(np.float32), subject.doubt.astype(np.float32),
+        subject.keyframe, subject.trimap,
+    )
 
 
 def carry_shot(
@@ -435,17 +454,26 @@ def carry_shot(
 
     ``ordered`` lists every readable frame of the shot in order (the carry steps from one to the
     next); ``read(frames)`` yields those frames' plates in order, or the frame number of one that
-    cannot be read (the carry steps over it).
+    cannot be read (the carry steps over it).  The frames are read once, in order: the forward carry
+    runs as they arrive; the flows the backward carry needs (those before the last keyframe) are kept
+    in half floats, about 1.8 MB per frame at the working size.
     """
     started = time.perf_counter()
     keyframes = plan.keyframes
-    wanted = sorted(set(frames) & set(ordered))
+    wanted = set(frames) & set(ordered)
     span = carry_span(wanted, keyframes, ordered)
-    images: dict[int, np.ndarray] = {}
-    subjects: dict[int, CarriedSubject] = {}
-    result = CarryResult(subjects, keyframes)
+    last_key = max((k for k in keyframes if k in set(span)), default=None)
+    result = CarryResult({}, keyframes)
     keyed: dict[int, CarriedSubject] = {}
+    flows: dict[int, _Flows] = {}  # frame → flows between the frame read before it and this one
+    readable: list[int] = []
+    forward: dict[int, tuple[CarriedSubject, int]] = {}  # wanted frame → (carried from the keyframe before, distance)
+    flow = _flow_engine()
     size: tuple[int, int] | None = None
+    previous_image: np.ndarray | None = None
+    track: _Track | None = None
+    distance = 0
+    before_last_key = last_key is not None
     for item in read(span):
         if isinstance(item, int):
             result.notes.append(f"frame {item}: unreadable; the keyframe carry stepped over it")
@@ -455,57 +483,53 @@ def carry_shot(
             size = image.shape[:2]
         elif image.shape[:2] != size:
             continue  # a frame of another size fails on its own in the matting loop
-        images[item.frame] = image
         result.frames_read += 1
-        if item.frame in plan.files:
-            keyed[item.frame] = load_keyframe(plan.files[item.frame], kind, item, channel)
-    missing = [k for k in keyframes if k in span and k not in keyed]
-    if missing:
-        raise InputError(f"{plan.files[missing[0]]}: keyframe {missing[0]}'s plate frame cannot be read")
-    readable = [f for f in span if f in images]
-    flows: dict[tuple[int, int], _Flows] = {}
-    flow = _flow_engine()
-
-    def flows_between(a: int, b: int) -> _Flows:
-        if (a, b) not in flows:
-            flows[(a, b)] = _Flows(forward=flow(images[a], images[b]), backward=flow(images[b], images[a]))
-        return flows[(a, b)]
-
-    forward: dict[int, tuple[CarriedSubject, int]] = {}  # frame → (carried from the keyframe before, distance)
-    track: _Track | None = None
-    distance = 0
-    for previous, frame in zip([None, *readable[:-1]], readable, strict=True):
-        if frame in keyed:
+        frame = item.frame
+        pair: _Flows | None = None
+        if previous_image is not None:
+            pair = _Flows(forward=flow(previous_image, image), backward=flow(image, previous_image))
+            if before_last_key:
+                flows[frame] = _Flows(pair.forward.astype(np.float16), pair.backward.astype(np.float16))
+        previous_image = image
+        readable.append(frame)
+        if frame in plan.files:
+            keyed[frame] = load_keyframe(plan.files[frame], kind, item, channel)
             track, distance = _Track(keyed[frame], np.eye(3), keyed[frame]), 0
-        elif track is not None and previous is not None:
-            pair = flows_between(previous, frame)
+        elif track is not None and pair is not None:
             track = _step(track, towards=pair.backward, back=pair.forward)
             distance += 1
-        if track is not None:
-            forward[frame] = (track.subject, distance)
+        if track is not None and frame in wanted:
+            forward[frame] = (_compact(track.subject), distance)
+        if frame == last_key:
+            before_last_key = False
+    missing = [k for k in keyframes if k in set(span) and k not in keyed]
+    if missing:
+        raise InputError(f"{plan.files[missing[0]]}: keyframe {missing[0]}'s plate frame cannot be read")
     backward: dict[int, tuple[CarriedSubject, int]] = {}
     track, distance = None, 0
     for following, frame in zip([None, *readable[::-1][:-1]], readable[::-1], strict=True):
         if frame in keyed:
             track, distance = _Track(keyed[frame], np.eye(3), keyed[frame]), 0
         elif track is not None and following is not None:
-            pair = flows_between(frame, following)
-            track = _step(track, towards=pair.forward, back=pair.backward)
+            stored = flows.pop(following)  # between this frame and the following one
+            track = _step(
+                track, towards=stored.forward.astype(np.float32), back=stored.backward.astype(np.float32)
+            )
             distance += 1
-        if track is not None:
-            backward[frame] = (track.subject, distance)
+        if track is not None and frame in wanted:
+            backward[frame] = (_compact(track.subject), distance)
     for frame in readable:
-        if frame not in set(wanted):
+        if frame not in wanted:
             continue
         if frame in keyed:
-            subjects[frame] = keyed[frame]
+            result.subjects[frame] = keyed[frame]
         elif frame in forward and frame in backward:
             (early, d_e), (late, d_l) = forward[frame], backward[frame]
-            subjects[frame] = _blend(early, late, d_e, d_l)
+            result.subjects[frame] = _compact(_blend(_expand(early), _expand(late), d_e, d_l))
         elif frame in forward:
-            subjects[frame] = forward[frame][0]
+            result.subjects[frame] = forward[frame][0]
         elif frame in backward:
-            subjects[frame] = backward[frame][0]
+            result.subjects[frame] = backward[frame][0]
     result.seconds = time.perf_counter() - started
     return result
 
