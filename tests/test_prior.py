@@ -133,8 +133,6 @@ def test_matte_records_the_prior_and_its_time_and_none_or_a_guide_bypass_it(
 
 
 def test_mask_iou_and_the_previous_matte_the_temporal_state_keeps() -> None:
-    import torch
-
     from vfxmatte.pipeline import mask_iou
     from vfxmatte.temporal import TemporalState
 
@@ -145,12 +143,12 @@ def test_mask_iou_and_the_previous_matte_the_temporal_state_keeps() -> None:
     assert mask_iou(a, a) == 1.0 and mask_iou(a, b) == pytest.approx(16 / 48)
     assert mask_iou(np.zeros((4, 4)), np.zeros((4, 4))) == 1.0
     state = TemporalState(mode="shared")
-    state.update(1001, torch.zeros(1, 4, 2, 2), np.zeros((8, 8, 3)), a)
+    state.update(1001, a)
     assert state.previous_matte(1002, (8, 8)) is a
     assert state.previous_matte(1003, (8, 8)) is None, "only the frame just before counts"
     assert state.previous_matte(1002, (16, 16)) is None
     off = TemporalState(mode="off")
-    off.update(1001, torch.zeros(1, 4, 2, 2), np.zeros((8, 8, 3)), a)
+    off.update(1001, a)
     assert off.previous_matte(1002, (8, 8)) is None, "--temporal off keeps nothing between frames"
 
 

@@ -90,21 +90,13 @@ def _add_matte(sub: Any) -> None:
     )
     p.add_argument(
         "--prior-jump-iou", type=float,
-        help="with --temporal shared/prev-latent: a frame whose prior mask overlaps the previous frame's matte "
+        help="with --temporal shared: a frame whose prior mask overlaps the previous frame's matte "
         "less than this (IoU) follows the previous matte instead (default 0.5; 0: never)",
     )
-    p.add_argument(
-        "--temporal", choices=("off", "shared", "prev-latent"),
-        help="temporal stability: off (independent noise per frame), shared (one noise for every frame), "
-        "prev-latent (start each frame from the previous frame's LR latent, Eq. 6); default: shared",
-    )
-    p.add_argument(
-        "--temporal-strength", type=float,
-        help="prev-latent: fraction of the DDIM schedule re-run from the previous latent (0-1, default 0.5)",
-    )
-    p.add_argument(
-        "--temporal-flow", action="store_true", default=None,
-        help="prev-latent: warp the previous latent by optical flow between the frames",
+    p.add_argument(  # no argparse choices: a removed mode (prev-latent) gets its reason from MatteParams
+        "--temporal", metavar="{off,shared}",
+        help="temporal stability: off (independent noise per frame), shared (one noise for every frame); "
+        "default: shared",
     )
     p.add_argument("--layer", help="EXR layer or part to matte (default: the main RGB layer)")
     p.add_argument("--view", help="stereo view to matte (default: the file's first/hero view)")
@@ -183,8 +175,6 @@ def _cmd_matte(args: argparse.Namespace) -> int:
         colorspace=args.colorspace,
         prompt=args.prompt,
         temporal=args.temporal,
-        temporal_strength=args.temporal_strength,
-        temporal_flow=args.temporal_flow,
         hr=args.hr,
         write_trimap=args.write_trimap,
         guide=args.guide,

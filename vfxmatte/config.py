@@ -5,6 +5,13 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
+#: ``--temporal`` modes (vfxmatte.temporal).
+TEMPORAL_MODES = ("off", "shared")
+#: Modes that existed once, with why they are gone: a stored command line or request may name them.
+REMOVED_TEMPORAL_MODES = {
+    "prev-latent": "removed: it made mattes worse than off on a moving shot (docs/VIDEO.md); use shared or off",
+}
+
 
 @dataclass(frozen=True)
 class MatteParams:
@@ -18,9 +25,7 @@ class MatteParams:
     view: str | None = None
     colorspace: str | None = None
     prompt: str | None = None
-    temporal: str = "shared"  # off | shared | prev-latent (vfxmatte.temporal)
-    temporal_strength: float = 0.5
-    temporal_flow: bool = False
+    temporal: str = "shared"  # off | shared (vfxmatte.temporal)
     hr: str = "auto"  # auto | diffusion | pymatting | off (vfxmatte.hr); matte_shot records the resolved one
     write_trimap: bool = False  # the HR auto-trimap as ``trimap.Y``
     guide: str | None = None  # guide image or sequence pattern (vfxmatte.guide)
@@ -63,8 +68,10 @@ class MatteParams:
             raise UsageError("--guide-frame: needs --guide (the keyframe's guide image)")
         if self.hr not in ("auto", "diffusion", "pymatting", "off"):
             raise UsageError(f"--hr {self.hr}: choose auto, diffusion, pymatting or off")
-        if self.temporal not in ("off", "shared", "prev-latent"):
-            raise UsageError(f"--temporal {self.temporal}: choose off, shared or prev-latent")
+        if self.temporal in REMOVED_TEMPORAL_MODES:
+            raise UsageError(f"--temporal {self.temporal}: {REMOVED_TEMPORAL_MODES[self.temporal]}")
+        if self.temporal not in TEMPORAL_MODES:
+            raise UsageError(f"--temporal {self.temporal}: choose {' or '.join(TEMPORAL_MODES)}")
         if not 0.0 < self.mask_band <= 0.5:
             raise UsageError(f"--mask-band {self.mask_band}: must be in (0, 0.5]")
         if self.prior not in ("u2netp", "none"):
@@ -73,8 +80,6 @@ class MatteParams:
             raise UsageError(f"--prior-strength {self.prior_strength}: must be in (0, 1]")
         if not 0.0 <= self.prior_jump_iou < 1.0:
             raise UsageError(f"--prior-jump-iou {self.prior_jump_iou}: must be in [0, 1)")
-        if not 0.0 < self.temporal_strength <= 1.0:
-            raise UsageError(f"--temporal-strength {self.temporal_strength}: must be in (0, 1]")
 
     @property
     def uses_prior(self) -> bool:
