@@ -134,10 +134,10 @@ class Matte:
     """The matting result of one plate, at the plate's data-window resolution."""
 
     alpha: np.ndarray  # (H, W) in [0, 1]
-    uncertainty: np.ndarray  # (H, W) ≥ 0
+    uncertainty: np.ndarray  # (H, W) in [0, 1]: estimated absolute alpha error (vfxmatte.uncertainty)
     foreground: np.ndarray  # (H, W, 3) unpremultiplied, in ``colorspace``
     colorspace: str
-    score: float  # mean uncertainty in the edge band (header ``vfxmatte:uncertainty``)
+    score: float  # mean of ``uncertainty``: the frame's estimated error (header ``vfxmatte:uncertainty``)
     trimap: np.ndarray | None = None  # the HR auto-trimap (0 / 0.5 / 1), written as ``trimap.Y``
     prior_seconds: float = 0.0  # time spent in the salient-object prior
     keyframe_doubt: float | None = None  # a carried guide's doubt (header ``vfxmatte:keyframe_doubt``)
@@ -223,7 +223,7 @@ def matte_plate(
 ) -> Matte:
     """Matte one decoded plate: LR ensemble → upsampled matte + uncertainty → foreground.
 
-    ``temporal`` carries noise and previous-frame latents through a shot (frames in
+    ``temporal`` carries the noise and the previous frame's matte through a shot (frames in
     order); without it the plate is matted as the first frame of a shot.  ``subject`` is the
     guide carried to this frame from the keyframes (:mod:`vfxmatte.carry`); a keyframe run
     needs it on every frame.
@@ -240,8 +240,9 @@ def matte_plate(
     display = color.to_network(linear, linear_space) if needs_display else linear
     temporal = temporal or temporal_state(params)
     member = (int(model.unet.config.out_channels), lr_h // model.latent_factor, lr_w // model.latent_factor)
-    noise, start = temporal.inputs(plate.frame, (params.seeds, *member), network_image)
-    strength = params.temporal_strength
+    noise = temporal.noise(plate.frame, (params.seeds, *member))
+    start: torch.Tensor | None = None  # pure noise unless a guide or the prior gives a start
+    strength = 1.0
     spatial: guidance.Guide | None = None
     prior_seconds = 0.0
     prior_mask: np.ndarray | None = None  # the prior's subject, for the uncertainty pass
@@ -269,10 +270,10 @@ def matte_plate(
                 coarse = prior_mask = guidance.prior_within_mask(found, coarse)
             start, strength = mask_latents(model, coarse, params.seeds), params.prior_strength
         elif not spatial.unknown.all():
-            # Eq. 8: the guide's known pixels seed the start point (replaces a temporal start).
+            # Eq. 8: the guide's known pixels seed the start point.
             start, strength = guidance.guided_start(model, spatial, lr_h, lr_w, params.seeds), 1.0
     if params.uses_prior and start is None and spatial is None:
-        # No guide and no previous-frame start: the salient-object prior's coarse mask, noised to
+        # No guide: the salient-object prior's coarse mask, noised to
         # ``prior_strength`` of the schedule, is where sampling starts (SDEdit-style, as Eq. 6/8).
         mask, prior_seconds = _run_prior(params.prior, display, lr_h, lr_w)
         previous = temporal.previous_matte(plate.frame, mask.shape)
@@ -299,7 +300,7 @@ def matte_plate(
         start=start,
         strength=strength,
     )
-    temporal.update(plate.frame, ensemble.latents, network_image, ensemble.mean)
+    temporal.update(plate.frame, ensemble.mean)
     lr_mean, lr_std = ensemble.mean, ensemble.std
     refined = hr.refine(
         mode,
@@ -316,6 +317,8 @@ def matte_plate(
         scribbles=(spatial.known, spatial.values) if spatial is not None and spatial.kind == "scribble" else None,
         # Trimap-free: the prior's confident core is kept, only its edge band is solved (hr.prior_band_trimap).
         prior=prior_mask if spatial is None else None,
+        # A mask's trimap keeps the closed-form solve until shared matting is measured on masks (docs/BENCHMARKS.md).
+        guided_solver="closed-form" if spatial is not None and spatial.kind == "mask" else None,
     )
     if spatial is not None:
         refined.alpha = guidance.apply_to_matte(refined.alpha, spatial, params.clamp_known)
@@ -344,16 +347,15 @@ class Shot:
     stem: str
     frames: list[int]
     missing: list[int]
-    # plates(skip, warm): skipped frames come back as ints unless in ``warm`` (needed for
-    # temporal state only); warm frames are read even when not requested.
-    plates: Callable[[set[int], set[int]], Iterator[Plate | FrameError | int]]
+    # plates(skip): the frames in order, decoded, or as ints where skipped.
+    plates: Callable[[set[int]], Iterator[Plate | FrameError | int]]
     input_paths: dict[int, str]
     padding: int = 4
     is_movie: bool = False
     # (width, height, display width, display height) every frame must have: the first requested
     # frame's, from its header, so a resumed run (first frames skipped) checks against the same.
     reference_size: tuple[int, int, int, int] | None = None
-    # The frame before a frame in the input (None for the first): temporal warm-up reads it.
+    # The frame before a frame in the input (None for the first): the prior-jump check follows its matte.
     predecessor: Callable[[int], int | None] = lambda frame: frame - 1
     # Every frame of the input in order, requested or not: a keyframe guide is carried over them.
     ordered: list[int] = field(default_factory=list)
@@ -373,16 +375,15 @@ def open_shot(input_path: str, requested: list[int] | None, params: MatteParams,
         wanted = set(requested) if requested is not None else None
         colorspace = params.colorspace or color.NETWORK_SPACE
 
-        def movie_plates(skip: set[int], warm: set[int]) -> Iterator[Plate | FrameError | int]:
+        def movie_plates(skip: set[int]) -> Iterator[Plate | FrameError | int]:
             # A movie decodes sequentially: skipped frames are decoded and dropped.
             try:
-                needed = wanted | warm if wanted is not None else None
                 movie = read_movie(
-                    input_path, start_frame=options.start_frame, frames=needed, colorspace=colorspace,
+                    input_path, start_frame=options.start_frame, frames=wanted, colorspace=colorspace,
                     max_pixels=options.max_pixels,
                 )
                 for plate in movie:
-                    yield plate.frame if plate.frame in skip and plate.frame not in warm else plate
+                    yield plate.frame if plate.frame in skip else plate
             except MovieDecodeError as exc:
                 yield exc
 
@@ -412,9 +413,9 @@ def open_shot(input_path: str, requested: list[int] | None, params: MatteParams,
     if not frames:
         raise InputError(f"{input_path}: none of the requested frames {format_ranges(requested)} exist")
 
-    def sequence_plates(skip: set[int], warm: set[int]) -> Iterator[Plate | FrameError | int]:
-        for frame in sorted(set(frames) | warm):
-            if frame in skip and frame not in warm:
+    def sequence_plates(skip: set[int]) -> Iterator[Plate | FrameError | int]:
+        for frame in sorted(frames):
+            if frame in skip:
                 yield frame
                 continue
             try:
@@ -546,13 +547,12 @@ def matte_shot(
     reference = shot.reference_size
     temporal = temporal_state(params, shot.predecessor)
     to_do = {f for f in shot.frames if f not in skip}
-    warm = {w for f in to_do if (w := temporal.needs_warmup(f, to_do)) is not None}
     carried: dict[int, carry.CarriedSubject] = {}
     if plan is not None and plan.mode == "keyframes" and to_do:
         # Carry the keyframes over the frames between them first (read, not written): each frame's
         # guide depends only on the keyframes around it, so chunks and resumes carry the same.
         result = carry.carry_shot(
-            plan, params.guide_kind, params.guide_channel, to_do | warm, shot.ordered or shot.frames,
+            plan, params.guide_kind, params.guide_channel, to_do, shot.ordered or shot.frames,
             _plate_reader(input_path, params, options),
         )
         carried, summary.carry_seconds = result.subjects, result.seconds
@@ -567,23 +567,15 @@ def matte_shot(
         if not movie_lock.acquire(0.0):
             raise OutputError(f"{output}: being written by {movie_lock.holder()}; wait for that run to finish")
     try:
-        for item in shot.plates(skip, warm):
+        for item in shot.plates(skip):
             frame_started = time.perf_counter()
             if isinstance(item, int):
                 record(FrameResult(item, "skipped", path=output_path(out_seq, item)))
-                continue
-            if isinstance(item, FrameError) and item.frame in warm and item.frame not in shot.frames:
-                summary.notes.append(f"temporal warm-up frame {item.frame} unreadable: {item}")
                 continue
             if isinstance(item, FrameError):
                 record(FrameResult(item.frame or 0, "failed", error=str(item), traceback=_traceback(item)))
                 continue
             plate = item
-            if plate.frame in warm:
-                _warm_up(model, plate, params, options.batch_size, temporal, summary, carried.get(plate.frame))
-                if plate.frame in skip:
-                    record(FrameResult(plate.frame, "skipped", path=output_path(out_seq, plate.frame)))
-                continue
             dw, disp = plate.data_window, plate.display_window
             size = (dw.width, dw.height, disp.width, disp.height)
             if reference is None:
@@ -697,23 +689,6 @@ def _claim_frame(
     return lock
 
 
-def _warm_up(
-    model: MattingModel,
-    plate: Plate,
-    params: MatteParams,
-    batch_size: int | None,
-    temporal: TemporalState,
-    summary: ShotSummary,
-    subject: carry.CarriedSubject | None = None,
-) -> None:
-    """Matte the frame before a chunk (or a resumed gap) for its temporal state only; write nothing."""
-    try:
-        matte_plate(model, plate, params, batch_size, temporal, subject)
-        summary.notes.append(f"frame {plate.frame} matted for temporal state only (warm-up), not written")
-    except FrameError as exc:
-        summary.notes.append(f"temporal warm-up frame {plate.frame} failed: {exc}")
-
-
 def plan_shot_guides(input_path: str, shot: Shot, params: MatteParams, options: RunOptions) -> carry.GuidePlan:
     """What a run's ``--guide`` means (:func:`vfxmatte.carry.plan_guides`), every keyframe checked
     against its plate: what a chunked run does once before its chunks start."""
@@ -733,7 +708,7 @@ def _plate_reader(
         if not frames:
             return
         shot = open_shot(input_path, frames, params, options)
-        for item in shot.plates(set(), set()):
+        for item in shot.plates(set()):
             if isinstance(item, FrameError):
                 if item.frame is not None:
                     yield item.frame
