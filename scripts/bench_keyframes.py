@@ -580,7 +580,8 @@ def main() -> int:
         "--render",
         metavar="JSON",
         action="append",
-        help="only print (and with --update-docs write) the table of --json files of earlier runs (repeatable)",
+        help="only print (and with --update-docs write) the table of --json files of earlier runs (repeatable: "
+        "the shots of the first with shots, the 1080p carry and the real footage of the last with them)",
     )
     parser.add_argument("--update-docs", action="store_true", help="fill the keyframes blocks of the docs")
     args = parser.parse_args()
@@ -599,15 +600,15 @@ def main() -> int:
         parser.error(f"--data {args.data}: not found (the shared data folder, ../shared/data by default)")
 
     if args.render:
-        # Several --json files of earlier runs: the shots' rows of all of them (the text's settings from the
-        # first with rows), the 1080p carry and the real footage from the last that has them.
+        # Several --json files of earlier runs: the shots' rows and the text's settings from the first with
+        # rows, the 1080p carry and the real footage from the last that has them.
         saved_runs = [json.loads(Path(name).read_text()) for name in args.render]
         main_run = next((r for r in saved_runs if r["rows"]), saved_runs[0])
         for key, value in main_run["settings"].items():
             setattr(args, key, value)
         table = render(
-            [Row(**r) for saved in saved_runs for r in saved["rows"]],
-            [shot for saved in saved_runs for shot in saved["shots"]],
+            [Row(**r) for r in main_run["rows"]],
+            main_run["shots"],
             args,
             "\n".join(saved["command"] for saved in saved_runs),
             (float(main_run["load"][0]), float(main_run["load"][1])),
