@@ -113,22 +113,26 @@ def collect_shot(
         for frame in keyframes:
             shutil.copy(frame_path(shot.roto, shot.frames[frame]), keys / f"roto.{shot.frames[frame]:04d}.png")
         params = replace(params, guide=str(keys / "roto.####.png"), guide_kind="mask")
-    captured: list[dict[str, Any]] = []
+    captured: list[int] = []
     estimate = pipeline.estimate_uncertainty
 
     def recording(lr_mean: np.ndarray, lr_std: np.ndarray, alpha: np.ndarray, **kwargs: Any) -> Any:
-        captured.append(
-            dict(
-                lr_mean=lr_mean,
-                lr_std=lr_std,
-                alpha=alpha,
-                prior=kwargs.get("prior"),
-                doubt=kwargs.get("subject_doubt"),
-            )
-        )
+        # Frames are matted in order, one call each: save each as it comes (a long run can be cut short).
+        frame = shot.frames[len(captured)]
+        captured.append(frame)
+        arrays = {"lr_mean": lr_mean, "lr_std": lr_std, "alpha": alpha, "gt": shot.true_alpha(frame)}
+        if kwargs.get("prior") is not None:
+            arrays["prior"] = kwargs["prior"]
+        if kwargs.get("subject_doubt") is not None:
+            arrays["subject_doubt"] = kwargs["subject_doubt"]
+        np.savez_compressed(out / f"{target}.{frame}.npz", **arrays)
+        mse = float(np.mean((alpha - arrays["gt"]) ** 2)) * 1e3
+        print(f"{target} frame {frame}: MSE x1e3 {mse:.2f}", flush=True)
         return estimate(lr_mean, lr_std, alpha, **kwargs)
 
     pipeline.estimate_uncertainty = recording
+    run = {"target": target, "distractor": distractor, "frames": frames, "size": [width, height]}
+    (out / "run.json").write_text(json.dumps(run | {"keyframes": keyframes}) + "\n")
     summary = pipeline.matte_shot(
         shot.plate,
         str(out / "matte" / "m.####.exr"),
@@ -138,22 +142,6 @@ def collect_shot(
     )
     if summary.exit_code != 0 or len(captured) != len(shot.frames):
         raise SystemExit(f"{out}: the matte run failed: {summary.as_dict()}")
-    for frame, record in zip(shot.frames, captured, strict=True):
-        arrays = {k: v for k, v in record.items() if v is not None and k != "doubt"}
-        if record["doubt"] is not None:
-            arrays["subject_doubt"] = record["doubt"]
-        arrays["gt"] = shot.true_alpha(frame)
-        np.savez_compressed(out / f"{target}.{frame}.npz", **arrays)
-        mse = float(np.mean((record["alpha"] - arrays["gt"]) ** 2)) * 1e3
-        print(f"{target} frame {frame}: MSE x1e3 {mse:.2f}", flush=True)
-    run = {
-        "target": target,
-        "distractor": distractor,
-        "frames": frames,
-        "size": [width, height],
-        "keyframes": keyframes,
-    }
-    (out / "run.json").write_text(json.dumps(run) + "\n")
 
 
 # -- cost -------------------------------------------------------------------------------
@@ -466,6 +454,20 @@ def weights_text(shipped: dict[bool, Any], weights: Weights) -> str:
     return "\n".join(lines)
 
 
+def collect_command(folder: Path) -> str:
+    """The command that collected ``folder``, from its run.json."""
+    info = json.loads((folder / "run.json").read_text())
+    if "target" not in info:
+        guide = f" --guide {info['guide']}" if info.get("guide") else ""
+        return f"python scripts/bench_uncertainty.py collect {info['dataset']} {folder}{guide}"
+    width, height = info["size"]
+    keys = f" --keyframes {','.join(str(k) for k in info['keyframes'])}" if info.get("keyframes") else ""
+    return (
+        f"python scripts/bench_uncertainty.py collect-shot {folder} --target {info['target']} "
+        f"--distractor {info['distractor']} --frames {info['frames']} --width {width} --height {height}{keys}"
+    )
+
+
 def cmd_report(folders: list[Path], update_docs: bool, cost: Path | None) -> None:
     import datetime
 
@@ -489,7 +491,11 @@ def cmd_report(folders: list[Path], update_docs: bool, cost: Path | None) -> Non
     print(f"weights fitted on everything: {shipped}")
     if not update_docs:
         return
-    commands = [f"python scripts/bench_uncertainty.py report {' '.join(str(f) for f in folders)} --update-docs"]
+    commands = [collect_command(folder) for folder in folders]
+    if cost is not None:
+        commands.append(f"python scripts/bench_uncertainty.py cost --out {cost}")
+    report = f"python scripts/bench_uncertainty.py report {' '.join(str(f) for f in folders)}"
+    commands.append(report + (f" --cost {cost}" if cost is not None else "") + " --update-docs")
     cost_text = ""
     if cost is not None:
         cost_text = cost.read_text().strip() + "\n\n"
@@ -509,19 +515,11 @@ Spearman's between the frame score and the frame's true MSE.  Honest tuning: eve
 with the weights fitted (non-negative least squares of the absolute error) on the **other** half
 of the subjects (GT01-10 against GT11-20; a shot by its target's half).  Shots are composites of
 an alphamatting subject and a second subject crossing behind it over real footage with people
-(`vfxmatte/composite_shot.py`, 20 frames of 640x360); the keyframe runs guide with the roto of the
-listed frames only, carried to the rest.
+(`vfxmatte/composite_shot.py`; frame counts and sizes in the commands); the keyframe runs guide
+with the roto of the listed frames only (0 = the first), carried to the rest.
 
 ```sh
-python scripts/bench_uncertainty.py collect ../shared/data/matting/alphamatting build/uncertainty/default
-python scripts/bench_uncertainty.py collect ../shared/data/matting/alphamatting build/uncertainty/mask --guide mask
-python scripts/bench_uncertainty.py collect ../shared/data/matting/alphamatting build/uncertainty/guided --guide trimap
-python scripts/bench_uncertainty.py collect-shot build/uncertainty/shot-tune --target GT02 --distractor GT06
-python scripts/bench_uncertainty.py collect-shot build/uncertainty/shot-report
-python scripts/bench_uncertainty.py collect-shot build/uncertainty/keys-tune --target GT02 --distractor GT06 \\
-    --keyframes 0
-python scripts/bench_uncertainty.py collect-shot build/uncertainty/keys-report --keyframes 0
-{commands[0]}
+{chr(10).join(commands)}
 ```
 
 {table(rows, labels)}

@@ -16,8 +16,10 @@ This pass combines the spread with cheap signals that do see those errors:
     the prior's own doubt, ``1 - |2p - 1|``: the mirrored prior averages two runs, so
     where the image and its mirror disagree on the subject this is high;
 ``edge``
-    nearness to the matte's edge, ``exp(-d / EDGE_RADIUS)`` in LR pixels: most alpha error
-    lies in a band around the edge whatever the ensemble says;
+    nearness to the final matte's edge (its fractional alpha, seen at the LR size),
+    ``exp(-d / EDGE_RADIUS)`` in LR pixels: most alpha error lies in a band around the
+    edge whatever the ensemble says, and where a guide's band put the edge is where the
+    final matte has it, not the LR ensemble;
 ``stray``
     the matte's pieces other than its main subject (the component holding most of the
     prior's mass, or the largest), where a second subject or a passer-by ends up;
@@ -72,10 +74,12 @@ class UncertaintyWeights:
         return asdict(self)
 
 
-#: Fitted by ``python scripts/bench_uncertainty.py fit`` (see docs/BENCHMARKS.md): runs with the prior.
-WEIGHTS = UncertaintyWeights(spread=0.5, solver=0.5, prior=0.3, prior_doubt=0.3, edge=0.1, stray=0.3, subject=0.5)
+#: Fitted by ``python scripts/bench_uncertainty.py fit`` on every collected run (docs/BENCHMARKS.md):
+#: runs with the prior.  The seed spread and the solver disagreement get no weight: once the prior's
+#: signals, the matte's edge and its stray pieces are in, they add nothing the fit can use.
+WEIGHTS = UncertaintyWeights(prior=0.5723, prior_doubt=0.1013, edge=0.0732, stray=0.7705, bias=0.0325)
 #: The same for runs whose subject came from a guide without the prior (trimap, keyframes).
-WEIGHTS_GUIDED = UncertaintyWeights(spread=0.5, solver=0.5, edge=0.1, stray=0.3, subject=0.5)
+WEIGHTS_GUIDED = UncertaintyWeights(edge=0.0999, bias=0.0006)
 
 
 def weights_for(prior: bool) -> UncertaintyWeights:
@@ -120,19 +124,31 @@ def _stray(lr_mean: np.ndarray, prior: np.ndarray | None) -> np.ndarray:
     return np.maximum(stray, ndimage.grey_dilation(stray, size=(3, 3)) * (lr_mean > EDGE_LOW))
 
 
+def _to_lr(alpha: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The full-resolution matte at the LR size: an integer box reduction, then a small resample.
+
+    Cheaper than one antialiased resize of the full frame (a third of the pass's time at 1080p).
+    """
+    factor = min(alpha.shape[0] // height, alpha.shape[1] // width)
+    if factor >= 2:
+        h, w = (alpha.shape[0] // factor) * factor, (alpha.shape[1] // factor) * factor
+        alpha = alpha[:h, :w].reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3), dtype=np.float32)
+    return np.clip(resize(alpha, height, width), 0.0, 1.0)
+
+
 def lr_signals(
     lr_mean: np.ndarray, lr_std: np.ndarray, alpha: np.ndarray, prior: np.ndarray | None = None
 ) -> dict[str, np.ndarray]:
     """Every signal but ``subject`` at the LR size (h, w), each in [0, 1]; a missing prior gives zeros."""
     h, w = lr_mean.shape
-    lr_alpha = np.clip(resize(alpha, h, w), 0.0, 1.0)
+    lr_alpha = _to_lr(alpha, h, w)
     zeros = np.zeros((h, w), dtype=np.float32)
     return {
         "spread": np.clip(2.0 * lr_std, 0.0, 1.0).astype(np.float32),
         "solver": np.abs(lr_alpha - lr_mean).astype(np.float32),
         "prior": np.abs(lr_mean - prior).astype(np.float32) if prior is not None else zeros,
         "prior_doubt": (1.0 - np.abs(2.0 * prior - 1.0)).astype(np.float32) if prior is not None else zeros,
-        "edge": _edge_nearness(lr_mean),
+        "edge": _edge_nearness(lr_alpha),
         "stray": _stray(lr_mean, prior),
     }
 
