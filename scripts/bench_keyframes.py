@@ -296,21 +296,25 @@ def carry_cpu(plate: str, guide: str, frames: list[int]) -> dict[str, float]:
 # -- the real footage ---------------------------------------------------------------------------
 
 
-def keyframe_roto(alpha: np.ndarray) -> np.ndarray:
-    """A stand-in for an artist's roto made of a matte: > 0.5, its largest piece, holes filled, smoothed."""
-    from scipy import ndimage
+#: A roto of the man standing on the left of chaplin.mp4's first picture, drawn by hand as a polygon on
+#: the 640x360 frame (x, y): hat, head, coat, the cane in his right hand, legs. What an artist draws on a
+#: keyframe, rough at the edge; the band solve finds the edge.
+CHAPLIN_ROTO_1001 = [
+    (170, 32), (183, 36), (188, 48), (193, 60), (187, 65), (188, 80), (205, 88), (214, 100), (218, 140),
+    (216, 200), (219, 236), (205, 245), (204, 300), (203, 330), (207, 339), (186, 341), (176, 336), (160, 341),
+    (145, 337), (150, 300), (150, 250), (138, 246), (131, 242), (134, 180), (130, 140), (132, 110), (138, 92),
+    (155, 84), (160, 80), (157, 65), (149, 61), (156, 55), (158, 40), (165, 33),
+]
 
-    mask = alpha > 0.5
-    labels, count = ndimage.label(mask)
-    if count == 0:
-        raise SystemExit("the default matte of the real footage's first frame is empty: no keyframe roto to draw")
-    sizes = np.bincount(labels.ravel())[1:]
-    mask = labels == (int(np.argmax(sizes)) + 1)
-    mask = ndimage.binary_fill_holes(mask)
-    radius = max(1, round(0.005 * max(mask.shape)))
-    yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
-    disc = yy * yy + xx * xx <= radius * radius
-    return np.asarray(ndimage.binary_opening(ndimage.binary_closing(mask, structure=disc), structure=disc))
+
+def keyframe_roto(height: int, width: int) -> np.ndarray:
+    """The hand-drawn roto of chaplin.mp4's first picture (:data:`CHAPLIN_ROTO_1001`) at the frame's size."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("L", (width, height), 0)
+    scale_x, scale_y = width / 640, height / 360
+    ImageDraw.Draw(image).polygon([(x * scale_x, y * scale_y) for x, y in CHAPLIN_ROTO_1001], fill=255)
+    return np.asarray(image) > 127
 
 
 def comp_over_checker(rgba: np.ndarray, tile: int = 16) -> np.ndarray:
@@ -337,7 +341,7 @@ def real_footage(args: argparse.Namespace, work: Path, matte_args: list[str]) ->
     folder = work / f"real_{count}f"
     default = matte(str(movie), str(folder / "default" / "matte.####.exr"), [], matte_args, span, timed=False)
     rgba0 = read_channels(frame_path(default.output, first), ["A"])[..., 0]
-    roto = keyframe_roto(rgba0)
+    roto = keyframe_roto(*rgba0.shape)
     keys = folder / "keyframe"
     keys.mkdir(parents=True, exist_ok=True)
     for stale in keys.glob("roto.*.png"):
@@ -503,9 +507,9 @@ def _extra_parts(carry1080: dict[str, object] | None, real: dict[str, object] | 
         lines += [
             "",
             f"Real footage: `chaplin.mp4` frames {real['frames']} matted trimap-free and with a roto keyframe on "
-            "the first frame.  The keyframe roto is the trimap-free default's first-frame matte > 0.5, its "
-            "largest piece with holes filled, closed and opened by a 0.5 % disc: a stand-in for an artist's "
-            "roto, not one drawn by hand.  Left the default, right the keyframe carried, over a checkerboard "
+            "the first frame.  The keyframe roto is a polygon drawn by hand around the man standing on the left "
+            "(hat, head, coat, cane, legs; `CHAPLIN_ROTO_1001` in the script), rough at the edge as a quick "
+            "roto is.  Left the default, right the keyframe carried, over a checkerboard "
             f"(frames {', '.join(str(p) for p in real['picked'])}):",  # type: ignore[attr-defined]
             "",
             f"![chaplin.mp4: trimap-free default against a frame-{str(real['frames']).split('-')[0]} keyframe "

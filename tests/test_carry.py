@@ -180,8 +180,12 @@ def test_keyframe_files_are_checked(tmp_path: Path) -> None:
 
 
 def test_next_keyframes_picks_the_most_doubtful_frame_of_each_stretch() -> None:
-    scores = {1001: 0.0, 1002: 0.3, 1003: 0.5, 1004: 0.4, 1005: 0.0, 1006: 0.2, 1007: 0.6, 1008: 0.1}
+    # Between keyframes 1001 and 1005: the most doubtful frame; after 1005 (open-ended): where the carry
+    # starts to fail (doubt ≥ 0.5), not the last frame.
+    scores = {1001: 0.0, 1002: 0.3, 1003: 0.45, 1004: 0.4, 1005: 0.0, 1006: 0.2, 1007: 0.55, 1008: 0.9}
     assert carry.next_keyframes(scores, [1001, 1005]) == [1007, 1003]
+    # Before the first keyframe the carry runs backward: the failing frame nearest the keyframe.
+    assert carry.next_keyframes({1001: 0.9, 1002: 0.6, 1003: 0.3, 1004: 0.0}, [1004]) == [1002]
     assert carry.next_keyframes({1002: 0.1}, [1001]) == []
 
 

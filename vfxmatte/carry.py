@@ -554,14 +554,26 @@ def check_keyframes(
 def next_keyframes(
     scores: dict[int, float], keyframes: list[int], count: int = 3, threshold: float = 0.25
 ) -> list[int]:
-    """Frames where a new keyframe would help most: the most doubtful frame of each stretch between
-    keyframes whose doubt passes ``threshold``, most doubtful first, at most ``count``."""
-    stretches: dict[int, tuple[float, int]] = {}
-    for frame, score in scores.items():
-        if score < threshold or frame in keyframes:
+    """Frames where a new keyframe would help most, most doubtful first, at most ``count``: one per
+    stretch of frames whose doubt passes ``threshold``.  Between two keyframes, the stretch's most
+    doubtful frame (it splits the stretch where the two carries meet); before the first or after the
+    last keyframe, the frame nearest the keyframe where the doubt passes twice ``threshold`` — where the
+    carry starts to fail, so the new keyframe carries on over the rest — else the most doubtful one."""
+    ordered = sorted(keyframes)
+    stretches: dict[int, list[tuple[int, float]]] = {}
+    for frame, score in sorted(scores.items()):
+        if frame not in keyframes:
+            stretches.setdefault(sum(1 for k in ordered if k < frame), []).append((frame, score))
+    picks: list[tuple[float, int]] = []
+    for stretch, members in stretches.items():
+        doubtful = [(frame, score) for frame, score in members if score >= threshold]
+        if not doubtful:
             continue
-        stretch = sum(1 for k in keyframes if k < frame)
-        if stretch not in stretches or score > stretches[stretch][0]:
-            stretches[stretch] = (score, frame)
-    best = sorted(stretches.values(), reverse=True)[:count]
-    return [frame for _, frame in best]
+        frame, score = max(doubtful, key=lambda item: item[1])
+        open_ended = stretch == 0 or stretch == len(ordered)
+        failing = [(f, s) for f, s in doubtful if s >= 2 * threshold]
+        if open_ended and failing:
+            # After the last keyframe the carry fails going forward; before the first, going backward.
+            frame, score = failing[0] if stretch == len(ordered) else failing[-1]
+        picks.append((score, frame))
+    return [frame for _, frame in sorted(picks, reverse=True)[:count]]
