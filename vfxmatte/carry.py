@@ -48,8 +48,10 @@ from vfxmatte.sampling import resize
 #: 0.05 s per direction at 640×360 on one core of the 2-core reference machine.
 CARRY_SIZE = 640
 #: Half-width of the unknown band around a carried edge where the carry is sure, as a fraction of
-#: the frame's long side (≥ 4 px); it widens to three times this where the carry doubts.
-CARRY_BAND = 0.015
+#: the frame's long side (≥ 4 px); it widens to three times this where the carry doubts.  Chosen by
+#: scripts/bench_carry.py on each half of the composite shots (the narrowest band whose known
+#: trimap pixels stay right on every shot of the half): 0.01 on both halves.
+CARRY_BAND = 0.01
 #: Doubt added per frame of distance from a keyframe, near the subject's edge.
 DOUBT_PER_FRAME = 0.015
 
