@@ -441,7 +441,7 @@ def markdown_summary(result: dict[str, Any]) -> str:
         "|---:|---:|---:|---:|",
         f"| {len(frames['written'])} | {len(frames['skipped'])} | {len(frames['failed'])} | {len(result['flagged'])} |",
         "",
-        f"Flagged for review (edge-band uncertainty > {result['flag_threshold']:.4g}, {result['flag_rule']}): "
+        f"Flagged for review (uncertainty score > {result['flag_threshold']:.4g}, {result['flag_rule']}): "
         + (format_ranges(result["flagged"]) if result["flagged"] else "none"),
         "",
         f"Review page: `{result['review_page']}`" if result["review_page"] else f"Review page: {result['review_note']}",

@@ -8,7 +8,7 @@
 | ``VFXMATTE_GPU_LEASE_SECONDS`` | ``300`` | lease of a held slot; a killed worker's slot returns after it (≥ 60) |
 | ``VFXMATTE_RETRIES`` | ``2`` | retries of a failed chunk |
 | ``VFXMATTE_RETRY_DELAY`` | ``10`` | first retry delay in seconds; doubles each retry (with jitter) |
-| ``VFXMATTE_FLAG_THRESHOLD`` | unset | fixed edge-band uncertainty above which a frame is flagged for review |
+| ``VFXMATTE_FLAG_THRESHOLD`` | unset | fixed frame uncertainty score (mean estimated alpha error) to flag above |
 | ``VFXMATTE_FLAG_FACTOR`` | ``1.5`` | without a fixed threshold: flag frames above this × the shot's median score |
 | ``VFXMATTE_MODEL`` | the bundled model | model folder the flows use |
 | ``VFXMATTE_MODEL_ROOTS`` | unset | ``os.pathsep``-separated folders ``VFXMATTE_MODEL`` may lie in |
