@@ -8,21 +8,23 @@ This module turns those into one guide per frame (DESIGN §2, "the artist's subj
    (a sequence whose files cover only some frames, or one image with ``--guide-frame N``).
 2. :func:`carry_shot` carries each keyframe's subject to the frames around it with dense
    optical flow (OpenCV's DIS) between consecutive frames, at a working size of
-   ``CARRY_SIZE`` px.  Each step warps the subject mask with the backward flow, checks the
-   forward–backward consistency and the warped frame's colour against the frame itself (where
-   either fails, the motion is not known: occlusion, a subject that turns, a distractor that
-   crosses), snaps the warped mask to the current frame's edges with a guided filter, and adds
-   the failures to a per-pixel *doubt*.  Doubt also grows a little per frame near the subject's
-   edge (distance from the keyframe).  The shot is cut at every keyframe: a frame between two
-   keyframes is carried from both sides and the two are blended per pixel, each side weighted by
-   its distance and by how well it tracked; frames before the first or after the last keyframe are
-   carried from that one only.  A frame's carried guide therefore depends only on the keyframes
-   around it and the frames between them, so a chunked or resumed run carries exactly what a
-   single run does.
+   ``CARRY_SIZE`` px.  Each step fits the subject's motion as a similarity transform (RANSAC on
+   the flow of the subject's core, where the flow follows the subject and not the background seen
+   through hair) and moves the *keyframe's own* mask by the composed motion, so it never blurs or
+   creeps; warping the previous frame's mask pixel by pixel was measured and dropped
+   (scripts/bench_carry.py).  Forward–backward inconsistency (occlusion, uncovered background) and
+   non-rigid motion (consistent flow that does not follow the subject's motion) near the subject
+   add to a per-pixel *doubt*, which also grows a little per frame along the edge (distance from
+   the keyframe).  The shot is cut at every keyframe: a frame between two keyframes is carried
+   from both sides and the two are blended per pixel, each side weighted by its distance and by
+   how well it tracked; frames before the first or after the last keyframe are carried from that
+   one only.  A frame's carried guide therefore depends only on the keyframes around it and the
+   frames between them, so a chunked or resumed run carries exactly what a single run does.
 3. :meth:`CarriedSubject.to_guide` makes the frame's guide: a trimap whose unknown band follows
-   the carried edge, ``carry_band`` of the long side wide where the carry is sure and up to three
+   the carried edge, ``CARRY_BAND`` of the long side wide where the carry is sure and up to three
    times wider where it doubts (plus a keyframe trimap's own carried band).  The pipeline solves it
-   like a drawn trimap (Eq. 8 start, band solve), and the doubt joins the uncertainty pass.
+   like a drawn trimap (Eq. 8 start, band solve); the doubt goes to the uncertainty pass and, per
+   frame, to the header ``vfxmatte:keyframe_doubt`` and :func:`next_keyframes`.
 
 Only ``mask`` and ``trimap`` keyframes are carried; scribbles fix only the strokes drawn on
 their own frame and are refused as keyframes.
