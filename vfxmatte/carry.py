@@ -107,9 +107,10 @@ def plan_guides(pattern: str, guide_frame: int | None, frames: list[int], shot_f
         raise InputError(f"{pattern}: no guide files match the pattern")
     # A guide on every frame of the shot is matched frame by frame.  Decided on the whole shot, not on
     # the frames this run mattes, so a chunk of a shot is guided the way a single run guides it.
-    if all(f in set(present) for f in [*shot_frames, *frames]):
+    present_set, in_shot = set(present), set(shot_frames)
+    if all(f in present_set for f in [*shot_frames, *frames]):
         return GuidePlan("per-frame", pattern, {f: sequence.path(f) for f in frames})
-    reachable = [f for f in present if f in set(shot_frames)]
+    reachable = [f for f in present if f in in_shot]
     if not reachable:
         raise InputError(
             f"{pattern}: no keyframe within reach of frames {format_ranges(frames)}: the guide files are frames "
@@ -142,8 +143,6 @@ class CarriedSubject:
 
     def to_guide(self, height: int, width: int, carry_band: float = CARRY_BAND) -> guidance.Guide:
         """The frame's trimap guide at full size (codes 0 / 0.5 / 1), band from the edge and the doubt."""
-        from scipy import ndimage
-
         if self.trimap is not None:
             trimap = self.trimap
         else:
@@ -153,9 +152,8 @@ class CarriedSubject:
             base = float(_band_px(carry_band, (height, width)))
             reach = base * (1.0 + 2.0 * doubt)  # px from the carried edge that stay unknown
             if inner.any() and not inner.all():
-                distance = np.where(
-                    inner, ndimage.distance_transform_edt(inner), ndimage.distance_transform_edt(~inner)
-                )
+                # Distance to the carried edge: inside, to the nearest outside pixel; outside, to the subject.
+                distance = np.where(inner, _distance_outside(~inner), _distance_outside(inner))
                 unknown = distance <= reach
             else:
                 unknown = np.zeros(inner.shape, dtype=bool)
@@ -175,7 +173,7 @@ def _distance_outside(inner: np.ndarray) -> np.ndarray:
 
     if not inner.any():
         return np.full(inner.shape, np.inf, np.float32)
-    return np.asarray(cv2.distanceTransform((~inner).astype(np.uint8), cv2.DIST_L2, 5))
+    return np.asarray(cv2.distanceTransform((~inner).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE))
 
 
 def _near_subject(mask: np.ndarray, radius: int) -> np.ndarray:
