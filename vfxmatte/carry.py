@@ -141,13 +141,17 @@ class CarriedSubject:
     def full_doubt(self, height: int, width: int) -> np.ndarray:
         return np.clip(resize(self.doubt.astype(np.float32), height, width), 0.0, 1.0).astype(np.float32)
 
-    def to_guide(self, height: int, width: int, carry_band: float = CARRY_BAND) -> guidance.Guide:
-        """The frame's trimap guide at full size (codes 0 / 0.5 / 1), band from the edge and the doubt."""
+    def to_guide(
+        self, height: int, width: int, carry_band: float = CARRY_BAND, doubt: np.ndarray | None = None
+    ) -> guidance.Guide:
+        """The frame's trimap guide at full size (codes 0 / 0.5 / 1), band from the edge and the doubt
+        (``doubt``: :meth:`full_doubt` at this size, when the caller has it already)."""
         if self.trimap is not None:
             trimap = self.trimap
         else:
             mask = resize(self.mask.astype(np.float32), height, width)
-            doubt = self.full_doubt(height, width)
+            if doubt is None:
+                doubt = self.full_doubt(height, width)
             inner = mask > 0.5
             base = float(_band_px(carry_band, (height, width)))
             reach = base * (1.0 + 2.0 * doubt)  # px from the carried edge that stay unknown

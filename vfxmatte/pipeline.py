@@ -116,17 +116,18 @@ class ShotSummary:
         """Keyframe runs: the keyframes, each frame's doubt and where the next roto would help most."""
         if not self.keyframes:
             return {}
-        doubt = {r.frame: r.keyframe_doubt for r in self.results if r.keyframe_doubt is not None}
         return {
             "keyframes": self.keyframes,
-            "keyframe_doubt": {str(f): round(d, 4) for f, d in doubt.items()},
+            "keyframe_doubt": {str(f): round(d, 4) for f, d in self._keyframe_doubts().items()},
             "next_keyframes": self.next_keyframes(),
         }
 
+    def _keyframe_doubts(self) -> dict[int, float]:
+        return {r.frame: r.keyframe_doubt for r in self.results if r.keyframe_doubt is not None}
+
     def next_keyframes(self) -> list[int]:
         """Frames where a new keyframe would help most (:func:`vfxmatte.carry.next_keyframes`)."""
-        doubt = {r.frame: r.keyframe_doubt for r in self.results if r.keyframe_doubt is not None}
-        return carry.next_keyframes(doubt, self.keyframes)
+        return carry.next_keyframes(self._keyframe_doubts(), self.keyframes)
 
 
 @dataclass
@@ -249,8 +250,8 @@ def matte_plate(
     subject_doubt: np.ndarray | None = None
     if subject is not None:
         # A keyframe's subject carried here: a trimap whose band follows the carried edge.
-        spatial = subject.to_guide(height, width)
         subject_doubt = subject.full_doubt(height, width)
+        spatial = subject.to_guide(height, width, doubt=subject_doubt)
     elif params.keyframes:
         raise FrameError(f"{plate.path}: no keyframe guide was carried to frame {plate.frame}")
     elif params.guide:
