@@ -56,7 +56,13 @@ def collect(dataset: str, out: Path, guide: str | None, limit: int | None, lr_si
     estimate = pipeline.estimate_uncertainty
 
     def recording(lr_mean: np.ndarray, lr_std: np.ndarray, alpha: np.ndarray, **kwargs: Any) -> Any:
-        captured.update(lr_mean=lr_mean, lr_std=lr_std, prior=kwargs.get("prior"), doubt=kwargs.get("subject_doubt"))
+        captured.update(
+            lr_mean=lr_mean,
+            lr_std=lr_std,
+            prior=kwargs.get("prior"),
+            doubt=kwargs.get("subject_doubt"),
+            trimap=kwargs.get("trimap"),
+        )
         return estimate(lr_mean, lr_std, alpha, **kwargs)
 
     pipeline.estimate_uncertainty = recording
@@ -83,6 +89,8 @@ def collect(dataset: str, out: Path, guide: str | None, limit: int | None, lr_si
             arrays["prior"] = captured["prior"]
         if captured["doubt"] is not None:
             arrays["subject_doubt"] = captured["doubt"]
+        if captured["trimap"] is not None:
+            arrays["trimap"] = captured["trimap"].astype(np.float16)
         np.savez_compressed(out / f"{item.name}.npz", **arrays)
         print(f"{item.name}: MSE x1e3 {float(np.mean((matte.alpha - gt) ** 2)) * 1e3:.2f}", flush=True)
     (out / "run.json").write_text(json.dumps({"dataset": dataset, "guide": guide, "lr_size": lr_size}) + "\n")
@@ -125,6 +133,8 @@ def collect_shot(
             arrays["prior"] = kwargs["prior"]
         if kwargs.get("subject_doubt") is not None:
             arrays["subject_doubt"] = kwargs["subject_doubt"]
+        if kwargs.get("trimap") is not None:
+            arrays["trimap"] = kwargs["trimap"].astype(np.float16)
         np.savez_compressed(out / f"{target}.{frame}.npz", **arrays)
         mse = float(np.mean((alpha - arrays["gt"]) ** 2)) * 1e3
         print(f"{target} frame {frame}: MSE x1e3 {mse:.2f}", flush=True)
@@ -241,7 +251,8 @@ def load_items(folder: Path) -> list[Item]:
     for path in sorted(folder.glob("*.npz")):
         data = np.load(path)
         prior = data["prior"] if "prior" in data else None
-        signals = lr_signals(data["lr_mean"], data["lr_std"], data["alpha"], prior)
+        trimap = data["trimap"].astype(np.float32) if "trimap" in data else None
+        signals = lr_signals(data["lr_mean"], data["lr_std"], data["alpha"], prior, trimap)
         if "subject_doubt" in data:
             signals["subject"] = data["subject_doubt"]
         subject = path.stem.split(".")[0]

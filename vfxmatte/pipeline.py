@@ -318,12 +318,12 @@ def matte_plate(
         scribbles=(spatial.known, spatial.values) if spatial is not None and spatial.kind == "scribble" else None,
         # Trimap-free: the prior's confident core is kept, only its edge band is solved (hr.prior_band_trimap).
         prior=prior_mask if spatial is None else None,
-        # A mask's trimap keeps the closed-form solve until shared matting is measured on masks (docs/BENCHMARKS.md).
-        guided_solver="closed-form" if spatial is not None and spatial.kind == "mask" else None,
     )
     if spatial is not None:
         refined.alpha = guidance.apply_to_matte(refined.alpha, spatial, params.clamp_known)
-    doubt = estimate_uncertainty(lr_mean, lr_std, refined.alpha, prior=prior_mask, subject_doubt=subject_doubt)
+    doubt = estimate_uncertainty(
+        lr_mean, lr_std, refined.alpha, prior=prior_mask, subject_doubt=subject_doubt, trimap=refined.trimap
+    )
     foreground = refined.foreground if refined.foreground is not None else estimate_foreground(linear, refined.alpha)
     return Matte(
         alpha=refined.alpha,
