@@ -12,7 +12,8 @@ and the foreground premultiplied by it (``estimate_foreground_ml`` on the photo 
 alpha).  Every frame is matted trimap-free through :func:`vfxmatte.pipeline.matte_plate` (the
 CLI's code path), once with the current default (``prior band``: the prior's core kept, its
 edge solved) and once with the refine's automatic band from the LR ensemble (``auto band``,
-the default before; the prior only starts the ensemble), and scored:
+the default before; the prior only starts the ensemble), and once guided by the target's
+roto of the frame as a mask (``roto mask``: what a drawn or carried keyframe gives), and scored:
 
 * ``alpha MSE`` ×1e3 and ``SAD`` /1000 on the whole frame;
 * ``comp`` MSE ×1e3 of the premultiplied RGB over a new background (linear light, RGB mean),
@@ -22,6 +23,10 @@ the default before; the prior only starts the ensemble), and scored:
   0), and the comp MSE there over the bright grey (background colour carried in the RGB);
 * ``between``: the mean predicted alpha where the target is absent but the distractor behind
   it is opaque (background seen between subjects);
+* ``outside``: the mean predicted alpha on the ring 1–24 px outside the true subject, away
+  from the distractor; ``streak``: on that ring, where the predicted alpha exceeds 0.02, the
+  mean vertical over the mean horizontal alpha gradient (horizontal streaks running off an
+  edge give > 1; an isotropic spill about 1; NaN when fewer than 50 such pixels);
 * ``seam``: the mean gradient error (|∇pred − ∇truth|, central differences) on pixels within
   1 px of the band solve's tile borders (every 320 px) that lie in the edge band (true or
   predicted alpha fractional, grown 4 px), divided by the same mean on the rest of the band
@@ -65,6 +70,13 @@ def score(alpha: np.ndarray, prem: np.ndarray, truth: np.ndarray, distractor: np
     out["fringe_comp_mse"] = float(comps["bright"][ring].mean() * 1e3) if ring.any() else 0.0
     between = (t_alpha == 0) & (distractor > 0.5)
     out["between_alpha"] = float(alpha[between].mean()) if between.any() else float("nan")
+    outer = ndimage.binary_dilation(subject, iterations=24) & ~subject & (distractor < 0.01)
+    out["outside_alpha"] = float(alpha[outer].mean()) if outer.any() else 0.0
+    spill = outer & (alpha > 0.02)
+    ay, ax = _gradient(alpha)
+    out["streak"] = (
+        float(np.abs(ay[spill]).mean() / max(np.abs(ax[spill]).mean(), 1e-9)) if spill.sum() >= 50 else float("nan")
+    )
     band = ((t_alpha > 0.01) & (t_alpha < 0.99)) | ((alpha > 0.01) & (alpha < 0.99))
     band = ndimage.binary_dilation(band, iterations=4)
     py, px = _gradient(alpha)
@@ -82,6 +94,8 @@ def score(alpha: np.ndarray, prem: np.ndarray, truth: np.ndarray, distractor: np
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    from dataclasses import replace
+
     from vfxmatte import hr
     from vfxmatte.composite_shot import build_composite_shot, frame_path, read_channels
     from vfxmatte.config import MatteParams
@@ -103,13 +117,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             folder, frames=args.frames, width=args.width, height=args.height, target=target,
             distractor=args.distractor if args.distractor != target else "GT14", seed=args.seed,
         )  # fmt: skip
-        for variant in ("prior band", "auto band"):
+        for variant in ("prior band", "auto band", "roto mask"):
             rows = []
+            run_params = replace(params, guide=shot.roto, guide_kind="mask") if variant == "roto mask" else params
             for frame in shot.frames:
                 plate = read_plate(frame_path(shot.plate, frame), frame)
                 hr.refine = auto_band if variant == "auto band" else original
                 try:
-                    matte = matte_plate(model, plate, params)
+                    matte = matte_plate(model, plate, run_params)
                 finally:
                     hr.refine = original
                 truth = read_channels(frame_path(shot.truth, frame), ["R", "G", "B", "A"])
