@@ -243,7 +243,7 @@ def free_candidates(grid: str) -> dict[str, Callable[[dict[str, np.ndarray]], np
         cands[f"LR mean {s}"] = lr_mean(s)
     if grid == "stages":
         return cands
-    if grid in ("prior", "mirror"):
+    if grid in ("prior", "mirror", "reach"):
         from vfxmatte.hr import PriorBandSettings, prior_band_trimap
 
         def band(settings: PriorBandSettings) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
@@ -265,6 +265,11 @@ def free_candidates(grid: str) -> dict[str, Callable[[dict[str, np.ndarray]], np
 
             cands["prior band (default), mirrored prior"] = band(PriorBandSettings())
             cands["prior band (default), single-run prior"] = single
+            return cands
+        if grid == "reach":
+            cands["prior band, any reach (before)"] = band(PriorBandSettings(reach=None))
+            for reach in (0.01, 0.02, 0.04, 0.08):
+                cands[f"prior band, reach {reach:g}"] = band(PriorBandSettings(reach=reach))
             return cands
         for radius in (0.005, 0.01, 0.02):
             settings = PriorBandSettings(radius=radius)
@@ -426,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--light", action="store_true", help="no LR ensemble: what the prior band and the solvers need")
     p.set_defaults(func=cmd_cache)
     p = sub.add_parser("free")
-    p.add_argument("--grid", default="stages", choices=("stages", "band", "prior", "mirror"))
+    p.add_argument("--grid", default="stages", choices=("stages", "band", "prior", "mirror", "reach"))
     p.set_defaults(func=cmd_free)
     p = sub.add_parser("guided-cache")
     p.add_argument("--solvers", default=",".join(GUIDED_SOLVERS))

@@ -250,10 +250,25 @@ def test_prior_band_trimap_grows_the_soft_edge_by_a_share_of_the_long_side() -> 
     prior = np.zeros((50, 100), np.float32)
     prior[:, 40:60] = 0.5  # a soft stripe
     prior[:, 60:] = 1.0
-    trimap = hr.prior_band_trimap(prior, prior, np.zeros_like(prior), 100, 200, hr.PriorBandSettings(radius=0.02))
+    settings = hr.PriorBandSettings(radius=0.02, reach=None)
+    trimap = hr.prior_band_trimap(prior, prior, np.zeros_like(prior), 100, 200, settings)
     row = trimap[50]
     # The stripe, 79-120 at 2x (its bilinear ramps included), grown by 4 px (2 % of 200).
     assert (row[:75] == 0.0).all() and (row[75:125] == 0.5).all() and (row[125:] == 1.0).all()
+
+
+def test_prior_band_trimap_keeps_soft_interior_away_from_the_contour() -> None:
+    """A subject the prior is only 70 % sure of inside, and a faint shadow off to one side: only
+    the band within ``reach`` of the prior's 0.5 contour is solved; the rest keeps its side of 0.5."""
+    prior = np.zeros((200, 200), np.float32)
+    prior[40:160, 40:160] = 0.7  # the subject's soft interior
+    prior[170:180, 10:190] = 0.3  # a shadow, far below the subject's edge
+    trimap = hr.prior_band_trimap(prior, prior, np.zeros_like(prior), 200, 200, hr.PriorBandSettings(reach=0.05))
+    assert trimap[100, 100] == 1.0  # the interior, 60 px from the edge: foreground
+    assert trimap[100, 40] == 0.5 and trimap[100, 50] == 0.5  # within 10 px of the edge: solved
+    assert trimap[175, 100] == 0.0  # the shadow: background
+    before = hr.prior_band_trimap(prior, prior, np.zeros_like(prior), 200, 200, hr.PriorBandSettings(reach=None))
+    assert before[100, 100] == 0.5 and before[175, 100] == 0.5
 
 
 def test_trimap_guided_solve_prints_nothing_on_stdout(shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -97,6 +97,26 @@ class PriorBandSettings:
     agree: bool = False
     guide: str = "prior"
     weight: float = 1e-2
+    #: Soft prior farther than this (× the long side) from the prior's 0.5 contour keeps its side
+    #: of 0.5 instead of being solved: a subject's interior or a shadow the prior is unsure of,
+    #: away from any edge, is not an edge (on film plates a person's body and face came out
+    #: 60–80 % opaque, with horizontal streaks running off).  None: every soft pixel is solved.
+    #: Chosen on one half of GT01–GT20 and reported on the other (``tune_halves.py free --grid reach``).
+    reach: float | None = 0.01
+
+
+def _contour_distance(inside: np.ndarray) -> np.ndarray:
+    """Distance in px from each pixel to the nearest boundary between ``inside`` and the rest."""
+    import cv2
+
+    boundary = np.zeros(inside.shape, bool)
+    boundary[:-1] |= inside[:-1] != inside[1:]
+    boundary[1:] |= inside[:-1] != inside[1:]
+    boundary[:, :-1] |= inside[:, :-1] != inside[:, 1:]
+    boundary[:, 1:] |= inside[:, :-1] != inside[:, 1:]
+    if not boundary.any():
+        return np.full(inside.shape, np.inf, np.float32)
+    return np.asarray(cv2.distanceTransform((~boundary).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE))
 
 
 def prior_band_trimap(
@@ -115,6 +135,8 @@ def prior_band_trimap(
     settings = settings or PriorBandSettings()
     mask = np.clip(resize(prior, height, width), 0.0, 1.0)
     unknown = (mask > settings.low) & (mask < settings.high)
+    if settings.reach is not None:
+        unknown &= _contour_distance(mask >= 0.5) <= settings.reach * max(height, width)
     radius = max(1, round(settings.radius * max(height, width)))
     if unknown.any():
         unknown = ndimage.maximum_filter(unknown, size=2 * radius + 1)
