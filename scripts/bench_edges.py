@@ -22,7 +22,8 @@ roto of the frame as a mask (``roto mask``: what a drawn or carried keyframe giv
 * ``fringe``: the mean predicted alpha on the ring 1–8 px outside the true subject (true alpha
   0), and the comp MSE there over the bright grey (background colour carried in the RGB);
 * ``between``: the mean predicted alpha where the target is absent but the distractor behind
-  it is opaque (background seen between subjects);
+  it is opaque (background seen between subjects); ``away MSE``: the alpha MSE ×1e3 where the
+  distractor is absent (alpha < 0.01), the target's own error;
 * ``outside``: the mean predicted alpha on the ring 1–24 px outside the true subject, away
   from the distractor; ``streak``: on that ring, where the predicted alpha exceeds 0.02, the
   mean vertical over the mean horizontal alpha gradient (horizontal streaks running off an
@@ -70,6 +71,8 @@ def score(alpha: np.ndarray, prem: np.ndarray, truth: np.ndarray, distractor: np
     out["fringe_comp_mse"] = float(comps["bright"][ring].mean() * 1e3) if ring.any() else 0.0
     between = (t_alpha == 0) & (distractor > 0.5)
     out["between_alpha"] = float(alpha[between].mean()) if between.any() else float("nan")
+    away = distractor < 0.01
+    out["away_mse"] = float(np.mean(diff[away] ** 2) * 1e3) if away.any() else float("nan")
     outer = ndimage.binary_dilation(subject, iterations=24) & ~subject & (distractor < 0.01)
     out["outside_alpha"] = float(alpha[outer].mean()) if outer.any() else 0.0
     spill = outer & (alpha > 0.02)
