@@ -45,7 +45,7 @@ test-deps:
 	bash scripts/install_test_deps.sh
 
 test: lint test-deps
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 bench: $(STAMP)
 	$(PY) scripts/bench_cpu.py
