@@ -61,7 +61,6 @@ def collect(dataset: str, out: Path, guide: str | None, limit: int | None, lr_si
             lr_std=lr_std,
             prior=kwargs.get("prior"),
             doubt=kwargs.get("subject_doubt"),
-            trimap=kwargs.get("trimap"),
         )
         return estimate(lr_mean, lr_std, alpha, **kwargs)
 
@@ -89,8 +88,6 @@ def collect(dataset: str, out: Path, guide: str | None, limit: int | None, lr_si
             arrays["prior"] = captured["prior"]
         if captured["doubt"] is not None:
             arrays["subject_doubt"] = captured["doubt"]
-        if captured["trimap"] is not None:
-            arrays["trimap"] = captured["trimap"].astype(np.float16)
         np.savez_compressed(out / f"{item.name}.npz", **arrays)
         print(f"{item.name}: MSE x1e3 {float(np.mean((matte.alpha - gt) ** 2)) * 1e3:.2f}", flush=True)
     (out / "run.json").write_text(json.dumps({"dataset": dataset, "guide": guide, "lr_size": lr_size}) + "\n")
@@ -133,8 +130,6 @@ def collect_shot(
             arrays["prior"] = kwargs["prior"]
         if kwargs.get("subject_doubt") is not None:
             arrays["subject_doubt"] = kwargs["subject_doubt"]
-        if kwargs.get("trimap") is not None:
-            arrays["trimap"] = kwargs["trimap"].astype(np.float16)
         np.savez_compressed(out / f"{target}.{frame}.npz", **arrays)
         mse = float(np.mean((alpha - arrays["gt"]) ** 2)) * 1e3
         print(f"{target} frame {frame}: MSE x1e3 {mse:.2f}", flush=True)
@@ -251,8 +246,7 @@ def load_items(folder: Path) -> list[Item]:
     for path in sorted(folder.glob("*.npz")):
         data = np.load(path)
         prior = data["prior"] if "prior" in data else None
-        trimap = data["trimap"].astype(np.float32) if "trimap" in data else None
-        signals = lr_signals(data["lr_mean"], data["lr_std"], data["alpha"], prior, trimap)
+        signals = lr_signals(data["lr_mean"], data["lr_std"], data["alpha"], prior)
         if "subject_doubt" in data:
             signals["subject"] = data["subject_doubt"]
         subject = path.stem.split(".")[0]
@@ -425,10 +419,12 @@ def plot(groups: dict[str, list[Item]], weights: Weights, labels: dict[str, str]
 
     from vfxmatte.metrics import sparsification
 
-    fig = Figure(figsize=(4.2 * len(groups), 3.6), dpi=100)
+    cols = min(3, len(groups))
+    rows = -(-len(groups) // cols)
+    fig = Figure(figsize=(4.2 * cols, 3.6 * rows), dpi=100)
     FigureCanvasAgg(fig)
     for index, (name, items) in enumerate(groups.items()):
-        ax = fig.add_subplot(1, len(groups), index + 1)
+        ax = fig.add_subplot(rows, cols, index + 1)
         combined = [combined_map(i, weights[(i.half, i.prior)]) for i in items]
         spread = [spread_map(i) for i in items]
         alphas, gts = [i.alpha for i in items], [i.gt for i in items]
@@ -440,7 +436,7 @@ def plot(groups: dict[str, list[Item]], weights: Weights, labels: dict[str, str]
         ax.plot(new.fractions, new.curve, color="#d62728", label=f"combined pass ({new.ratio:.2f})")
         ax.set_title(labels.get(name, name), fontsize="medium")
         ax.set_xlabel("fraction of pixels removed (most uncertain first)")
-        if index == 0:
+        if index % cols == 0:
             ax.set_ylabel("MSE of the rest / MSE of all")
         ax.set_ylim(0.0, 1.3)
         ax.grid(True, alpha=0.3)

@@ -23,12 +23,6 @@ This pass combines the spread with cheap signals that do see those errors:
 ``stray``
     the matte's pieces other than its main subject (the component holding most of the
     prior's mass, or the largest), where a second subject or a passer-by ends up;
-``band``
-    the share of the LR pixel inside the band the full-resolution refine solved (its
-    trimap's unknown region: a drawn or carried guide's grey band, the prior's edge band,
-    the ensemble's automatic band); outside it the refine kept the known value, so an error
-    there is a wrong subject, not a wrong edge.  Zero where the refine kept no trimap
-    (``--hr off``);
 ``subject``
     the carried guide's doubt (keyframe runs), when the run has one.
 
@@ -60,7 +54,7 @@ EDGE_LOW, EDGE_HIGH = 0.02, 0.98
 #: A matte component smaller than this share of the LR frame is noise, not a second subject.
 STRAY_MIN_SHARE = 0.002
 
-SIGNALS = ("spread", "solver", "prior", "prior_doubt", "edge", "stray", "band", "subject")
+SIGNALS = ("spread", "solver", "prior", "prior_doubt", "edge", "stray", "subject")
 
 
 @dataclass(frozen=True)
@@ -73,7 +67,6 @@ class UncertaintyWeights:
     prior_doubt: float = 0.0
     edge: float = 0.0
     stray: float = 0.0
-    band: float = 0.0
     subject: float = 0.0
     bias: float = 0.0
 
@@ -82,11 +75,12 @@ class UncertaintyWeights:
 
 
 #: Fitted by ``python scripts/bench_uncertainty.py fit`` on every collected run (docs/BENCHMARKS.md):
-#: runs with the prior.  The seed spread and the solver disagreement get no weight: once the prior's
-#: signals, the matte's edge and its stray pieces are in, they add nothing the fit can use.
-WEIGHTS = UncertaintyWeights(prior=0.5723, prior_doubt=0.1013, edge=0.0732, stray=0.7705, bias=0.0325)
+#: runs with the prior.  The seed spread gets no weight and the solver disagreement little: once the
+#: prior's signals, the matte's edge and its stray pieces are in, they add little the fit can use (nor
+#: did the share of the refine's solved band, tried as a signal and dropped at weight 0).
+WEIGHTS = UncertaintyWeights(solver=0.0295, prior=0.4794, prior_doubt=0.0407, edge=0.0722, stray=0.8308, bias=0.0252)
 #: The same for runs whose subject came from a guide without the prior (trimap, keyframes).
-WEIGHTS_GUIDED = UncertaintyWeights(edge=0.0999, bias=0.0006)
+WEIGHTS_GUIDED = UncertaintyWeights(edge=0.0981, bias=0.0001)
 
 
 def weights_for(prior: bool) -> UncertaintyWeights:
@@ -144,19 +138,12 @@ def _to_lr(alpha: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def lr_signals(
-    lr_mean: np.ndarray,
-    lr_std: np.ndarray,
-    alpha: np.ndarray,
-    prior: np.ndarray | None = None,
-    trimap: np.ndarray | None = None,
+    lr_mean: np.ndarray, lr_std: np.ndarray, alpha: np.ndarray, prior: np.ndarray | None = None
 ) -> dict[str, np.ndarray]:
-    """Every signal but ``subject`` at the LR size (h, w), each in [0, 1]; a missing prior or trimap gives zeros."""
+    """Every signal but ``subject`` at the LR size (h, w), each in [0, 1]; a missing prior gives zeros."""
     h, w = lr_mean.shape
     lr_alpha = _to_lr(alpha, h, w)
     zeros = np.zeros((h, w), dtype=np.float32)
-    if trimap is not None and trimap.shape != alpha.shape:
-        raise ValueError(f"trimap has shape {trimap.shape}, the matte {alpha.shape}")
-    unknown = ((trimap > 0.01) & (trimap < 0.99)).astype(np.float32) if trimap is not None else None
     return {
         "spread": np.clip(2.0 * lr_std, 0.0, 1.0).astype(np.float32),
         "solver": np.abs(lr_alpha - lr_mean).astype(np.float32),
@@ -164,7 +151,6 @@ def lr_signals(
         "prior_doubt": (1.0 - np.abs(2.0 * prior - 1.0)).astype(np.float32) if prior is not None else zeros,
         "edge": _edge_nearness(lr_alpha),
         "stray": _stray(lr_mean, prior),
-        "band": _to_lr(unknown, h, w) if unknown is not None else zeros,
     }
 
 
@@ -192,7 +178,6 @@ def estimate(
     *,
     prior: np.ndarray | None = None,
     subject_doubt: np.ndarray | None = None,
-    trimap: np.ndarray | None = None,
     weights: UncertaintyWeights | None = None,
 ) -> UncertaintyPass:
     """The uncertainty pass of one frame.
@@ -200,12 +185,11 @@ def estimate(
     ``lr_mean`` / ``lr_std`` (h, w): the LR ensemble; ``alpha`` (H, W): the final matte;
     ``prior`` (h, w): the salient-object prior's mask the run started from (None when no
     prior ran); ``subject_doubt`` (H, W) in [0, 1]: the carried guide's doubt (None without
-    a carried guide); ``trimap`` (H, W): the trimap the refine solved (None where it kept
-    none); ``weights`` default to :func:`weights_for` the run's kind.
+    a carried guide); ``weights`` default to :func:`weights_for` the run's kind.
     """
     weights = weights or weights_for(prior is not None)
     height, width = alpha.shape
-    signals = lr_signals(lr_mean, lr_std, alpha, prior, trimap)
+    signals = lr_signals(lr_mean, lr_std, alpha, prior)
     if subject_doubt is not None:
         if subject_doubt.shape != alpha.shape:
             raise ValueError(f"subject_doubt has shape {subject_doubt.shape}, the matte {alpha.shape}")
