@@ -83,8 +83,8 @@ class PriorBandSettings:
     """Trimap-free runs with a salient-object prior: where the band solve may change the prior.
 
     The prior's confident core (mask ≥ ``high``: foreground, ≤ ``low``: background) is kept as
-    it is; only its soft edge (between the two), grown by ``radius`` × the frame's long side,
-    is solved by closed-form matting.  With ``agree`` the band is further limited to where the
+    it is; only its soft edge (between the two) within ``reach`` of the prior's 0.5 contour,
+    grown by ``radius`` × the frame's long side, is solved by closed-form matting.  With ``agree`` the band is further limited to where the
     LR ensemble also sees an edge (:func:`auto_trimap`'s band), the prior's side of 0.5 taking
     the rest.  ``guide`` picks the weak prior inside the band: the prior mask (``prior``) or the
     LR ensemble's mean (``lr``), at ``weight`` (the automatic band's 1e-2).  Chosen by the
