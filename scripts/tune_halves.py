@@ -267,9 +267,12 @@ def free_candidates(grid: str) -> dict[str, Callable[[dict[str, np.ndarray]], np
             cands["prior band (default), single-run prior"] = single
             return cands
         if grid == "reach":
-            cands["prior band, any reach (before)"] = band(PriorBandSettings(reach=None))
+            cands["prior band, any distance"] = band(PriorBandSettings(reach=None))
             for reach in (0.01, 0.02, 0.04, 0.08):
-                cands[f"prior band, reach {reach:g}"] = band(PriorBandSettings(reach=reach))
+                cands[f"prior band, reach inside {reach:g}"] = band(PriorBandSettings(reach=reach))
+            for outside in (0.01, 0.02, 0.04, 0.08):
+                settings = PriorBandSettings(reach=0.01, reach_outside=outside)
+                cands[f"prior band, reach inside 0.01, outside {outside:g}"] = band(settings)
             return cands
         for radius in (0.005, 0.01, 0.02):
             settings = PriorBandSettings(radius=radius)

@@ -258,15 +258,20 @@ def test_prior_band_trimap_grows_the_soft_edge_by_a_share_of_the_long_side() -> 
 
 
 def test_prior_band_trimap_keeps_soft_interior_away_from_the_contour() -> None:
-    """A subject the prior is only 70 % sure of inside, and a faint shadow off to one side: only
-    the band within ``reach`` of the prior's 0.5 contour is solved; the rest keeps its side of 0.5."""
+    """A subject the prior is only 70 % sure of inside, and a faint shadow off to one side: inside
+    the prior's 0.5 contour only the band within ``reach`` of it is solved, the rest is foreground;
+    outside, ``reach_outside`` (off by default) does the same towards the background."""
     prior = np.zeros((200, 200), np.float32)
     prior[40:160, 40:160] = 0.7  # the subject's soft interior
     prior[170:180, 10:190] = 0.3  # a shadow, far below the subject's edge
     trimap = hr.prior_band_trimap(prior, prior, np.zeros_like(prior), 200, 200, hr.PriorBandSettings(reach=0.05))
     assert trimap[100, 100] == 1.0  # the interior, 60 px from the edge: foreground
     assert trimap[100, 40] == 0.5 and trimap[100, 50] == 0.5  # within 10 px of the edge: solved
-    assert trimap[175, 100] == 0.0  # the shadow: background
+    assert trimap[175, 100] == 0.5  # the shadow, outside: still solved by default
+    both = hr.prior_band_trimap(
+        prior, prior, np.zeros_like(prior), 200, 200, hr.PriorBandSettings(reach=0.05, reach_outside=0.05)
+    )
+    assert both[100, 100] == 1.0 and both[100, 40] == 0.5 and both[175, 100] == 0.0  # the shadow: background
     before = hr.prior_band_trimap(prior, prior, np.zeros_like(prior), 200, 200, hr.PriorBandSettings(reach=None))
     assert before[100, 100] == 0.5 and before[175, 100] == 0.5
 

@@ -83,11 +83,12 @@ class PriorBandSettings:
     """Trimap-free runs with a salient-object prior: where the band solve may change the prior.
 
     The prior's confident core (mask ≥ ``high``: foreground, ≤ ``low``: background) is kept as
-    it is; only its soft edge (between the two) within ``reach`` of the prior's 0.5 contour,
-    grown by ``radius`` × the frame's long side, is solved by closed-form matting.  With ``agree`` the band is further limited to where the
-    LR ensemble also sees an edge (:func:`auto_trimap`'s band), the prior's side of 0.5 taking
-    the rest.  ``guide`` picks the weak prior inside the band: the prior mask (``prior``) or the
-    LR ensemble's mean (``lr``), at ``weight`` (the automatic band's 1e-2).  Chosen by the
+    it is; only its soft edge (between the two) near the prior's 0.5 contour (``reach`` inside
+    it, ``reach_outside`` outside), grown by ``radius`` × the frame's long side, is solved by
+    closed-form matting.  With ``agree`` the band is further limited to where the LR ensemble
+    also sees an edge (:func:`auto_trimap`'s band), the prior's side of 0.5 taking the rest.
+    ``guide`` picks the weak prior inside the band: the prior mask (``prior``) or the LR
+    ensemble's mean (``lr``), at ``weight`` (the automatic band's 1e-2).  Chosen by the
     half-split protocol of docs/BENCHMARKS.md (``scripts/tune_halves.py free --grid band``).
     """
 
@@ -97,12 +98,15 @@ class PriorBandSettings:
     agree: bool = False
     guide: str = "prior"
     weight: float = 1e-2
-    #: Soft prior farther than this (× the long side) from the prior's 0.5 contour keeps its side
-    #: of 0.5 instead of being solved: a subject's interior or a shadow the prior is unsure of,
-    #: away from any edge, is not an edge (on film plates a person's body and face came out
-    #: 60–80 % opaque, with horizontal streaks running off).  None: every soft pixel is solved.
-    #: Chosen on one half of GT01–GT20 and reported on the other (``tune_halves.py free --grid reach``).
+    #: Soft prior inside the prior's 0.5 contour and farther than this (× the long side) from it
+    #: is foreground, not solved: a subject's interior the prior is unsure of is not an edge (on
+    #: film plates a person's body and face came out 60–80 % opaque).  None: solved.
     reach: float | None = 0.01
+    #: The same outside the contour (soft prior below 0.5 that far out is background).  None, the
+    #: default: a soft edge reaching far out (hair, fur) is solved; setting it removes the prior's
+    #: stray soft lines away from the subject but cuts such hair off.  Both chosen on one half of
+    #: GT01–GT20 and reported on the other (``scripts/tune_halves.py free --grid reach``).
+    reach_outside: float | None = None
 
 
 def _contour_distance(inside: np.ndarray) -> np.ndarray:
@@ -135,8 +139,14 @@ def prior_band_trimap(
     settings = settings or PriorBandSettings()
     mask = np.clip(resize(prior, height, width), 0.0, 1.0)
     unknown = (mask > settings.low) & (mask < settings.high)
-    if settings.reach is not None:
-        unknown &= _contour_distance(mask >= 0.5) <= settings.reach * max(height, width)
+    if settings.reach is not None or settings.reach_outside is not None:
+        inside = mask >= 0.5
+        distance = _contour_distance(inside)
+        long_side = max(height, width)
+        if settings.reach is not None:
+            unknown &= ~(inside & (distance > settings.reach * long_side))
+        if settings.reach_outside is not None:
+            unknown &= ~(~inside & (distance > settings.reach_outside * long_side))
     radius = max(1, round(settings.radius * max(height, width)))
     if unknown.any():
         unknown = ndimage.maximum_filter(unknown, size=2 * radius + 1)
