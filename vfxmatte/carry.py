@@ -44,7 +44,7 @@ from vfxmatte import guide as guidance
 from vfxmatte.errors import InputError, UsageError
 from vfxmatte.io import color
 from vfxmatte.io.frames import Plate, Window
-from vfxmatte.sampling import resize
+from vfxmatte.sampling import distance_to, resize
 
 #: Long side (px) of the frames the subject is carried on: DIS flow "medium" takes about
 #: 0.05 s per direction at 640×360 on one core of the 2-core reference machine.
@@ -157,7 +157,7 @@ class CarriedSubject:
             reach = base * (1.0 + 2.0 * doubt)  # px from the carried edge that stay unknown
             if inner.any() and not inner.all():
                 # Distance to the carried edge: inside, to the nearest outside pixel; outside, to the subject.
-                distance = np.where(inner, _distance_outside(~inner), _distance_outside(inner))
+                distance = np.where(inner, distance_to(~inner), distance_to(inner))
                 unknown = distance <= reach
             else:
                 unknown = np.zeros(inner.shape, dtype=bool)
@@ -171,24 +171,15 @@ def _band_px(fraction: float, shape: tuple[int, ...]) -> int:
     return max(guidance.MASK_MIN_PX, round(fraction * max(shape[:2])))
 
 
-def _distance_outside(inner: np.ndarray) -> np.ndarray:
-    """Euclidean distance (px) of every pixel to the nearest ``inner`` pixel (0 inside)."""
-    import cv2
-
-    if not inner.any():
-        return np.full(inner.shape, np.inf, np.float32)
-    return np.asarray(cv2.distanceTransform((~inner).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE))
-
-
 def _near_subject(mask: np.ndarray, radius: int) -> np.ndarray:
     """The subject (mask > 0.5) grown by ``radius`` px."""
-    return np.asarray(_distance_outside(mask > 0.5) <= radius)
+    return np.asarray(distance_to(mask > 0.5) <= radius)
 
 
 def _edge_zone(mask: np.ndarray, radius: int) -> np.ndarray:
     """Pixels within ``radius`` of the mask's 0.5 edge."""
     inner = mask > 0.5
-    return np.asarray((_distance_outside(inner) <= radius) & (_distance_outside(~inner) <= radius))
+    return np.asarray((distance_to(inner) <= radius) & (distance_to(~inner) <= radius))
 
 
 # -- keyframes ---------------------------------------------------------------------------------
@@ -313,7 +304,7 @@ def _similarity(mask: np.ndarray, flow: np.ndarray, core_px: int) -> np.ndarray:
     import cv2
 
     inner = mask > 0.5
-    core = _distance_outside(~inner) > core_px
+    core = distance_to(~inner) > core_px
     ys, xs = np.nonzero(core if np.count_nonzero(core) >= 50 else inner)
     if len(ys) == 0:
         return np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])

@@ -40,7 +40,15 @@ from scipy import ndimage
 
 from vfxmatte.errors import UsageError
 from vfxmatte.model.core import MattingModel
-from vfxmatte.sampling import decode_alpha, encode_image, encode_prompt, make_scheduler, noised_start, resize
+from vfxmatte.sampling import (
+    decode_alpha,
+    distance_to,
+    encode_image,
+    encode_prompt,
+    make_scheduler,
+    noised_start,
+    resize,
+)
 
 HR_MODES = ("auto", "diffusion", "pymatting", "off")
 #: The paper's fixed prompt for full-resolution patches (also its training prompt for small crops).
@@ -111,16 +119,12 @@ class PriorBandSettings:
 
 def _contour_distance(inside: np.ndarray) -> np.ndarray:
     """Distance in px from each pixel to the nearest boundary between ``inside`` and the rest."""
-    import cv2
-
     boundary = np.zeros(inside.shape, bool)
     boundary[:-1] |= inside[:-1] != inside[1:]
     boundary[1:] |= inside[:-1] != inside[1:]
     boundary[:, :-1] |= inside[:, :-1] != inside[:, 1:]
     boundary[:, 1:] |= inside[:, :-1] != inside[:, 1:]
-    if not boundary.any():
-        return np.full(inside.shape, np.inf, np.float32)
-    return np.asarray(cv2.distanceTransform((~boundary).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE))
+    return distance_to(boundary)
 
 
 def prior_band_trimap(

@@ -94,9 +94,9 @@ def _box_reduce(array: np.ndarray, size: int) -> np.ndarray:
     k = min(array.shape[0], array.shape[1]) // (2 * size)
     if k < 2:
         return array
-    h, w = (array.shape[0] // k) * k, (array.shape[1] // k) * k
-    blocks = array[:h, :w].reshape(h // k, k, w // k, k, *array.shape[2:])
-    return blocks.mean(axis=(1, 3)).astype(np.float32)
+    from vfxmatte.sampling import block_mean
+
+    return block_mean(array, k)
 
 
 def _bilinear(array: np.ndarray, height: int, width: int, antialias: bool = False) -> np.ndarray:

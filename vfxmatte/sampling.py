@@ -216,3 +216,19 @@ def resize(array: np.ndarray, height: int, width: int) -> np.ndarray:
         out = F.interpolate(tensor, size=(height, width), mode="bilinear", align_corners=False)
     result = out[0, 0] if array.ndim == 2 else out[0].permute(1, 2, 0)
     return result.contiguous().numpy()
+
+
+def block_mean(array: np.ndarray, factor: int) -> np.ndarray:
+    """Average ``factor``×``factor`` blocks of (H, W[, C]) float32 (a ragged last row / column is dropped)."""
+    h, w = (array.shape[0] // factor) * factor, (array.shape[1] // factor) * factor
+    blocks = array[:h, :w].reshape(h // factor, factor, w // factor, factor, *array.shape[2:])
+    return blocks.mean(axis=(1, 3), dtype=np.float32)
+
+
+def distance_to(mask: np.ndarray) -> np.ndarray:
+    """Euclidean distance (px) of every pixel to the nearest ``mask`` pixel (0 on it; inf when there is none)."""
+    import cv2
+
+    if not mask.any():
+        return np.full(mask.shape, np.inf, np.float32)
+    return np.asarray(cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE))

@@ -45,7 +45,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from vfxmatte.sampling import resize
+from vfxmatte.sampling import block_mean, resize
 
 #: Nearness to the edge falls to 1/e this many LR pixels from it.
 EDGE_RADIUS = 3.0
@@ -132,8 +132,7 @@ def _to_lr(alpha: np.ndarray, height: int, width: int) -> np.ndarray:
     """
     factor = min(alpha.shape[0] // height, alpha.shape[1] // width)
     if factor >= 2:
-        h, w = (alpha.shape[0] // factor) * factor, (alpha.shape[1] // factor) * factor
-        alpha = alpha[:h, :w].reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3), dtype=np.float32)
+        alpha = block_mean(alpha, factor)
     return np.clip(resize(alpha, height, width), 0.0, 1.0)
 
 
