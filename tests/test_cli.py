@@ -21,6 +21,7 @@ import OpenImageIO as oiio
 import pytest
 from conftest import run_cli
 
+from vfxmatte import config
 from vfxmatte.cli import main
 
 OUT_CHANNELS = ("R", "G", "B", "A", "uncertainty.Y")
@@ -211,7 +212,7 @@ def test_same_seed_is_bit_identical_other_seed_differs(
 
 
 def test_resume_skip_refuse_and_overwrite(
-    matted: tuple[Path, Path, dict[str, Any]], tmp_path: Path, cli: Runner
+    matted: tuple[Path, Path, dict[str, Any]], tmp_path: Path, cli: Runner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     in_dir, out_dir, _ = matted
     pattern = in_dir / "plate.####.exr"
@@ -230,6 +231,17 @@ def test_resume_skip_refuse_and_overwrite(
     assert code == 2
     assert_one_line_error(err, "--overwrite", "plate.1001.exr")
     assert {f: (tmp_path / "out" / f"plate.{f}.exr").read_bytes() for f in FRAMES} == before
+
+    # The same parameters from another build of the code (an upgrade mid-shot, a farm node on an
+    # older install) are not skipped as done: the shot would mix two versions of the algorithm.
+    header = json.loads(spec_of(tmp_path / "out" / "plate.1001.exr").getattribute("vfxmatte:params"))
+    assert header["build"] == config.code_build()
+    monkeypatch.setattr(config, "code_build", lambda: "0.1.0+000000000000")
+    code, stdout, err = cli("matte", pattern, "-o", out)
+    assert code == 2
+    assert_one_line_error(err, "another vfxmatte build", "--overwrite")
+    assert {f: (tmp_path / "out" / f"plate.{f}.exr").read_bytes() for f in FRAMES} == before
+    monkeypatch.undo()
 
     # Only the frames asked for are checked and redone.
     code, stdout, err = cli("matte", pattern, "-o", out, "--seed", "5", "--overwrite", "--frames", "1003", "--json")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 #: ``--temporal`` modes (vfxmatte.temporal).
 TEMPORAL_MODES = ("off", "shared")
@@ -88,10 +91,30 @@ class MatteParams:
         return self.prior != "none" and (not self.guide or self.guide_kind in ("mask", "auto"))
 
     def header_json(self, model: str) -> str:
-        """Canonical JSON of the pixel-affecting parameters plus the model identity."""
+        """Canonical JSON of the pixel-affecting parameters plus the model identity and the
+        code's build (:func:`code_build`): a resumed run skips only frames this exact code wrote."""
         record = asdict(self)
         record["model"] = model
+        record["build"] = code_build()
         return json.dumps(record, sort_keys=True, separators=(",", ":"))
+
+
+@functools.lru_cache(maxsize=1)
+def code_build() -> str:
+    """``<version>+<digest>``: the package version and a digest of the package's own source.
+
+    A default tuned anew or an algorithm fixed changes the pixels without changing
+    :class:`MatteParams`; frames written by another build of the code must not be skipped as
+    done by a resumed run (or a farm worker on an older install), or a shot would mix both.
+    """
+    from vfxmatte import __version__
+
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return f"{__version__}+{digest.hexdigest()[:12]}"
 
 
 # Quality presets (CLI ``--preset``, the flows' ``preset`` parameter): MatteParams overrides.

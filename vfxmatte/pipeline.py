@@ -474,8 +474,8 @@ def _plan_outputs(
             conflicts.append(target)
     if conflicts:
         raise OutputError(
-            f"{conflicts[0]}: {len(conflicts)} output frame(s) already exist with other parameters; "
-            "pass --overwrite to replace them"
+            f"{conflicts[0]}: {len(conflicts)} output frame(s) already exist with other parameters "
+            "or from another vfxmatte build; pass --overwrite to replace them"
         )
     return out_seq, skip
 
@@ -682,8 +682,8 @@ def _claim_frame(
             return FrameResult(
                 frame,
                 "failed",
-                error=f"{target}: written meanwhile by another run with other parameters; "
-                "pass --overwrite to replace it",
+                error=f"{target}: written meanwhile by another run with other parameters "
+                "or another vfxmatte build; pass --overwrite to replace it",
             )
     return lock
 
