@@ -3,7 +3,8 @@
 Usage::
 
     python scripts/bench_edges.py [--targets GT04,GT16] [--frames 2] [--width 640 --height 360]
-                                  [--work build/edges] [--json]
+                                  [--work build/edges] [--variants "prior band,auto band,roto mask"]
+                                  [--band reach_outside=0.01 ...] [--json]
 
 Each target (an alphamatting subject; GT01–GT10 is the tuning half, GT11–GT20 the report
 half, :mod:`vfxmatte.composite_shot`) is composited over real footage by
@@ -113,6 +114,30 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         k.pop("prior", None)
         return original(*a, **k)
 
+    def with_band(settings: hr.PriorBandSettings) -> Any:
+        def refine(*a: Any, **k: Any) -> Any:
+            return original(*a, **{**k, "prior_band": settings})
+
+        return refine
+
+    def value(text: str) -> Any:
+        if text in ("none", "true", "false"):
+            return {"none": None, "true": True, "false": False}[text]
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+    # Extra trimap-free variants: the prior band with other settings (--band reach_outside=0.01).
+    bands = {
+        f"prior band {spec}": with_band(hr.PriorBandSettings(**{
+            key: value(text) for key, text in (item.split("=", 1) for item in spec.split(","))
+        }))
+        for spec in args.band
+    }  # fmt: skip
+    refines = {"prior band": original, "auto band": auto_band, "roto mask": original, **bands}
+    variants = [v for v in args.variants.split(",") if v] + list(bands)
+
     results: dict[str, Any] = {}
     for target in args.targets.split(","):
         folder = Path(args.work) / target
@@ -120,12 +145,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             folder, frames=args.frames, width=args.width, height=args.height, target=target,
             distractor=args.distractor if args.distractor != target else "GT14", seed=args.seed,
         )  # fmt: skip
-        for variant in ("prior band", "auto band", "roto mask"):
+        for variant in variants:
             rows = []
             run_params = replace(params, guide=shot.roto, guide_kind="mask") if variant == "roto mask" else params
             for frame in shot.frames:
                 plate = read_plate(frame_path(shot.plate, frame), frame)
-                hr.refine = auto_band if variant == "auto band" else original
+                hr.refine = refines[variant]
                 try:
                     matte = matte_plate(model, plate, run_params)
                 finally:
@@ -148,6 +173,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--height", type=int, default=360)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", default=str(REPO / "build" / "edges"))
+    parser.add_argument("--variants", default="prior band,auto band,roto mask", help="base variants to run")
+    parser.add_argument(
+        "--band",
+        action="append",
+        default=[],
+        help="also run the prior band with other PriorBandSettings (reach_outside=0.01,radius=0.01)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     results = run(args)

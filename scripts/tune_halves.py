@@ -243,7 +243,7 @@ def free_candidates(grid: str) -> dict[str, Callable[[dict[str, np.ndarray]], np
         cands[f"LR mean {s}"] = lr_mean(s)
     if grid == "stages":
         return cands
-    if grid in ("prior", "mirror", "reach"):
+    if grid in ("prior", "mirror", "reach", "outside"):
         from vfxmatte.hr import PriorBandSettings, prior_band_trimap
 
         def band(settings: PriorBandSettings) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
@@ -265,6 +265,42 @@ def free_candidates(grid: str) -> dict[str, Callable[[dict[str, np.ndarray]], np
 
             cands["prior band (default), mirrored prior"] = band(PriorBandSettings())
             cands["prior band (default), single-run prior"] = single
+            return cands
+        if grid == "outside":
+            # Rules tried against the prior's faint lines along set edges (floor, kerb) and its
+            # half-sure blobs outside its contour; none beat the default on either half.
+            def rule_band(rule: str, size: float) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+                def run(d: dict[str, np.ndarray]) -> np.ndarray:
+                    from scipy import ndimage
+
+                    from vfxmatte.sampling import distance_to
+
+                    if "lr_mean_0.3" not in d:
+                        raise SystemExit("--grid outside needs the LR ensemble: run `cache` without --light")
+                    h, w = d["gt"].shape
+                    settings = PriorBandSettings()
+                    trimap = prior_band_trimap(d["prior_lr"], d["prior_lr"], d["prior_lr"] * 0, h, w, settings)
+                    mask, long_side = up(d["prior_lr"], d), max(h, w)
+                    outer = (mask < 0.5) & (trimap == hr.UNKNOWN)
+                    if rule == "thick":  # soft prior far from the prior's confident background
+                        drop = outer & (distance_to(mask <= settings.low) > size * long_side)
+                    else:  # soft prior the LR ensemble does not see, 1 % or more from the contour
+                        near = ndimage.binary_dilation(mask >= 0.5, iterations=round(0.01 * long_side))
+                        drop = outer & ~near & (up(d["lr_mean_0.3"], d) <= settings.low)
+                        if rule == "thin":  # ... and thinner than 2 × size × the long side
+                            k = 2 * max(1, round(size * long_side)) + 1
+                            drop &= ndimage.grey_opening(mask, size=(k, k)) <= settings.low
+                    trimap[drop] = hr.BACKGROUND
+                    return hr.refine_closed_form(d["display"], trimap, mask, prior_weight=settings.weight)
+
+                return run
+
+            cands["prior band (default)"] = band(PriorBandSettings())
+            cands["prior band, unless the LR ensemble misses it"] = rule_band("support", 0.0)
+            for size in (0.005, 0.01):
+                cands[f"prior band, unless thinner than {size:g} and the LR misses it"] = rule_band("thin", size)
+            for size in (0.01, 0.02, 0.04):
+                cands[f"prior band, unless farther than {size:g} from the background"] = rule_band("thick", size)
             return cands
         if grid == "reach":
             cands["prior band, any distance"] = band(PriorBandSettings(reach=None))
@@ -434,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--light", action="store_true", help="no LR ensemble: what the prior band and the solvers need")
     p.set_defaults(func=cmd_cache)
     p = sub.add_parser("free")
-    p.add_argument("--grid", default="stages", choices=("stages", "band", "prior", "mirror", "reach"))
+    p.add_argument("--grid", default="stages", choices=("stages", "band", "prior", "mirror", "reach", "outside"))
     p.set_defaults(func=cmd_free)
     p = sub.add_parser("guided-cache")
     p.add_argument("--solvers", default=",".join(GUIDED_SOLVERS))
