@@ -282,6 +282,12 @@ def free_candidates(grid: str) -> dict[str, Callable[[dict[str, np.ndarray]], np
                     trimap = prior_band_trimap(d["prior_lr"], d["prior_lr"], d["prior_lr"] * 0, h, w, settings)
                     mask, long_side = up(d["prior_lr"], d), max(h, w)
                     outer = (mask < 0.5) & (trimap == hr.UNKNOWN)
+                    if rule == "adds":  # where the LR ensemble sees the subject the prior misses: solved
+                        extra = (mask < 0.5) & (up(d["lr_mean_0.3"], d) >= size)
+                        radius = max(1, round(settings.radius * long_side))
+                        extra = ndimage.maximum_filter(extra, size=2 * radius + 1) if extra.any() else extra
+                        trimap[extra & (trimap == hr.BACKGROUND)] = hr.UNKNOWN
+                        return hr.refine_closed_form(d["display"], trimap, mask, prior_weight=settings.weight)
                     if rule == "thick":  # soft prior far from the prior's confident background
                         drop = outer & (distance_to(mask <= settings.low) > size * long_side)
                     else:  # soft prior the LR ensemble does not see, 1 % or more from the contour
@@ -301,6 +307,8 @@ def free_candidates(grid: str) -> dict[str, Callable[[dict[str, np.ndarray]], np
                 cands[f"prior band, unless thinner than {size:g} and the LR misses it"] = rule_band("thin", size)
             for size in (0.01, 0.02, 0.04):
                 cands[f"prior band, unless farther than {size:g} from the background"] = rule_band("thick", size)
+            for level in (0.3, 0.5, 0.7):
+                cands[f"prior band, and where the LR mean is {level:g} or more"] = rule_band("adds", level)
             return cands
         if grid == "reach":
             cands["prior band, any distance"] = band(PriorBandSettings(reach=None))
