@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from tests.conftest import REPO, run_cli
 from vfxmatte import guide, hr
@@ -173,6 +174,30 @@ def test_closed_form_band_refine_recovers_a_sharp_edge() -> None:
     fg = hr.foreground_by_tiles(image, refined, hr.TileSettings(size=64, margin=12))
     edge = (truth > 0.3) & (truth < 0.7)
     assert np.abs(fg[edge] - fg_colour).mean() < 0.1
+
+
+def test_closed_form_solve_falls_back_to_a_direct_solve_when_cg_does_not_converge(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pymatting
+
+    rng = np.random.default_rng(2)
+    size = 48
+    truth = _disc(size, size, 15.0, softness=0.8)
+    image = (truth[..., None] * np.array([0.9, 0.3, 0.2]) + (1 - truth[..., None]) * np.array([0.1, 0.4, 0.8]))
+    image = np.clip(image + rng.normal(0, 0.003, image.shape), 0, 1)
+    trimap = np.where(truth > 0.99, 1.0, np.where(truth < 0.01, 0.0, 0.5)).astype(np.float32)
+    trimap = np.where(ndimage.maximum_filter(trimap == 0.5, size=5), 0.5, trimap).astype(np.float32)
+    prior = np.zeros_like(truth)  # a weak prior far from the answer
+    converged = hr.solve_closed_form(image, trimap, prior)
+
+    def no_convergence(*args: object, **kwargs: object) -> np.ndarray:
+        raise ValueError("Conjugate gradient descent did not converge within 4000 iterations")
+
+    monkeypatch.setattr(pymatting, "cg", no_convergence)
+    fallback = hr.solve_closed_form(image, trimap, prior)
+    np.testing.assert_allclose(fallback, converged, atol=2e-3)
+    assert np.abs(fallback - truth)[trimap == 0.5].mean() < 0.1
 
 
 def test_trimap_guide_band_is_solved_even_where_the_lr_matte_is_confidently_wrong() -> None:

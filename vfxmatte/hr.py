@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse
+import scipy.sparse.linalg
 import torch
 from scipy import ndimage
 
@@ -255,7 +256,13 @@ def solve_closed_form(
     # try; on stdout that would corrupt `--json` output, and the retry is routine here.
     with contextlib.redirect_stdout(io.StringIO()):
         preconditioner = ichol(system, discard_threshold=1e-4 if weak else 1e-3)
-    solution = cg(system, rhs, x0=prior_values, M=preconditioner, rtol=1e-7 if weak else 1e-6, maxiter=4000)
+    try:
+        solution = cg(system, rhs, x0=prior_values, M=preconditioner, rtol=1e-7 if weak else 1e-6, maxiter=4000)
+    except ValueError:
+        # pymatting raises when the conjugate gradient has not converged in maxiter steps (seen
+        # on a crop whose weak prior is far from the answer): a direct sparse solve of the same
+        # system instead of failing the frame.  Slower (seconds per tile), so only as the fallback.
+        solution = scipy.sparse.linalg.spsolve(system.tocsc(), rhs)
     alpha = trimap.astype(np.float64).ravel().copy()
     alpha[is_unknown] = solution
     return np.clip(alpha, 0.0, 1.0).reshape(trimap.shape).astype(np.float32)
