@@ -29,6 +29,10 @@ roto of the frame as a mask (``roto mask``: what a drawn or carried keyframe giv
   from the distractor; ``streak``: on that ring, where the predicted alpha exceeds 0.02, the
   mean vertical over the mean horizontal alpha gradient (horizontal streaks running off an
   edge give > 1; an isotropic spill about 1; NaN when fewer than 50 such pixels);
+* ``pair MSE`` ×1e3 against the target over the distractor (both subjects wanted, as for two
+  people side by side); ``gap``: the mean predicted alpha on the background between them (the
+  columns between the two subjects, the rows both span, truth 0; NaN while they overlap or
+  under 50 such pixels);
 * ``seam``: the mean gradient error (|∇pred − ∇truth|, central differences) on pixels within
   1 px of the band solve's tile borders (every 320 px) that lie in the edge band (true or
   predicted alpha fractional, grown 4 px), divided by the same mean on the rest of the band
@@ -81,6 +85,21 @@ def score(alpha: np.ndarray, prem: np.ndarray, truth: np.ndarray, distractor: np
     out["streak"] = (
         float(np.abs(ay[spill]).mean() / max(np.abs(ax[spill]).mean(), 1e-9)) if spill.sum() >= 50 else float("nan")
     )
+    # Both subjects wanted (two people side by side): the truth is the target over the distractor.
+    pair = t_alpha + distractor * (1.0 - t_alpha)
+    out["pair_mse"] = float(np.mean((alpha.astype(np.float64) - pair) ** 2) * 1e3)
+    out["gap_alpha"] = float("nan")
+    t_cols, d_cols = np.flatnonzero((t_alpha > 0.5).any(0)), np.flatnonzero((distractor > 0.5).any(0))
+    t_rows, d_rows = np.flatnonzero((t_alpha > 0.5).any(1)), np.flatnonzero((distractor > 0.5).any(1))
+    if t_cols.size and d_cols.size:
+        left, right = sorted(((t_cols[0], t_cols[-1]), (d_cols[0], d_cols[-1])))
+        top, bottom = max(t_rows[0], d_rows[0]), min(t_rows[-1], d_rows[-1])
+        gap = np.zeros_like(pair, dtype=bool)
+        if right[0] - left[1] > 8 and bottom > top:  # apart by more than 8 px, side by side
+            gap[top : bottom + 1, left[1] + 1 : right[0]] = True
+        gap &= pair == 0
+        if gap.sum() >= 50:
+            out["gap_alpha"] = float(alpha[gap].mean())
     band = ((t_alpha > 0.01) & (t_alpha < 0.99)) | ((alpha > 0.01) & (alpha < 0.99))
     band = ndimage.binary_dilation(band, iterations=4)
     py, px = _gradient(alpha)

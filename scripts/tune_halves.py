@@ -282,6 +282,9 @@ def free_candidates(grid: str) -> dict[str, Callable[[dict[str, np.ndarray]], np
                     trimap = prior_band_trimap(d["prior_lr"], d["prior_lr"], d["prior_lr"] * 0, h, w, settings)
                     mask, long_side = up(d["prior_lr"], d), max(h, w)
                     outer = (mask < 0.5) & (trimap == hr.UNKNOWN)
+                    if rule == "guide":  # the weak prior outside the contour scaled by size
+                        guide = np.where(mask >= 0.5, mask, mask * size).astype(np.float32)
+                        return hr.refine_closed_form(d["display"], trimap, guide, prior_weight=settings.weight)
                     if rule == "adds":  # where the LR ensemble sees the subject the prior misses: solved
                         extra = (mask < 0.5) & (up(d["lr_mean_0.3"], d) >= size)
                         radius = max(1, round(settings.radius * long_side))
@@ -307,6 +310,8 @@ def free_candidates(grid: str) -> dict[str, Callable[[dict[str, np.ndarray]], np
                 cands[f"prior band, unless thinner than {size:g} and the LR misses it"] = rule_band("thin", size)
             for size in (0.01, 0.02, 0.04):
                 cands[f"prior band, unless farther than {size:g} from the background"] = rule_band("thick", size)
+            for scale in (0.0, 0.5):
+                cands[f"prior band, weak prior outside the contour × {scale:g}"] = rule_band("guide", scale)
             for level in (0.3, 0.5, 0.7):
                 cands[f"prior band, and where the LR mean is {level:g} or more"] = rule_band("adds", level)
             return cands
