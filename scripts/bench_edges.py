@@ -21,7 +21,8 @@ roto of the frame as a mask (``roto mask``: what a drawn or carried keyframe giv
   ``pred.RGB + (1 - pred.A)·B`` against ``truth.RGB + (1 - truth.A)·B``, over a bright
   (linear 0.9) and a dark (0.02) grey: the test a compositor makes;
 * ``fringe``: the mean predicted alpha on the ring 1–8 px outside the true subject (true alpha
-  0), and the comp MSE there over the bright grey (background colour carried in the RGB);
+  0) away from the distractor, and the comp MSE there over the bright grey (background colour
+  carried in the RGB);
 * ``between``: the mean predicted alpha where the target is absent but the distractor behind
   it is opaque (background seen between subjects); ``away MSE``: the alpha MSE ×1e3 where the
   distractor is absent (alpha < 0.01), the target's own error;
@@ -71,7 +72,7 @@ def score(alpha: np.ndarray, prem: np.ndarray, truth: np.ndarray, distractor: np
         comps[name] = (pred - true) ** 2
         out[f"comp_{name}_mse"] = float(np.mean(comps[name]) * 1e3)
     subject = t_alpha > 0
-    ring = ndimage.binary_dilation(subject, iterations=8) & ~subject
+    ring = ndimage.binary_dilation(subject, iterations=8) & ~subject & (distractor < 0.01)
     out["fringe_alpha"] = float(alpha[ring].mean()) if ring.any() else 0.0
     out["fringe_comp_mse"] = float(comps["bright"][ring].mean() * 1e3) if ring.any() else 0.0
     between = (t_alpha == 0) & (distractor > 0.5)
@@ -119,7 +120,7 @@ def score(alpha: np.ndarray, prem: np.ndarray, truth: np.ndarray, distractor: np
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from dataclasses import replace
 
-    from vfxmatte import hr
+    from vfxmatte import hr, prior
     from vfxmatte.composite_shot import build_composite_shot, frame_path, read_channels
     from vfxmatte.config import MatteParams
     from vfxmatte.io.exr import read_plate
@@ -154,7 +155,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }))
         for spec in args.band
     }  # fmt: skip
-    refines = {"prior band": original, "auto band": auto_band, "roto mask": original, **bands}
+    refines = {"prior band": original, "auto band": auto_band, "roto mask": original, "no zoom": original, **bands}
     variants = [v for v in args.variants.split(",") if v] + list(bands)
 
     results: dict[str, Any] = {}
@@ -170,10 +171,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for frame in shot.frames:
                 plate = read_plate(frame_path(shot.plate, frame), frame)
                 hr.refine = refines[variant]
+                zoom = prior.ZOOM
+                if variant == "no zoom":  # the prior band without the prior's close looks
+                    prior.ZOOM = prior.ZoomSettings(enabled=False)
                 try:
                     matte = matte_plate(model, plate, run_params)
                 finally:
-                    hr.refine = original
+                    hr.refine, prior.ZOOM = original, zoom
                 truth = read_channels(frame_path(shot.truth, frame), ["R", "G", "B", "A"])
                 distractor = read_channels(frame_path(shot.distractor_layer, frame), ["A"])[..., 0]
                 rows.append(score(matte.alpha, matte.premultiplied, truth, distractor))
@@ -192,7 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--height", type=int, default=360)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", default=str(REPO / "build" / "edges"))
-    parser.add_argument("--variants", default="prior band,auto band,roto mask", help="base variants to run")
+    parser.add_argument(
+        "--variants", default="prior band,auto band,roto mask", help="base variants to run (also: no zoom)"
+    )
     parser.add_argument(
         "--band",
         action="append",

@@ -59,8 +59,8 @@ def _capture(params: Any, model: Any, plate: Any) -> dict[str, np.ndarray]:
             seen["guide_trimap"] = kwargs["guide_trimap"]
         return hr.Refined(alpha=np.clip(hr.resize(lr_mean, *linear.shape[:2]), 0.0, 1.0))
 
-    def run_prior(name: str, display: np.ndarray, lr_h: int, lr_w: int) -> tuple[np.ndarray, float]:
-        mask, seconds = original_prior(name, display, lr_h, lr_w)
+    def run_prior(name: str, display: np.ndarray, lr_h: int, lr_w: int, **kwargs: Any) -> tuple[np.ndarray, float]:
+        mask, seconds = original_prior(name, display, lr_h, lr_w, **kwargs)
         seen["prior_lr"] = mask
         return mask, seconds
 
@@ -282,6 +282,8 @@ def free_candidates(grid: str) -> dict[str, Callable[[dict[str, np.ndarray]], np
                     trimap = prior_band_trimap(d["prior_lr"], d["prior_lr"], d["prior_lr"] * 0, h, w, settings)
                     mask, long_side = up(d["prior_lr"], d), max(h, w)
                     outer = (mask < 0.5) & (trimap == hr.UNKNOWN)
+                    if rule == "shared":  # the same band solved by shared matting (whole frame, no tiles)
+                        return hr.solve_shared(d["display"], trimap)
                     if rule == "guide":  # the weak prior outside the contour scaled by size
                         guide = np.where(mask >= 0.5, mask, mask * size).astype(np.float32)
                         return hr.refine_closed_form(d["display"], trimap, guide, prior_weight=settings.weight)
@@ -310,6 +312,7 @@ def free_candidates(grid: str) -> dict[str, Callable[[dict[str, np.ndarray]], np
                 cands[f"prior band, unless thinner than {size:g} and the LR misses it"] = rule_band("thin", size)
             for size in (0.01, 0.02, 0.04):
                 cands[f"prior band, unless farther than {size:g} from the background"] = rule_band("thick", size)
+            cands["prior band solved by shared matting"] = rule_band("shared", 0.0)
             for scale in (0.0, 0.5):
                 cands[f"prior band, weak prior outside the contour × {scale:g}"] = rule_band("guide", scale)
             for level in (0.3, 0.5, 0.7):

@@ -37,7 +37,7 @@ from vfxmatte.io.sequence import (
 )
 from vfxmatte.model.core import MattingModel, load_model, resolve_device
 from vfxmatte.prior import SHA256 as PRIOR_SHA256
-from vfxmatte.prior import load_prior
+from vfxmatte.prior import ZoomSettings, load_prior
 from vfxmatte.sampling import encode_image, lr_ensemble, lr_shape, resize
 from vfxmatte.temporal import TemporalState, temporal_state
 from vfxmatte.uncertainty import estimate as estimate_uncertainty
@@ -199,8 +199,13 @@ def estimate_foreground(linear: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return fg
 
 
-def _run_prior(name: str, display: np.ndarray, lr_h: int, lr_w: int) -> tuple[np.ndarray, float]:
+def _run_prior(name: str, display: np.ndarray, lr_h: int, lr_w: int, zoom: bool = True) -> tuple[np.ndarray, float]:
     """The salient-object prior's mask at the LR size, and the seconds it took.
+
+    ``zoom``: each subject is looked at again from close up (:meth:`SalientPrior.predict_subjects`),
+    for trimap-free runs, whose matte is the prior's core and its solved edge.  A mask guide's
+    band is solved from the guide alone, so there the prior only starts the ensemble and the
+    plain mask does (``zoom=False``, one look fewer per subject).
 
     The prior sees the full-resolution display-referred plate, not the LR image: U²-Netp
     is sensitive to softness, and the twice-resampled LR image (to the LR size in linear
@@ -210,7 +215,8 @@ def _run_prior(name: str, display: np.ndarray, lr_h: int, lr_w: int) -> tuple[np
     prior = load_prior(name)
     assert prior is not None
     started = time.perf_counter()
-    mask = prior.predict(display, size=(lr_h, lr_w))
+    zoomed = None if zoom else ZoomSettings(enabled=False)
+    mask = prior.predict_subjects(display, size=(lr_h, lr_w), zoom=zoomed)
     return mask, time.perf_counter() - started
 
 
@@ -267,7 +273,7 @@ def matte_plate(
             # prior_strength, the mechanism of the trimap-free start.
             coarse = np.clip(resize(spatial.values, lr_h, lr_w), 0.0, 1.0)
             if params.prior != "none":
-                found, prior_seconds = _run_prior(params.prior, display, lr_h, lr_w)
+                found, prior_seconds = _run_prior(params.prior, display, lr_h, lr_w, zoom=False)
                 coarse = prior_mask = guidance.prior_within_mask(found, coarse)
             start, strength = mask_latents(model, coarse, params.seeds), params.prior_strength
         elif not spatial.unknown.all():

@@ -16,7 +16,10 @@ Pre- and post-processing follow the published U²-Net inference: the display-ref
 image resized to 320×320 (bilinear; frames over 1280 px on the short side are box-averaged first),
 divided by its maximum, ImageNet mean/std normalisation, the first
 (fused) output min-max normalised, and resized back bilinearly; by default averaged with the
-same for the left-right mirrored image (:meth:`SalientPrior.predict`).
+same for the left-right mirrored image (:meth:`SalientPrior.predict`).  The pipeline then looks at
+each subject again from close up (:meth:`SalientPrior.predict_subjects`): a crop around each
+region over 0.5 is run through the network at 320×320 too, which finds heads, hats and thin
+parts of subjects that fill only part of the frame.
 """
 
 from __future__ import annotations
@@ -138,6 +141,7 @@ class SalientPrior:
         self.input_name = self.session.get_inputs()[0].name
         self.info = PriorInfo(self.name, SHA256)
         self.seconds = 0.0  # time spent in predict, for --json timings
+        self.close_looks = 0  # crops looked at again by predict_subjects (scripts/bench_zoom.py)
         self._lock = threading.Lock()
 
     def _run(self, net_in: np.ndarray) -> np.ndarray:
@@ -177,6 +181,88 @@ class SalientPrior:
         self.seconds += time.perf_counter() - start
         return result
 
+
+    def predict_subjects(
+        self, image: np.ndarray, size: tuple[int, int] | None = None, zoom: ZoomSettings | None = None
+    ) -> np.ndarray:
+        """:meth:`predict` (mirrored), then each subject looked at again from close up.
+
+        U²-Netp sees the whole frame at 320×320: a person filling a fifth of a 16:9 frame is
+        some 60 px wide there, and a dark head against dark trees falls below 0.5.  Each
+        connected region of the mask over 0.5 (at least ``min_area`` of the frame) is cropped
+        from the full-resolution image, square, ``pad`` larger than its bounding box, and run
+        through the network again; the mask keeps the larger of the two values inside the
+        crop.  Crops over ``max_area`` of the frame gain nothing and are skipped, so a subject
+        that fills the frame (GT01–GT20 mostly) gets exactly :meth:`predict`.  ``zoom`` None
+        uses :data:`ZOOM`; ``ZoomSettings(enabled=False)`` is the plain mask.
+        """
+        from scipy import ndimage
+
+        zoom = zoom or ZOOM
+        h, w = size or image.shape[:2]
+        mask = self.predict(image, size=(h, w))
+        if not zoom.enabled:
+            return mask
+        full_h, full_w = image.shape[:2]
+        sy, sx = full_h / h, full_w / w
+        out = mask.copy()
+        labels, _ = ndimage.label(mask > 0.5)
+        for box in ndimage.find_objects(labels):
+            if box is None:
+                continue
+            y0, y1, x0, x1 = box[0].start, box[0].stop, box[1].start, box[1].stop
+            if (y1 - y0) * (x1 - x0) < zoom.min_area * h * w:
+                continue
+            side = max((y1 - y0) * sy, (x1 - x0) * sx) * (1.0 + zoom.pad)
+            cy, cx = (y0 + y1) / 2 * sy, (x0 + x1) / 2 * sx
+            top, bottom = max(0, round(cy - side / 2)), min(full_h, round(cy + side / 2))
+            left, right = max(0, round(cx - side / 2)), min(full_w, round(cx + side / 2))
+            if (bottom - top) * (right - left) > zoom.max_area * full_h * full_w:
+                continue
+            # The crop's place in the mask, whole mask pixels; the crop snapped to match.
+            my0, my1 = int(top / sy), max(int(top / sy) + 1, round(bottom / sy))
+            mx0, mx1 = int(left / sx), max(int(left / sx) + 1, round(right / sx))
+            my1, mx1 = min(h, my1), min(w, mx1)
+            crop = image[round(my0 * sy) : max(round(my0 * sy) + 1, round(my1 * sy)),
+                         round(mx0 * sx) : max(round(mx0 * sx) + 1, round(mx1 * sx))]  # fmt: skip
+            if min(crop.shape[:2]) < 8:
+                continue
+            close = self.predict(crop, mirror=zoom.mirror, size=(my1 - my0, mx1 - mx0))
+            self.close_looks += 1
+            # Fade the close look out towards the crop's sides inside the frame, so that no
+            # crop's edge shows as a step in the mask.
+            ramp = _edge_ramp(my1 - my0, mx1 - mx0, zoom.feather, (my0 > 0, my1 < h, mx0 > 0, mx1 < w))
+            region = out[my0:my1, mx0:mx1]
+            out[my0:my1, mx0:mx1] = region + ramp * np.maximum(close - region, 0.0)
+        return out
+
+
+@dataclass(frozen=True)
+class ZoomSettings:
+    """:meth:`SalientPrior.predict_subjects`: which subjects are looked at again from close up."""
+
+    enabled: bool = True
+    pad: float = 0.25  # the crop's side over the bounding box's long side, minus 1
+    min_area: float = 0.002  # bounding box, share of the frame: smaller regions are specks
+    max_area: float = 0.6  # crop, share of the frame: larger crops are the frame again
+    feather: float = 0.15  # the close look fades out over this share of the crop's side at its edges
+    mirror: bool = False  # True: the close look averaged with its mirror image too (two network runs)
+
+
+def _edge_ramp(height: int, width: int, feather: float, inner: tuple[bool, bool, bool, bool]) -> np.ndarray:
+    """(height, width) weights: 1 inside, falling linearly to 0 over ``feather`` of the side at
+    each edge flagged in ``inner`` (top, bottom, left, right: edges inside the frame)."""
+    ys = np.arange(height, dtype=np.float32) + 0.5
+    xs = np.arange(width, dtype=np.float32) + 0.5
+    fy, fx = max(1.0, feather * height), max(1.0, feather * width)
+    wy = np.minimum(ys / fy if inner[0] else 1.0, (height - ys) / fy if inner[1] else 1.0)
+    wx = np.minimum(xs / fx if inner[2] else 1.0, (width - xs) / fx if inner[3] else 1.0)
+    return np.clip(np.minimum(np.broadcast_to(wy, (height,))[:, None], np.broadcast_to(wx, (width,))[None, :]), 0, 1)
+
+
+#: The pipeline's zoom.  Chosen by the half-split protocol (docs/BENCHMARKS.md, "the prior
+#: looked at again from close up").
+ZOOM = ZoomSettings()
 
 _CACHE: dict[str, SalientPrior] = {}
 
