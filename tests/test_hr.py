@@ -402,6 +402,25 @@ def test_4k_frame_within_memory_bound(tiny_model_dir: Path, mode: str) -> None:
     assert report["peak_mb"] < 6 * 1024, report
 
 
+def test_prior_band_can_be_solved_by_shared_matting() -> None:
+    size = 96
+    truth = _disc(size, size, 30.0, softness=0.8)
+    image = (truth[..., None] * np.array([0.9, 0.6, 0.1]) + (1 - truth[..., None]) * np.array([0.1, 0.2, 0.6]))
+    image = np.clip(image, 0, 1).astype(np.float32)
+    prior = np.clip(_disc(size, size, 27.0, softness=4.0), 0, 1).astype(np.float32)  # soft, a little small
+    lr = hr.resize(prior, 24, 24)
+    band = hr.PriorBandSettings(solver="shared")
+    refined = hr.refine(
+        "pymatting", None, image, image, lr, np.zeros_like(lr), steps=1, seed=0, lr_size=24,  # type: ignore[arg-type]
+        prior=prior, prior_band=band,
+    )  # fmt: skip
+    trimap = hr.prior_band_trimap(prior, lr, np.zeros_like(lr), size, size, band)
+    assert refined.trimap is not None and (refined.trimap == trimap).all()
+    np.testing.assert_array_equal(refined.alpha, hr.solve_shared(image, trimap))
+    unknown = trimap == hr.UNKNOWN
+    assert np.abs(refined.alpha - truth)[unknown].mean() < np.abs(prior - truth)[unknown].mean()
+
+
 def test_trimap_free_plate_solves_only_the_priors_edge(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """matte_plate without a guide hands the prior's mask to the refine: the written trimap is
     the prior's band, and outside it the matte is the prior's side of 0.5 whatever the ensemble says."""

@@ -116,6 +116,10 @@ class PriorBandSettings:
     #: stray soft lines away from the subject but cuts such hair off.  Both chosen on one half of
     #: GT01–GT20 and reported on the other (``scripts/tune_halves.py free --grid reach``).
     reach_outside: float | None = None
+    #: How the band is solved: ``closed-form`` (tiled, the prior as the weak guide at ``weight``)
+    #: or ``shared`` (shared matting over the whole frame, as for guides; ``guide`` and ``weight``
+    #: unused).
+    solver: str = "closed-form"
 
 
 def _contour_distance(inside: np.ndarray) -> np.ndarray:
@@ -735,8 +739,11 @@ def refine(
     elif prior is not None and mode == "pymatting":
         band = prior_band or PriorBandSettings()
         trimap = prior_band_trimap(prior, lr_mean, lr_std, height, width, band)
-        guide = np.clip(resize(prior, height, width), 0.0, 1.0) if band.guide == "prior" else lr_alpha
-        alpha = refine_closed_form(display, trimap, guide, prior_weight=band.weight)
+        if band.solver == "shared":
+            alpha = solve_shared(display, trimap)
+        else:
+            guide = np.clip(resize(prior, height, width), 0.0, 1.0) if band.guide == "prior" else lr_alpha
+            alpha = refine_closed_form(display, trimap, guide, prior_weight=band.weight)
         return Refined(alpha=alpha, foreground=foreground_by_tiles(linear, alpha), trimap=trimap)
     else:
         trimap = auto_trimap(lr_mean, lr_std, height, width)
