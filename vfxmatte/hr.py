@@ -739,6 +739,8 @@ def refine(
     elif prior is not None and mode == "pymatting":
         band = prior_band or PriorBandSettings()
         trimap = prior_band_trimap(prior, lr_mean, lr_std, height, width, band)
+        if band.solver not in ("closed-form", "shared"):
+            raise UsageError(f"prior band solver {band.solver!r}: choose closed-form or shared")
         if band.solver == "shared":
             alpha = solve_shared(display, trimap)
         else:

@@ -181,7 +181,6 @@ class SalientPrior:
         self.seconds += time.perf_counter() - start
         return result
 
-
     def predict_subjects(
         self, image: np.ndarray, size: tuple[int, int] | None = None, zoom: ZoomSettings | None = None
     ) -> np.ndarray:
@@ -191,10 +190,12 @@ class SalientPrior:
         some 60 px wide there, and a dark head against dark trees falls below 0.5.  Each
         connected region of the mask over 0.5 (at least ``min_area`` of the frame) is cropped
         from the full-resolution image, square, ``pad`` larger than its bounding box, and run
-        through the network again; the mask keeps the larger of the two values inside the
-        crop.  Crops over ``max_area`` of the frame gain nothing and are skipped, so a subject
-        that fills the frame (GT01–GT20 mostly) gets exactly :meth:`predict`.  ``zoom`` None
-        uses :data:`ZOOM`; ``ZoomSettings(enabled=False)`` is the plain mask.
+        through the network again (once; ``mirror`` adds the mirrored run); the mask keeps the
+        larger of the two values inside the crop, faded back to the plain mask over ``feather``
+        of the crop's side where the crop's edge lies inside the frame.  Crops over
+        ``max_area`` of the frame gain nothing and are skipped, so a subject that fills the
+        frame (GT01–GT20 mostly) gets exactly :meth:`predict`.  ``zoom`` None uses
+        :data:`ZOOM`; ``ZoomSettings(enabled=False)`` is the plain mask.
         """
         from scipy import ndimage
 
