@@ -121,6 +121,10 @@ class PriorBandSettings:
     #: unused).
     solver: str = "closed-form"
 
+    def __post_init__(self) -> None:
+        if self.solver not in ("closed-form", "shared"):
+            raise UsageError(f"prior band solver {self.solver!r}: choose closed-form or shared")
+
 
 def _contour_distance(inside: np.ndarray) -> np.ndarray:
     """Distance in px from each pixel to the nearest boundary between ``inside`` and the rest."""
@@ -739,8 +743,6 @@ def refine(
     elif prior is not None and mode == "pymatting":
         band = prior_band or PriorBandSettings()
         trimap = prior_band_trimap(prior, lr_mean, lr_std, height, width, band)
-        if band.solver not in ("closed-form", "shared"):
-            raise UsageError(f"prior band solver {band.solver!r}: choose closed-form or shared")
         if band.solver == "shared":
             alpha = solve_shared(display, trimap)
         else:
