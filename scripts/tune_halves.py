@@ -390,7 +390,6 @@ def _guided_solve(solver: str, d: dict[str, np.ndarray]) -> np.ndarray:
             d["display"],
             d["guide_trimap"],
             lr,
-            hr.GUIDED_TILES,
             epsilon=hr.GUIDED_EPSILON,
             prior_weight=hr.GUIDED_PRIOR,
         )

@@ -176,6 +176,64 @@ def test_closed_form_band_refine_recovers_a_sharp_edge() -> None:
     assert np.abs(fg[edge] - fg_colour).mean() < 0.1
 
 
+def test_band_laplacian_is_pymattings_laplacian_restricted_to_the_band() -> None:
+    from pymatting import cf_laplacian
+
+    from vfxmatte.band_laplacian import band_system
+
+    rng = np.random.default_rng(4)
+    image = rng.random((40, 53, 3))
+    trimap = np.zeros((40, 53), np.float32)
+    trimap[10:30, 5:40] = 0.5
+    trimap[15:25, 15:25] = 1.0
+    trimap[0:2, 20:30] = 0.5  # unknown pixels on the image's own edges
+    trimap[5:12, -2:] = 0.5
+    unknown = trimap == 0.5
+    full = cf_laplacian(image, epsilon=1e-6, radius=1, is_known=~unknown)
+    flat = unknown.ravel()
+    for dtype in (np.float64, np.float32):
+        matrix, pull, indices = band_system(image.astype(dtype), unknown, trimap, 1e-6)
+        np.testing.assert_array_equal(indices, np.flatnonzero(flat))
+        expected = full[flat][:, flat]
+        tolerance = 0.0 if dtype == np.float64 else 1e-3 * abs(expected).max()
+        assert abs(matrix - expected).max() <= tolerance
+        np.testing.assert_allclose(pull, full[flat][:, ~flat].dot(trimap.ravel()[~flat]), atol=max(tolerance, 1e-12))
+
+
+def test_band_is_one_system_without_tile_seams() -> None:
+    """A wide band over a colour ramp: the whole-band solve is the exact minimiser and shows no
+    step where tiles would meet; the old tiled solve breaks the ramp at its tile borders."""
+    import scipy.sparse
+    import scipy.sparse.linalg
+    from pymatting import cf_laplacian
+
+    rng = np.random.default_rng(3)
+    height, width = 96, 160
+    ramp = np.linspace(0, 1, width)[None, :, None]
+    image = ramp * np.array([0.9, 0.3, 0.2]) + (1 - ramp) * np.array([0.1, 0.4, 0.8])
+    image = np.clip(image + rng.normal(0, 0.003, (height, width, 3)), 0, 1)
+    trimap = np.full((height, width), 0.5, np.float32)
+    trimap[:, :6], trimap[:, -6:] = 1.0, 0.0
+    prior = np.full((height, width), 0.5, np.float32)
+    whole = hr.refine_closed_form(image, trimap, prior, prior_weight=1e-4)
+    tiled = hr.refine_closed_form(image, trimap, prior, hr.TileSettings(size=40, margin=4), prior_weight=1e-4)
+
+    unknown = (trimap == 0.5).ravel()
+    laplacian = cf_laplacian(image, epsilon=1e-6, radius=1, is_known=~unknown.reshape(height, width))
+    system = (laplacian[unknown][:, unknown] + 1e-4 * scipy.sparse.identity(int(unknown.sum()))).tocsc()
+    rhs = 1e-4 * prior.ravel()[unknown] - laplacian[unknown][:, ~unknown].dot(trimap.ravel()[~unknown])
+    exact = np.clip(scipy.sparse.linalg.spsolve(system, rhs), 0, 1)
+    assert np.abs(whole.ravel()[unknown] - exact).max() < 1e-3
+
+    def seam(alpha: np.ndarray) -> float:
+        """Mean step across the tile borders over the mean step between other columns."""
+        steps = np.abs(np.diff(alpha, axis=1))[:, 8:-8]
+        border = np.isin(np.arange(8, width - 9), [39, 79, 119])
+        return float(steps[:, border].mean() / steps[:, ~border].mean())
+
+    assert seam(whole) < 1.0 and seam(tiled) > 1.2
+
+
 def test_closed_form_solve_falls_back_to_a_direct_solve_when_cg_does_not_converge(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -5,7 +5,7 @@ Two ways from the LR ensemble (mean matte + uncertainty U) to a full-resolution 
 ``pymatting``
     An automatic trimap from the ensemble (confident background, confident foreground and
     an unknown band where U or the fractional alpha says so, dilated at full resolution),
-    then closed-form matting solved only inside that band, tile by tile, and the
+    then closed-form matting solved only inside that band (one sparse system), and the
     foreground colour by ``estimate_foreground_ml`` on the band's tiles only.  The CPU
     default: real full-resolution edges with no diffusion pass at full resolution.  A
     trimap-free run with the salient-object prior solves the prior's edge band instead
@@ -203,13 +203,13 @@ def auto_trimap(
 
 @dataclass(frozen=True)
 class TileSettings:
-    """Tiles for band-only solves: ``size`` px written per tile, ``margin`` px of context."""
+    """Tiles for the foreground solve (and the old tiled band solve): ``size`` px written per
+    tile, ``margin`` px of context."""
 
     size: int = 320
     margin: int = 16
 
 
-GUIDED_TILES = TileSettings(size=320, margin=48)  # a drawn band is wide: more context per tile
 
 
 def _tiles(height: int, width: int, tiles: TileSettings) -> Iterator[tuple[slice, slice, slice, slice]]:
@@ -238,25 +238,26 @@ def _ramp(length: int, start: int, stop: int, total: int, margin: int) -> np.nda
 def solve_closed_form(
     image: np.ndarray, trimap: np.ndarray, prior: np.ndarray, epsilon: float = 1e-6, prior_weight: float = 1e-2
 ) -> np.ndarray:
-    """Closed-form matting (Levin et al.) of one crop, anchored by the trimap and the LR prior.
+    """Closed-form matting (Levin et al.) of an image or crop, anchored by the trimap and the LR prior.
 
     Minimises ``αᵀLα + λ·Σ_unknown (α - prior)²`` with the known pixels fixed, ``L`` being
-    pymatting's matting Laplacian built only over windows that touch unknown pixels.  The
-    weak prior term keeps the system well posed in a crop whose known pixels are all
-    background (or all foreground, or none), where plain closed-form matting would return a
-    constant.
+    the matting Laplacian built only over the rows of unknown pixels
+    (:func:`vfxmatte.band_laplacian.band_system`, pymatting's numbers).  The weak prior term
+    keeps the system well posed where the band's known pixels are all background (or all
+    foreground, or none), where plain closed-form matting would return a constant.
     """
-    from pymatting import cf_laplacian, cg, ichol
+    from pymatting import cg, ichol
+
+    from vfxmatte.band_laplacian import band_system  # numba: compiled (or loaded) on first use
 
     is_unknown = (trimap == UNKNOWN).ravel()
-    is_known = ~is_unknown
-    laplacian = cf_laplacian(image, epsilon=epsilon, radius=1, is_known=is_known.reshape(trimap.shape))
-    l_unknown = laplacian[is_unknown, :][:, is_unknown]
-    coupling = laplacian[is_unknown, :][:, is_known]
-    known_values = trimap.ravel()[is_known].astype(np.float64)
+    alpha = trimap.astype(np.float64).ravel().copy()
+    if not is_unknown.any():
+        return alpha.reshape(trimap.shape).astype(np.float32)
+    system, pull, _ = band_system(image, is_unknown.reshape(trimap.shape), trimap, epsilon)
     prior_values = prior.ravel()[is_unknown].astype(np.float64)
-    system = (l_unknown + prior_weight * scipy.sparse.identity(l_unknown.shape[0], format="csr")).tocsr()
-    rhs = prior_weight * prior_values - coupling.dot(known_values)
+    system = (system + prior_weight * scipy.sparse.identity(system.shape[0], format="csr")).tocsr()
+    rhs = prior_weight * prior_values - pull
     # A prior of 1e-2 makes the system diagonally dominant enough for a sparse factor; a
     # weaker one (trimap guides) needs a denser factor and a tighter tolerance.
     weak = prior_weight < 1e-3
@@ -271,7 +272,6 @@ def solve_closed_form(
         # on a crop whose weak prior is far from the answer): a direct sparse solve of the same
         # system instead of failing the frame.  Slower (seconds per tile), so only as the fallback.
         solution = scipy.sparse.linalg.spsolve(system.tocsc(), rhs)
-    alpha = trimap.astype(np.float64).ravel().copy()
     alpha[is_unknown] = solution
     return np.clip(alpha, 0.0, 1.0).reshape(trimap.shape).astype(np.float32)
 
@@ -284,15 +284,18 @@ def refine_closed_form(
     epsilon: float = 1e-6,
     prior_weight: float = 1e-2,
 ) -> np.ndarray:
-    """Closed-form matting solved only inside the trimap's unknown band, by tiles.
+    """Closed-form matting solved only inside the trimap's unknown band.
 
     ``image`` (H, W, 3) in [0, 1] (display-referred: the colour-line model and its
     ``epsilon`` are tuned for that), ``trimap`` from :func:`auto_trimap`, ``prior`` the
-    upsampled LR matte.  Only tiles whose own area holds unknown pixels are solved, each
-    with ``margin`` px of context; neighbouring solutions are cross-faded over the margins
-    so tile borders do not show.
+    upsampled LR matte.  By default the whole band is one system (its Laplacian has rows for
+    the band's pixels only, so memory follows the band's area), so the answer has no tile
+    borders to show.  ``tiles`` solves it tile by tile instead, each tile with ``margin`` px of
+    context, the solutions cross-faded over the margins: the way it was solved before, kept
+    for ``scripts/bench_edges.py --tiles`` to measure the seams against.
     """
-    tiles = tiles or TileSettings()
+    if tiles is None:
+        return solve_closed_form(image, trimap, prior, epsilon, prior_weight)
     height, width = trimap.shape
     unknown = trimap == UNKNOWN
     alpha = trimap.copy()
@@ -764,7 +767,7 @@ def refine(
                 alpha = solve_shared(display, trimap)
             else:
                 alpha = refine_closed_form(
-                    display, trimap, lr_alpha, GUIDED_TILES, epsilon=GUIDED_EPSILON, prior_weight=GUIDED_PRIOR
+                    display, trimap, lr_alpha, epsilon=GUIDED_EPSILON, prior_weight=GUIDED_PRIOR
                 )
         else:
             alpha = refine_closed_form(display, trimap, lr_alpha)
