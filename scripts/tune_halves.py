@@ -243,14 +243,16 @@ def free_candidates(grid: str) -> dict[str, Callable[[dict[str, np.ndarray]], np
         cands[f"LR mean {s}"] = lr_mean(s)
     if grid == "stages":
         return cands
-    if grid in ("prior", "mirror", "reach", "outside"):
+    if grid in ("prior", "mirror", "reach", "outside", "epsilon"):
         from vfxmatte.hr import PriorBandSettings, prior_band_trimap
 
         def band(settings: PriorBandSettings) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
             def run(d: dict[str, np.ndarray]) -> np.ndarray:
                 h, w = d["gt"].shape
                 trimap = prior_band_trimap(d["prior_lr"], d["prior_lr"], d["prior_lr"] * 0, h, w, settings)
-                return hr.refine_closed_form(d["display"], trimap, up(d["prior_lr"], d), prior_weight=settings.weight)
+                return hr.refine_closed_form(
+                    d["display"], trimap, up(d["prior_lr"], d), epsilon=settings.epsilon, prior_weight=settings.weight
+                )
 
             return run
 
@@ -286,13 +288,17 @@ def free_candidates(grid: str) -> dict[str, Callable[[dict[str, np.ndarray]], np
                         return hr.solve_shared(d["display"], trimap)
                     if rule == "guide":  # the weak prior outside the contour scaled by size
                         guide = np.where(mask >= 0.5, mask, mask * size).astype(np.float32)
-                        return hr.refine_closed_form(d["display"], trimap, guide, prior_weight=settings.weight)
+                        return hr.refine_closed_form(
+                            d["display"], trimap, guide, epsilon=settings.epsilon, prior_weight=settings.weight
+                        )
                     if rule == "adds":  # where the LR ensemble sees the subject the prior misses: solved
                         extra = (mask < 0.5) & (up(d["lr_mean_0.3"], d) >= size)
                         radius = max(1, round(settings.radius * long_side))
                         extra = ndimage.maximum_filter(extra, size=2 * radius + 1) if extra.any() else extra
                         trimap[extra & (trimap == hr.BACKGROUND)] = hr.UNKNOWN
-                        return hr.refine_closed_form(d["display"], trimap, mask, prior_weight=settings.weight)
+                        return hr.refine_closed_form(
+                            d["display"], trimap, mask, epsilon=settings.epsilon, prior_weight=settings.weight
+                        )
                     if rule == "thick":  # soft prior far from the prior's confident background
                         drop = outer & (distance_to(mask <= settings.low) > size * long_side)
                     else:  # soft prior the LR ensemble does not see, 1 % or more from the contour
@@ -302,7 +308,9 @@ def free_candidates(grid: str) -> dict[str, Callable[[dict[str, np.ndarray]], np
                             k = 2 * max(1, round(size * long_side)) + 1
                             drop &= ndimage.grey_opening(mask, size=(k, k)) <= settings.low
                     trimap[drop] = hr.BACKGROUND
-                    return hr.refine_closed_form(d["display"], trimap, mask, prior_weight=settings.weight)
+                    return hr.refine_closed_form(
+                        d["display"], trimap, mask, epsilon=settings.epsilon, prior_weight=settings.weight
+                    )
 
                 return run
 
@@ -317,6 +325,10 @@ def free_candidates(grid: str) -> dict[str, Callable[[dict[str, np.ndarray]], np
                 cands[f"prior band, weak prior outside the contour × {scale:g}"] = rule_band("guide", scale)
             for level in (0.3, 0.5, 0.7):
                 cands[f"prior band, and where the LR mean is {level:g} or more"] = rule_band("adds", level)
+            return cands
+        if grid == "epsilon":  # the closed form's regulariser in the band (1e-6 before)
+            for epsilon in (1e-7, 1e-6, 1e-5, 3e-5, 1e-4, 2e-4, 4e-4, 1e-3):
+                cands[f"prior band, epsilon {epsilon:g}"] = band(PriorBandSettings(epsilon=epsilon))
             return cands
         if grid == "reach":
             cands["prior band, any distance"] = band(PriorBandSettings(reach=None))
@@ -485,7 +497,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--light", action="store_true", help="no LR ensemble: what the prior band and the solvers need")
     p.set_defaults(func=cmd_cache)
     p = sub.add_parser("free")
-    p.add_argument("--grid", default="stages", choices=("stages", "band", "prior", "mirror", "reach", "outside"))
+    p.add_argument(
+        "--grid", default="stages", choices=("stages", "band", "prior", "mirror", "reach", "outside", "epsilon")
+    )
     p.set_defaults(func=cmd_free)
     p = sub.add_parser("guided-cache")
     p.add_argument("--solvers", default=",".join(GUIDED_SOLVERS))

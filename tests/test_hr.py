@@ -479,6 +479,30 @@ def test_prior_band_can_be_solved_by_shared_matting() -> None:
     assert np.abs(refined.alpha - truth)[unknown].mean() < np.abs(prior - truth)[unknown].mean()
 
 
+def test_prior_band_is_solved_at_its_own_epsilon() -> None:
+    size = 96
+    truth = _disc(size, size, 30.0, softness=0.8)
+    rng = np.random.default_rng(5)
+    image = (truth[..., None] * np.array([0.9, 0.6, 0.1]) + (1 - truth[..., None]) * np.array([0.1, 0.2, 0.6]))
+    image = np.clip(image + rng.normal(0, 0.02, image.shape), 0, 1).astype(np.float32)
+    prior = np.clip(_disc(size, size, 27.0, softness=4.0), 0, 1).astype(np.float32)
+    lr = hr.resize(prior, 24, 24)
+    assert hr.PriorBandSettings().epsilon == 1e-4  # the protocol's pick (docs/BENCHMARKS.md)
+    alphas = []
+    for epsilon in (1e-6, 1e-4):
+        band = hr.PriorBandSettings(epsilon=epsilon)
+        refined = hr.refine(
+            "pymatting", None, image, image, lr, np.zeros_like(lr), steps=1, seed=0, lr_size=24,  # type: ignore[arg-type]
+            prior=prior, prior_band=band,
+        )  # fmt: skip
+        trimap = hr.prior_band_trimap(prior, lr, np.zeros_like(lr), size, size, band)
+        np.testing.assert_array_equal(
+            refined.alpha, hr.refine_closed_form(image, trimap, prior, epsilon=epsilon, prior_weight=band.weight)
+        )
+        alphas.append(refined.alpha)
+    assert not np.array_equal(alphas[0], alphas[1])
+
+
 def test_trimap_free_plate_solves_only_the_priors_edge(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """matte_plate without a guide hands the prior's mask to the refine: the written trimap is
     the prior's band, and outside it the matte is the prior's side of 0.5 whatever the ensemble says."""

@@ -120,6 +120,13 @@ class PriorBandSettings:
     #: or ``shared`` (shared matting over the whole frame, as for guides; ``guide`` and ``weight``
     #: unused).
     solver: str = "closed-form"
+    #: The closed form's regulariser (Levin et al.'s epsilon) in this band: 1e-4, not the 1e-6 the
+    #: automatic band uses, lets the weak prior lead a little more where the colours do not
+    #: separate subject and background, so less alpha runs along the background's own edges
+    #: (streaks off a coat along a kerb).  Chosen by the half-split protocol: SAD 10.72 / 31.28
+    #: against 10.87 / 31.43 on GT01–10 / GT11–20, both halves picking it
+    #: (``scripts/tune_halves.py free --grid epsilon``; docs/BENCHMARKS.md).
+    epsilon: float = 1e-4
 
     def __post_init__(self) -> None:
         if self.solver not in ("closed-form", "shared"):
@@ -750,7 +757,7 @@ def refine(
             alpha = solve_shared(display, trimap)
         else:
             guide = np.clip(resize(prior, height, width), 0.0, 1.0) if band.guide == "prior" else lr_alpha
-            alpha = refine_closed_form(display, trimap, guide, prior_weight=band.weight)
+            alpha = refine_closed_form(display, trimap, guide, epsilon=band.epsilon, prior_weight=band.weight)
         return Refined(alpha=alpha, foreground=foreground_by_tiles(linear, alpha), trimap=trimap)
     else:
         trimap = auto_trimap(lr_mean, lr_std, height, width)
