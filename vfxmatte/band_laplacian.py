@@ -94,6 +94,46 @@ def _band_rows(image: np.ndarray, index: np.ndarray, epsilon: float, values: np.
                             values[row, dyj - dyi + 2 * r, dxj - dxi + 2 * r] += value
 
 
+@njit(
+    "Tuple((i8[::1], i4[::1], f8[::1], f8[::1]))(f8[:, :, ::1], i4[:, ::1], i8[::1], i8[::1], f8[:, ::1])",
+    cache=True,
+)
+def _band_csr(
+    values: np.ndarray, index: np.ndarray, ys: np.ndarray, xs: np.ndarray, known: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover
+    """CSR arrays of ``L_uu`` from :func:`_band_rows`' values (columns come out sorted, as the
+    neighbours are visited in row-major order), and each row's pull from its known neighbours."""
+    h, w = index.shape
+    n = ys.shape[0]
+    reach = 2 * RADIUS
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    indices = np.empty(n * SPAN * SPAN, dtype=np.int32)
+    data = np.empty(n * SPAN * SPAN, dtype=np.float64)
+    pull = np.zeros(n, dtype=np.float64)
+    k = 0
+    for i in range(n):
+        for a in range(SPAN):
+            ny = ys[i] + a - reach
+            if ny < 0 or ny >= h:
+                continue
+            for b in range(SPAN):
+                nx = xs[i] + b - reach
+                if nx < 0 or nx >= w:
+                    continue
+                value = values[i, a, b]
+                if value == 0.0:
+                    continue
+                j = index[ny, nx]
+                if j >= 0:
+                    indices[k] = j
+                    data[k] = value
+                    k += 1
+                else:
+                    pull[i] += value * known[ny, nx]
+        indptr[i + 1] = k
+    return indptr, indices[:k].copy(), data[:k].copy(), pull
+
+
 def band_system(
     image: np.ndarray, unknown: np.ndarray, known_values: np.ndarray, epsilon: float
 ) -> tuple[scipy.sparse.csr_matrix, np.ndarray, np.ndarray]:
@@ -125,23 +165,6 @@ def band_system(
     values = np.zeros((inner.size, SPAN, SPAN), dtype=np.float64)
     _band_rows(np.ascontiguousarray(crop), index, float(epsilon), values)
     ys, xs = np.divmod(inner, w)
-    rows_parts, cols_parts, data_parts = [], [], []
-    pull = np.zeros(inner.size, dtype=np.float64)
-    for dy in range(-reach, reach + 1):
-        for dx in range(-reach, reach + 1):
-            v = values[:, dy + reach, dx + reach]
-            ny, nx = ys + dy, xs + dx
-            inside = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w) & (v != 0.0)
-            rows = np.flatnonzero(inside)
-            neighbours = index[ny[rows], nx[rows]]
-            band = neighbours >= 0
-            rows_parts.append(rows[band])
-            cols_parts.append(neighbours[band])
-            data_parts.append(v[rows[band]])
-            kr = rows[~band]
-            pull += np.bincount(kr, weights=v[kr] * known_values[ny[kr], nx[kr]], minlength=inner.size)
-    matrix = scipy.sparse.csr_matrix(
-        (np.concatenate(data_parts), (np.concatenate(rows_parts), np.concatenate(cols_parts))),
-        shape=(inner.size, inner.size),
-    )
+    indptr, indices, data, pull = _band_csr(values, index, ys, xs, np.ascontiguousarray(known_values, dtype=np.float64))
+    matrix = scipy.sparse.csr_matrix((data, indices, indptr), shape=(inner.size, inner.size))
     return matrix, pull, (ys + top) * full_w + (xs + left)
