@@ -78,7 +78,7 @@ class UncertaintyWeights:
 #: runs with the prior.  The seed spread gets no weight and the solver disagreement little: once the
 #: prior's signals, the matte's edge and its stray pieces are in, they add little the fit can use (nor
 #: did the share of the refine's solved band, tried as a signal and dropped at weight 0).
-WEIGHTS = UncertaintyWeights(solver=0.0305, prior=0.17, prior_doubt=0.1187, edge=0.0901, stray=0.8607, bias=0.0225)
+WEIGHTS = UncertaintyWeights(solver=0.0318, prior=0.1721, prior_doubt=0.1156, edge=0.0868, stray=0.8589, bias=0.0227)
 #: The same for runs whose subject came from a guide without the prior (trimap, keyframes).
 WEIGHTS_GUIDED = UncertaintyWeights(edge=0.0981, bias=0.0001)
 
