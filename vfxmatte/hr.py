@@ -205,7 +205,7 @@ def auto_trimap(
     return trimap
 
 
-# -- closed-form refinement inside the band, by tiles ----------------------------------------
+# -- closed-form refinement inside the band ------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -215,8 +215,6 @@ class TileSettings:
 
     size: int = 320
     margin: int = 16
-
-
 
 
 def _tiles(height: int, width: int, tiles: TileSettings) -> Iterator[tuple[slice, slice, slice, slice]]:
@@ -311,7 +309,7 @@ def refine_closed_form(
     the band's pixels only, so memory follows the band's area), so the answer has no tile
     borders to show.  ``tiles`` solves it tile by tile instead, each tile with ``margin`` px of
     context, the solutions cross-faded over the margins: the way it was solved before, kept
-    for ``scripts/bench_edges.py --tiles`` to measure the seams against.
+    for the ``tiled band`` variant of ``scripts/bench_edges.py`` to measure the seams against.
     """
     if tiles is None:
         return solve_closed_form(image, trimap, prior, epsilon, prior_weight)
