@@ -241,3 +241,33 @@ def test_the_closer_look_finds_more_of_a_subject_far_away(shared_data: Path) -> 
             )
         }
         assert errors["zoomed"] < 0.98 * errors["plain"], (name, errors)
+
+
+def test_the_head_look_is_a_square_at_the_top_of_a_standing_subject(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ZoomSettings.head (measured, not the default): one more crop at the top of a subject
+    taller than wide, even where the whole subject's crop is too large to take."""
+    from vfxmatte.prior import SalientPrior, ZoomSettings
+
+    prior = load_prior("u2netp")
+    assert prior is not None
+    image = np.zeros((200, 300, 3), np.float32)
+    base = np.zeros((200, 300), np.float32)
+    base[60:180, 130:170] = 0.9  # a standing subject, 40 px wide and 120 px tall
+    crops: list[tuple[int, int]] = []
+
+    def fake_predict(self: SalientPrior, img: np.ndarray, mirror: bool = True, size: object = None) -> np.ndarray:
+        if img.shape[:2] == (200, 300):
+            return base.copy()
+        crops.append(img.shape[:2])
+        return np.ones(img.shape[:2], np.float32)  # a close look that sees only subject
+
+    monkeypatch.setattr(SalientPrior, "predict", fake_predict)
+    without = prior.predict_subjects(image, None, ZoomSettings(max_area=0.05))
+    assert np.array_equal(without, base) and crops == []  # the subject's own crop is too large
+    out = prior.predict_subjects(image, None, ZoomSettings(max_area=0.05, head=1.6))
+    assert crops == [(64, 64)]  # 1.6 × the width, square
+    changed = np.argwhere(out != base)
+    assert changed[:, 0].min() >= 38 and changed[:, 0].max() < 104  # a third of it above the subject
+    assert changed[:, 1].min() >= 118 and changed[:, 1].max() < 182
+    assert out[70, 150] == 1.0 and out[150, 150] == np.float32(0.9)
+    assert (out >= base).all()

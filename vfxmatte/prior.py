@@ -207,19 +207,11 @@ class SalientPrior:
         full_h, full_w = image.shape[:2]
         sy, sx = full_h / h, full_w / w
         out = mask.copy()
-        labels, _ = ndimage.label(mask > 0.5)
-        for box in ndimage.find_objects(labels):
-            if box is None:
-                continue
-            y0, y1, x0, x1 = box[0].start, box[0].stop, box[1].start, box[1].stop
-            if (y1 - y0) * (x1 - x0) < zoom.min_area * h * w:
-                continue
-            side = max((y1 - y0) * sy, (x1 - x0) * sx) * (1.0 + zoom.pad)
-            cy, cx = (y0 + y1) / 2 * sy, (x0 + x1) / 2 * sx
-            top, bottom = max(0, round(cy - side / 2)), min(full_h, round(cy + side / 2))
-            left, right = max(0, round(cx - side / 2)), min(full_w, round(cx + side / 2))
-            if (bottom - top) * (right - left) > zoom.max_area * full_h * full_w:
-                continue
+
+        def look(top: float, bottom: float, left: float, right: float) -> None:
+            """Run the network on the full-resolution crop and keep the larger value inside it."""
+            top, bottom = max(0, round(top)), min(full_h, round(bottom))
+            left, right = max(0, round(left)), min(full_w, round(right))
             # The crop's place in the mask, whole mask pixels; the crop snapped to match.
             my0, my1 = int(top / sy), max(int(top / sy) + 1, round(bottom / sy))
             mx0, mx1 = int(left / sx), max(int(left / sx) + 1, round(right / sx))
@@ -227,7 +219,7 @@ class SalientPrior:
             crop = image[round(my0 * sy) : max(round(my0 * sy) + 1, round(my1 * sy)),
                          round(mx0 * sx) : max(round(mx0 * sx) + 1, round(mx1 * sx))]  # fmt: skip
             if min(crop.shape[:2]) < 8:
-                continue
+                return
             close = self.predict(crop, mirror=zoom.mirror, size=(my1 - my0, mx1 - mx0))
             self.close_looks += 1
             # Fade the close look out towards the crop's sides inside the frame, so that no
@@ -235,6 +227,25 @@ class SalientPrior:
             ramp = _edge_ramp(my1 - my0, mx1 - mx0, zoom.feather, (my0 > 0, my1 < h, mx0 > 0, mx1 < w))
             region = out[my0:my1, mx0:mx1]
             out[my0:my1, mx0:mx1] = region + ramp * np.maximum(close - region, 0.0)
+
+        labels, _ = ndimage.label(mask > 0.5)
+        for box in ndimage.find_objects(labels):
+            if box is None:
+                continue
+            y0, y1, x0, x1 = box[0].start, box[0].stop, box[1].start, box[1].stop
+            if (y1 - y0) * (x1 - x0) < zoom.min_area * h * w:
+                continue
+            box_h, box_w = (y1 - y0) * sy, (x1 - x0) * sx
+            side = max(box_h, box_w) * (1.0 + zoom.pad)
+            cy, cx = (y0 + y1) / 2 * sy, (x0 + x1) / 2 * sx
+            top, bottom = max(0, round(cy - side / 2)), min(full_h, round(cy + side / 2))
+            left, right = max(0, round(cx - side / 2)), min(full_w, round(cx + side / 2))
+            if (bottom - top) * (right - left) <= zoom.max_area * full_h * full_w:
+                look(top, bottom, left, right)
+            if zoom.head is not None and box_h >= 1.5 * box_w:
+                # A standing subject: its top again, a square head-and-shoulders crop.
+                side = zoom.head * box_w
+                look(y0 * sy - side / 3, y0 * sy - side / 3 + side, cx - side / 2, cx + side / 2)
         return out
 
 
@@ -248,6 +259,9 @@ class ZoomSettings:
     max_area: float = 0.6  # crop, share of the frame: larger crops are the frame again
     feather: float = 0.15  # the close look fades out over this share of the crop's side at its edges
     mirror: bool = False  # True: the close look averaged with its mirror image too (two network runs)
+    #: A subject at least 1.5× as tall as wide gets a second close look at its top: a square crop
+    #: this × its width, a third of it above the subject (head and shoulders).  None: not looked at.
+    head: float | None = None
 
 
 def _edge_ramp(height: int, width: int, feather: float, inner: tuple[bool, bool, bool, bool]) -> np.ndarray:
