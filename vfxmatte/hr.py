@@ -122,10 +122,10 @@ class PriorBandSettings:
     solver: str = "closed-form"
     #: The closed form's regulariser (Levin et al.'s epsilon) in this band: 1e-4, not the 1e-6 the
     #: automatic band uses, lets the weak prior lead a little more where the colours do not
-    #: separate subject and background, so less alpha runs along the background's own edges
-    #: (streaks off a coat along a kerb).  Chosen by the half-split protocol: SAD 10.72 / 31.28
+    #: separate subject and background.  Chosen by the half-split protocol: SAD 10.72 / 31.28
     #: against 10.87 / 31.43 on GT01–10 / GT11–20, both halves picking it
-    #: (``scripts/tune_halves.py free --grid epsilon``; docs/BENCHMARKS.md).
+    #: (``scripts/tune_halves.py free --grid epsilon``; docs/BENCHMARKS.md, with the composite
+    #: shots it was checked on).
     epsilon: float = 1e-4
 
     def __post_init__(self) -> None:
