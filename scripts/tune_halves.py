@@ -299,6 +299,20 @@ def free_candidates(grid: str) -> dict[str, Callable[[dict[str, np.ndarray]], np
                         return hr.refine_closed_form(
                             d["display"], trimap, mask, epsilon=settings.epsilon, prior_weight=settings.weight
                         )
+                    if rule == "clip":  # a black point: alpha below size outside the contour → 0
+                        alpha = hr.refine_closed_form(
+                            d["display"], trimap, mask, epsilon=settings.epsilon, prior_weight=settings.weight
+                        )
+                        alpha[(mask < 0.5) & (alpha < size)] = 0.0
+                        return alpha
+                    if rule == "isolated":  # soft regions holding no pixel ≥ 0.5 (blobs apart) → background
+                        labels, count = ndimage.label(mask > settings.low)
+                        peaks = np.asarray(ndimage.maximum(mask, labels, index=np.arange(1, count + 1)))
+                        apart = np.concatenate([[False], peaks < 0.5])[labels]
+                        trimap[apart & (trimap == hr.UNKNOWN)] = hr.BACKGROUND
+                        return hr.refine_closed_form(
+                            d["display"], trimap, mask, epsilon=settings.epsilon, prior_weight=settings.weight
+                        )
                     if rule == "thick":  # soft prior far from the prior's confident background
                         drop = outer & (distance_to(mask <= settings.low) > size * long_side)
                     else:  # soft prior the LR ensemble does not see, 1 % or more from the contour
@@ -325,6 +339,9 @@ def free_candidates(grid: str) -> dict[str, Callable[[dict[str, np.ndarray]], np
                 cands[f"prior band, weak prior outside the contour × {scale:g}"] = rule_band("guide", scale)
             for level in (0.3, 0.5, 0.7):
                 cands[f"prior band, and where the LR mean is {level:g} or more"] = rule_band("adds", level)
+            cands["prior band, soft blobs apart from any subject → background"] = rule_band("isolated", 0.0)
+            for point in (0.02, 0.05, 0.1):
+                cands[f"prior band, alpha under {point:g} outside the contour → 0"] = rule_band("clip", point)
             return cands
         if grid == "epsilon":  # the closed form's regulariser in the band (1e-6 before)
             for epsilon in (1e-7, 1e-6, 1e-5, 3e-5, 1e-4, 2e-4, 4e-4, 1e-3):
