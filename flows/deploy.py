@@ -129,25 +129,30 @@ def ensure_zombie_automation(silent_for: float = 180.0) -> str:
     return f"automation {ZOMBIE_AUTOMATION!r}: created"
 
 
-def _load(entrypoint: str, source: Path) -> Any:
+def _deploy(flow: tuple[str, str], source: Path, work_pool: str, **options: Any) -> UUID:
+    """Deploy one of this project's flows from ``source`` (no image build or push), tagged vfxmatte."""
     from prefect import Flow
 
-    return Flow.from_source(source=str(source), entrypoint=entrypoint)
-
-
-def deploy_matte_shot(source: Path = REPO, work_pool: str = WORK_POOL) -> UUID:
-    entrypoint, name = MATTE_SHOT
-    deployment_id: UUID = _load(entrypoint, source).deploy(
+    entrypoint, name = flow
+    loaded: Any = Flow.from_source(source=str(source), entrypoint=entrypoint)  # sync in this context
+    deployment_id: UUID = loaded.deploy(
         name=name,
         work_pool_name=work_pool,
         build=False,
         push=False,
         print_next_steps=False,
         ignore_warnings=True,
-        description="Matte one shot (FLOW_CONTRACT parameters); triggered by the Nuke bridge or the API.",
         tags=["vfxmatte"],
+        **options,
     )
     return deployment_id
+
+
+def deploy_matte_shot(source: Path = REPO, work_pool: str = WORK_POOL) -> UUID:
+    return _deploy(
+        MATTE_SHOT, source, work_pool,
+        description="Matte one shot (FLOW_CONTRACT parameters); triggered by the Nuke bridge or the API.",
+    )  # fmt: skip
 
 
 def deploy_new_shots(
@@ -159,22 +164,14 @@ def deploy_new_shots(
     source: Path = REPO,
     work_pool: str = WORK_POOL,
 ) -> UUID:
-    entrypoint, name = NEW_SHOTS
     parameters = {k: v for k, v in {"drop": drop, "manifest": manifest, "output_root": output_root}.items() if v}
-    deployment_id: UUID = _load(entrypoint, source).deploy(
-        name=name,
-        work_pool_name=work_pool,
-        build=False,
-        push=False,
-        print_next_steps=False,
-        ignore_warnings=True,
+    return _deploy(
+        NEW_SHOTS, source, work_pool,
         schedules=[Cron(cron, timezone=timezone)],
         parameters=parameters,
         paused=not parameters,  # without a drop folder or manifest there is nothing to scan yet
         description="Matte every new shot in the drop folder or manifest (cron).",
-        tags=["vfxmatte"],
-    )
-    return deployment_id
+    )  # fmt: skip
 
 
 def apply_all(

@@ -350,18 +350,23 @@ def sanitize(rgb: np.ndarray) -> tuple[np.ndarray, int, int]:
     return rgb.astype(np.float32, copy=False), nonfinite, clamped
 
 
-def read_header_attribute(path: str, name: str) -> str | None:
-    """One string attribute of an existing file's header, or None when unreadable."""
+def _header_value(path: str, name: str) -> object:
+    """One attribute of an existing file's header as OIIO gives it, or None when unreadable."""
     configure_limits()
     inp = oiio.ImageInput.open(path)
     if inp is None:
         oiio_error()
         return None
     try:
-        value = inp.spec().getattribute(name)
-        return value if isinstance(value, str) else None
+        return inp.spec().getattribute(name)
     finally:
         inp.close()
+
+
+def read_header_attribute(path: str, name: str) -> str | None:
+    """One string attribute of an existing file's header, or None when unreadable."""
+    value = _header_value(path, name)
+    return value if isinstance(value, str) else None
 
 
 def remove_stale_temporaries(paths: list[str]) -> list[str]:
@@ -397,16 +402,8 @@ def remove_stale_temporaries(paths: list[str]) -> list[str]:
 
 def read_header_number(path: str, name: str) -> float | None:
     """One numeric attribute of an existing file's header (e.g. ``vfxmatte:uncertainty``), or None."""
-    configure_limits()
-    inp = oiio.ImageInput.open(path)
-    if inp is None:
-        oiio_error()
-        return None
-    try:
-        value = inp.spec().getattribute(name)
-        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-    finally:
-        inp.close()
+    value = _header_value(path, name)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def read_channels(path: str, names: list[str]) -> np.ndarray:
