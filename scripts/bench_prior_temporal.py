@@ -94,6 +94,9 @@ def main() -> int:
     parser.add_argument("--scale", type=float, default=0.7, help="distractor height / frame height")
     parser.add_argument("--hr", default="off", help="HR refinement of the runs (default off: the prior acts on LR)")
     parser.add_argument("--model", help="model folder (default: the bundled model)")
+    parser.add_argument(
+        "--windows", default="", help="also --prior-window N runs (comma-separated N; jump test at 0.5)"
+    )
     args = parser.parse_args()
     if not DATA.is_dir():
         raise SystemExit(f"{DATA}: the alphamatting fixture is absent")
@@ -116,10 +119,11 @@ def main() -> int:
         mask = prior.predict(np.clip(load(work / "shot" / f"shot.{1001 + i}.png")[..., :3], 0, 1))
         prior_iou.append(mask_iou(mask, truth))
     rows = {}
-    variants = (("follow the previous matte on a jump (default, 0.5)", 0.5), ("own prior every frame (0)", 0.0))
-    for label, jump in variants:
-        out = work / f"out-{jump}"
-        params = MatteParams(temporal="shared", prior_jump_iou=jump, hr=args.hr)
+    variants = [("follow the previous matte on a jump (default, 0.5)", 0.5, 0), ("own prior every frame (0)", 0.0, 0)]
+    variants += [(f"prior steadied over ±{n} frames (--prior-window {n})", 0.5, int(n)) for n in args.windows.split(",") if n]
+    for label, jump, window in variants:
+        out = work / f"out-{jump}-{window}"
+        params = MatteParams(temporal="shared", prior_jump_iou=jump, hr=args.hr, prior_window=window)
         summary = matte_shot(pattern, str(out / "m.####.exr"), params, model=model)
         jumped = sorted({r.frame for r in summary.results for w in r.warnings if "prior's subject jumped" in w})
         mattes = [load(out / f"m.{1001 + i}.exr")[..., 3] for i in range(args.frames)]

@@ -107,14 +107,23 @@ def test_noised_start_runs_the_strength_fraction_of_the_schedule() -> None:
         assert torch.allclose(latents, torch.full_like(latents, (1 - alpha_bar) ** 0.5))
 
 
-@pytest.mark.parametrize("mode", ["off", "shared"])
-def test_chunked_and_resumed_runs_match_a_single_run(model: MattingModel, tmp_path: Path, mode: str) -> None:
+@pytest.mark.parametrize(("mode", "window"), [("off", 0), ("shared", 0), ("shared", 1)])
+def test_chunked_and_resumed_runs_match_a_single_run(
+    model: MattingModel, tmp_path: Path, mode: str, window: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vfxmatte import steady
+
+    steadied: list[int] = []
+    real = steady.steady
+    monkeypatch.setattr(steady, "steady", lambda own, *a: steadied.append(own.frame) or real(own, *a))
     shot = _sequence(tmp_path / "in", 4)
     # prior_jump_iou 0: a chunk's first frame has no previous matte for the prior-jump check, the
     # one documented difference (docs/VIDEO.md); the tiny model's grey mattes would trip it.
-    params = MatteParams(**FAST, temporal=mode, prior_jump_iou=0.0)
+    # A steadied prior (window 1) reads the frames beside a chunk, so it matches too.
+    params = MatteParams(**FAST, temporal=mode, prior_jump_iou=0.0, prior_window=window)
     single = matte_shot(shot, str(tmp_path / "single" / "m.####.exr"), params, model=model)
     assert single.exit_code == 0 and not single.notes
+    assert steadied == ([1001, 1002, 1003, 1004] if window else [])  # each frame's prior steadied once
     summaries = [
         matte_shot(shot, str(tmp_path / "chunks" / "m.####.exr"), params, frames=chunk, model=model)
         for chunk in ([1001, 1002], [1003, 1004])
@@ -132,6 +141,7 @@ def test_chunked_and_resumed_runs_match_a_single_run(model: MattingModel, tmp_pa
     header = oiio.ImageBuf(str(resumed).replace("####", "1003")).spec().get_string_attribute("vfxmatte:params")
     record = json.loads(header)
     assert record["temporal"] == mode and not {"temporal_strength", "temporal_flow"} & set(record)
+    assert record["prior_window"] == window
 
 
 def test_bad_and_removed_temporal_modes_are_one_line_usage_errors(tmp_path: Path) -> None:

@@ -93,6 +93,12 @@ def _add_matte(sub: Any) -> None:
         help="with --temporal shared: a frame whose prior mask overlaps the previous frame's matte "
         "less than this (IoU) follows the previous matte instead (default 0.5; 0: never)",
     )
+    p.add_argument(
+        "--prior-window", type=int, metavar="N",
+        help="trimap-free: steady the prior over N frames on either side of each frame (per-pixel median "
+        "of their masks moved by optical flow), so what it finds on one frame and loses on the next "
+        "does not flicker in the matte (default 0: each frame's own prior)",
+    )
     p.add_argument(  # no argparse choices: a removed mode (prev-latent) gets its reason from MatteParams
         "--temporal", metavar="{off,shared}",
         help="temporal stability: off (independent noise per frame), shared (one noise for every frame); "
@@ -186,6 +192,7 @@ def _cmd_matte(args: argparse.Namespace) -> int:
         prior=args.prior,
         prior_strength=args.prior_strength,
         prior_jump_iou=args.prior_jump_iou,
+        prior_window=args.prior_window,
     )
     if args.colorspace:
         from vfxmatte.io.color import is_linear

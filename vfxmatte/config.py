@@ -51,6 +51,9 @@ class MatteParams:
     # With a temporal mode, a prior mask whose IoU with the previous frame's matte is below this
     # counts as a jump to another object: the previous matte is followed instead (0: never).
     prior_jump_iou: float = 0.5
+    # Trimap-free: each frame's prior is the per-pixel median of its own and this many frames'
+    # on either side, moved onto it by optical flow (vfxmatte.steady; 0: each frame's own).
+    prior_window: int = 0
 
     def __post_init__(self) -> None:
         from vfxmatte.errors import UsageError
@@ -83,6 +86,8 @@ class MatteParams:
             raise UsageError(f"--prior-strength {self.prior_strength}: must be in (0, 1]")
         if not 0.0 <= self.prior_jump_iou < 1.0:
             raise UsageError(f"--prior-jump-iou {self.prior_jump_iou}: must be in [0, 1)")
+        if not 0 <= self.prior_window <= 12:
+            raise UsageError(f"--prior-window {self.prior_window}: must be between 0 and 12 frames")
 
     @property
     def uses_prior(self) -> bool:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from vfxmatte import __version__, carry, hr
+from vfxmatte import __version__, carry, hr, steady
 from vfxmatte import guide as guidance
 from vfxmatte.config import MatteParams, RunOptions
 from vfxmatte.errors import FrameError, InputError, OutputError, UsageError
@@ -227,13 +227,16 @@ def matte_plate(
     batch_size: int | None = None,
     temporal: TemporalState | None = None,
     subject: carry.CarriedSubject | None = None,
+    steady_prior: tuple[np.ndarray, float] | None = None,
 ) -> Matte:
     """Matte one decoded plate: LR ensemble → upsampled matte + uncertainty → foreground.
 
     ``temporal`` carries the noise and the previous frame's matte through a shot (frames in
     order); without it the plate is matted as the first frame of a shot.  ``subject`` is the
     guide carried to this frame from the keyframes (:mod:`vfxmatte.carry`); a keyframe run
-    needs it on every frame.
+    needs it on every frame.  ``steady_prior`` is this frame's prior mask at the LR size,
+    steadied over its neighbours (:mod:`vfxmatte.steady`), with the seconds it took: used
+    instead of the frame's own prior on trimap-free runs.
     """
     linear_space = color.linear_space(plate.colorspace)
     linear = color.convert(plate.rgb, plate.colorspace, linear_space)
@@ -282,7 +285,10 @@ def matte_plate(
     if params.uses_prior and start is None and spatial is None:
         # No guide: the salient-object prior's coarse mask, noised to
         # ``prior_strength`` of the schedule, is where sampling starts (SDEdit-style, as Eq. 6/8).
-        mask, prior_seconds = _run_prior(params.prior, display, lr_h, lr_w)
+        if steady_prior is not None and steady_prior[0].shape == (lr_h, lr_w):
+            mask, prior_seconds = steady_prior
+        else:
+            mask, prior_seconds = _run_prior(params.prior, display, lr_h, lr_w)
         previous = temporal.previous_matte(plate.frame, mask.shape)
         if previous is not None and params.prior_jump_iou > 0:
             agreement = mask_iou(mask, previous)
@@ -562,6 +568,7 @@ def matte_shot(
         )
         carried, summary.carry_seconds = result.subjects, result.seconds
         summary.notes.extend(result.notes)
+    steadied = _steady_priors(input_path, shot, params, options, model, to_do)
     if on_start is not None:
         on_start(len(shot.frames) + len(shot.missing))
     for frame in shot.missing:
@@ -604,7 +611,10 @@ def matte_shot(
                     continue
                 frame_lock = claim
             try:
-                matte = matte_plate(model, plate, params, options.batch_size, temporal, carried.get(plate.frame))
+                prior = steadied(plate.frame) if steadied is not None else None
+                matte = matte_plate(
+                    model, plate, params, options.batch_size, temporal, carried.get(plate.frame), prior
+                )
                 if movie_out:
                     if writer is None:
                         kind: MovieKind = "preview" if options.preview else "prores"
@@ -701,6 +711,55 @@ def plan_shot_guides(input_path: str, shot: Shot, params: MatteParams, options: 
     plan = carry.plan_guides(params.guide, params.guide_frame, shot.frames, shot.ordered or shot.frames)
     carry.check_keyframes(plan, params.guide_kind, params.guide_channel, _plate_reader(input_path, params, options))
     return plan
+
+
+def _lr_view(plate: Plate, params: MatteParams, model: MattingModel) -> tuple[np.ndarray, int, int]:
+    """The plate display-referred at full resolution, and the LR size (height, width) of a run."""
+    linear_space = color.linear_space(plate.colorspace)
+    linear = color.convert(plate.rgb, plate.colorspace, linear_space)
+    height, width = linear.shape[:2]
+    lr_h, lr_w = lr_shape(height, width, min(params.lr_size, max(height, width)), model.size_multiple)
+    return color.to_network(linear, linear_space), lr_h, lr_w
+
+
+def _steady_priors(
+    input_path: str, shot: Shot, params: MatteParams, options: RunOptions, model: MattingModel, to_do: set[int]
+) -> Callable[[int], tuple[np.ndarray, float] | None] | None:
+    """With ``--prior-window`` on a trimap-free run: a lookup of each frame's steadied prior mask
+    (:mod:`vfxmatte.steady`), fed by a second pass over the input that reads ``prior_window``
+    frames ahead of the matting.  None where the run has no such prior."""
+    radius = params.prior_window
+    if radius <= 0 or params.prior == "none" or params.guide or not to_do:
+        return None
+    ordered = shot.ordered or shot.frames
+    frames = steady.frames_to_read(to_do, ordered, radius)
+
+    def seen() -> Iterator[steady.Seen | int]:
+        for item in _plate_reader(input_path, params, options)(frames):
+            if isinstance(item, int):
+                yield item
+                continue
+            display, lr_h, lr_w = _lr_view(item, params, model)
+            mask, _ = _run_prior(params.prior, display, lr_h, lr_w)
+            yield steady.Seen(item.frame, mask, carry.carry_image(item))
+
+    masks = steady.steady_masks(seen(), sorted(to_do), ordered, radius)
+    ahead: list[tuple[int, np.ndarray]] = []
+
+    def lookup(frame: int) -> tuple[np.ndarray, float] | None:
+        started = time.perf_counter()
+        while not ahead or ahead[-1][0] < frame:
+            item = next(masks, None)
+            if item is None:
+                return None
+            ahead.append(item)
+        while ahead and ahead[0][0] < frame:
+            ahead.pop(0)
+        if ahead and ahead[0][0] == frame:
+            return ahead.pop(0)[1], time.perf_counter() - started
+        return None
+
+    return lookup
 
 
 def _plate_reader(
