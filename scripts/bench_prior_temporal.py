@@ -120,7 +120,8 @@ def main() -> int:
         prior_iou.append(mask_iou(mask, truth))
     rows = {}
     variants = [("follow the previous matte on a jump (default, 0.5)", 0.5, 0), ("own prior every frame (0)", 0.0, 0)]
-    variants += [(f"prior steadied over ±{n} frames (--prior-window {n})", 0.5, int(n)) for n in args.windows.split(",") if n]
+    for n in (int(text) for text in args.windows.split(",") if text):
+        variants.append((f"prior steadied over ±{n} frames (--prior-window {n})", 0.5, n))
     for label, jump, window in variants:
         out = work / f"out-{jump}-{window}"
         params = MatteParams(temporal="shared", prior_jump_iou=jump, hr=args.hr, prior_window=window)
