@@ -123,9 +123,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from vfxmatte import hr, prior
     from vfxmatte.composite_shot import build_composite_shot, frame_path, read_channels
-    from vfxmatte.config import MatteParams
+    from vfxmatte.config import MatteParams, RunOptions
     from vfxmatte.io.exr import read_plate
-    from vfxmatte.pipeline import load_run_model, matte_plate
+    from vfxmatte.pipeline import load_run_model, matte_plate, matte_shot
 
     model = load_run_model(None, "cpu")
     params = MatteParams(temporal="off")
@@ -184,6 +184,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             folder, frames=args.frames, width=args.width, height=args.height, target=target,
             distractor=args.distractor if args.distractor != target else "GT14", seed=args.seed,
         )  # fmt: skip
+        for window in (int(text) for text in args.windows.split(",") if text):
+            # The whole shot through matte_shot (the CLI's run), so the prior can see its neighbours.
+            out = folder / f"window{window}" / "m.####.exr"
+            summary = matte_shot(
+                shot.plate, str(out), replace(MatteParams(), prior_window=window), RunOptions(overwrite=True),
+                model=model,
+            )  # fmt: skip
+            if summary.exit_code:
+                raise SystemExit(f"{shot.plate}: the run failed: {summary.results}")
+            rows = []
+            for frame in shot.frames:
+                matte = read_channels(frame_path(str(out), frame), ["R", "G", "B", "A"])
+                truth = read_channels(frame_path(shot.truth, frame), ["R", "G", "B", "A"])
+                distractor = read_channels(frame_path(shot.distractor_layer, frame), ["A"])[..., 0]
+                rows.append(score(matte[..., 3], matte[..., :3], truth, distractor))
+            mean = {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]}
+            results.setdefault(target, {})[f"shot, prior window {window}"] = mean
+            print(target, f"window {window}", json.dumps({k: round(v, 3) for k, v in mean.items()}), file=sys.stderr,
+                  flush=True)  # fmt: skip
         for variant in variants:
             rows = []
             run_params = replace(params, guide=shot.roto, guide_kind="mask") if variant == "roto mask" else params
@@ -223,6 +242,12 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         help="also run the prior band with other PriorBandSettings (reach_outside=0.01,radius=0.01)",
+    )
+    parser.add_argument(
+        "--windows",
+        default="",
+        help="also matte each shot as a shot (matte_shot, --temporal shared) with these --prior-window "
+        "values, e.g. 0,3: the prior steadied over its neighbours (comma-separated frames either side)",
     )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)

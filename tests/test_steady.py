@@ -34,10 +34,13 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 def test_windows_follow_the_inputs_frame_order() -> None:
     ordered = [1001, 1002, 1004, 1005, 1009]  # a sequence with holes: neighbours are the frames on disk
     assert window(1004, ordered, 1) == [1002, 1004, 1005]
-    assert window(1001, ordered, 2) == [1001, 1002, 1004]
-    assert window(1009, ordered, 2) == [1004, 1005, 1009]
+    # At the ends the window reaches further in: always 2·radius + 1 masks, an odd median.
+    assert window(1001, ordered, 1) == [1001, 1002, 1004]
+    assert window(1009, ordered, 1) == [1004, 1005, 1009]
+    assert window(1001, ordered, 2) == ordered
+    assert window(1001, ordered, 3) == ordered  # a shot shorter than the window: all of it
     assert window(1003, ordered, 2) == [1003]  # not in the input: only itself
-    assert frames_to_read([1001, 1009], ordered, 1) == [1001, 1002, 1005, 1009]
+    assert frames_to_read([1001, 1009], ordered, 1) == [1001, 1002, 1004, 1005, 1009]
 
 
 def test_a_blip_is_dropped_and_a_miss_is_filled_moved_with_the_picture() -> None:
@@ -71,6 +74,7 @@ def test_unreadable_frames_are_left_out_and_a_chunk_gets_the_single_runs_masks()
     chunk = [1004, 1005]
     read = frames_to_read(chunk, frames, 2)
     assert read == [1002, 1003, 1004, 1005, 1006, 1007]
+    assert frames_to_read([1001], frames, 2) == [1001, 1002, 1003, 1004, 1005]
     part = dict(steady_masks(seen(read), chunk, frames, radius=2))
     assert list(part) == chunk and all(np.array_equal(part[f], whole[f]) for f in chunk)
     # An unreadable neighbour is left out; an unreadable wanted frame yields nothing.

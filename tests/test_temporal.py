@@ -96,6 +96,29 @@ def test_shared_keeps_the_previous_matte_for_its_successor_only(model: MattingMo
     assert off.frame is None and off.previous_matte(1002, (64, 64)) is None
 
 
+def test_the_previous_matte_is_moved_with_the_picture_and_followed_two_frames_at_most() -> None:
+    """A moving subject is compared (and followed) where it is now: the predecessor's matte moved by
+    optical flow.  A prior that disagrees three frames in a row is taken (no lock-in on a stale matte)."""
+    state = TemporalState(mode="shared")
+
+    def picture(index: int) -> np.ndarray:
+        return np.asarray(np.round(np.clip(_frame(index), 0, 1) * 255), dtype=np.uint8)
+
+    def disc(index: int) -> np.ndarray:
+        ys, xs = np.mgrid[0:64, 0:64].astype(np.float32)
+        return np.clip(12 - np.hypot(xs - 20 - 3 * index, ys - 32), 0, 1).astype(np.float32)
+
+    def iou(a: np.ndarray, b: np.ndarray) -> float:
+        return float(((a > 0.5) & (b > 0.5)).sum() / ((a > 0.5) | (b > 0.5)).sum())
+
+    state.update(1001, disc(0), picture(0))
+    moved = state.previous_matte(1003 - 1, (64, 64), picture(2))  # two frames' motion (6 px) at once
+    assert moved is not None and iou(moved, disc(2)) > 0.85 and iou(disc(0), disc(2)) < 0.6
+    assert state.previous_matte(1002, (64, 64)) is state.matte  # without a picture: as it was
+    assert [state.follow(True), state.follow(True), state.follow(True)] == [True, True, False]
+    assert state.followed == 0 and state.follow(True) and not state.follow(False) and state.followed == 0
+
+
 def test_noised_start_runs_the_strength_fraction_of_the_schedule() -> None:
     scheduler = make_scheduler()
     scheduler.set_timesteps(10)

@@ -91,7 +91,8 @@ def _add_matte(sub: Any) -> None:
     p.add_argument(
         "--prior-jump-iou", type=float,
         help="with --temporal shared: a frame whose prior mask overlaps the previous frame's matte "
-        "less than this (IoU) follows the previous matte instead (default 0.5; 0: never)",
+        "(moved by optical flow) less than this (IoU) follows that matte instead, two frames in a row "
+        "at most (default 0.5; 0: never)",
     )
     p.add_argument(
         "--prior-window", type=int, metavar="N",

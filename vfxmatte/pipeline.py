@@ -39,7 +39,7 @@ from vfxmatte.model.core import MattingModel, load_model, resolve_device
 from vfxmatte.prior import SHA256 as PRIOR_SHA256
 from vfxmatte.prior import ZoomSettings, load_prior
 from vfxmatte.sampling import encode_image, lr_ensemble, lr_shape, resize
-from vfxmatte.temporal import TemporalState, temporal_state
+from vfxmatte.temporal import MAX_FOLLOW, TemporalState, temporal_state
 from vfxmatte.uncertainty import estimate as estimate_uncertainty
 
 Status = Literal["written", "skipped", "failed"]
@@ -244,6 +244,8 @@ def matte_plate(
     long_side = min(params.lr_size, max(height, width))
     lr_h, lr_w = lr_shape(height, width, long_side, model.size_multiple)
     network_image = color.to_network(resize(linear, lr_h, lr_w), linear_space)
+    # What the optical flow of the prior-jump check sees (uint8 RGB at the LR size).
+    picture = np.asarray(np.round(np.clip(network_image, 0.0, 1.0) * 255.0), dtype=np.uint8)
     mode = hr.resolve_mode(params.hr, model)
     # The plate display-referred at full resolution: what the prior and the refine see.
     needs_display = mode in ("pymatting", "diffusion") or params.prior != "none"
@@ -289,16 +291,22 @@ def matte_plate(
             mask, prior_seconds = steady_prior
         else:
             mask, prior_seconds = _run_prior(params.prior, display, lr_h, lr_w)
-        previous = temporal.previous_matte(plate.frame, mask.shape)
+        previous = temporal.previous_matte(plate.frame, mask.shape, picture)
         if previous is not None and params.prior_jump_iou > 0:
             agreement = mask_iou(mask, previous)
-            if agreement < params.prior_jump_iou:
+            jumped = agreement < params.prior_jump_iou
+            if temporal.follow(jumped):
                 # A per-frame prior can jump to another object; the shot's subject does not.
                 plate.warnings.append(
                     f"{plate.path}: the prior's subject jumped (IoU {agreement:.2f} with the previous frame's "
                     "matte); followed the previous frame instead"
                 )
                 mask = previous
+            elif jumped:
+                plate.warnings.append(
+                    f"{plate.path}: the prior's subject differs from the previous frame's matte (IoU "
+                    f"{agreement:.2f}) after {MAX_FOLLOW} frames that followed it; the prior is taken"
+                )
         prior_mask = mask
         start, strength = mask_latents(model, mask, params.seeds), params.prior_strength
     ensemble = lr_ensemble(
@@ -313,7 +321,7 @@ def matte_plate(
         start=start,
         strength=strength,
     )
-    temporal.update(plate.frame, ensemble.mean)
+    temporal.update(plate.frame, ensemble.mean, picture)
     lr_mean, lr_std = ensemble.mean, ensemble.std
     refined = hr.refine(
         mode,

@@ -7,7 +7,8 @@ stone pillar comes and goes as a grey ghost, a head is found on one frame and lo
 blip is a blip in the matte.
 
 Here each frame's prior is replaced by the per-pixel median of its own mask and those of the
-``radius`` frames on either side, each moved onto this frame by dense optical flow (the same DIS
+``radius`` frames on either side (at the shot's ends, the ``2·radius`` nearest on one side),
+each moved onto this frame by dense optical flow (the same DIS
 flow the keyframe carry uses).  Whatever the prior sees on fewer than ``radius + 1`` of the
 ``2·radius + 1`` frames (a blip) is dropped; whatever it sees on most of them is kept, moved with
 the picture, also on the frames it missed.  The median keeps a value one of the frames had, so
@@ -30,6 +31,10 @@ import numpy as np
 
 from vfxmatte.carry import _flow_engine, _remap
 
+#: Forward-backward flow error (px at the picture's size) above which a neighbour's mask is not
+#: trusted at a pixel.
+TRUST_PX = 1.0
+
 
 @dataclass
 class Seen:
@@ -42,11 +47,17 @@ class Seen:
 
 
 def window(frame: int, ordered: list[int], radius: int) -> list[int]:
-    """``frame`` and the ``radius`` frames on either side of it in ``ordered`` (the input's frames)."""
+    """``frame`` and the ``radius`` frames on either side of it in ``ordered`` (the input's frames).
+
+    Near the first or last frame the window keeps its ``2·radius + 1`` frames by reaching further
+    in: a median of fewer, or of an even number of masks, would let two frames out of four (an
+    average of the middle two) leave a half-opaque ghost.
+    """
     at = bisect.bisect_left(ordered, frame)
     if at == len(ordered) or ordered[at] != frame:
         return [frame]
-    return ordered[max(0, at - radius) : at + radius + 1]
+    start = min(max(0, at - radius), max(0, len(ordered) - (2 * radius + 1)))
+    return ordered[start : start + 2 * radius + 1]
 
 
 def frames_to_read(wanted: Iterable[int], ordered: list[int], radius: int) -> list[int]:
@@ -68,11 +79,19 @@ def steady(own: Seen, neighbours: list[Seen], flow: Callable[[np.ndarray, np.nda
     stack = [own.mask]
     for other in neighbours:
         motion = flow(own.picture, other.picture)  # own's pixel x is at x + motion(x) in other
+        # Where the flow back does not return to the start (occlusions, and the background between
+        # two subjects that move apart, which a smooth flow smears), the neighbour has no say: the
+        # frame's own mask stands in for it there.
+        back = _remap(flow(other.picture, own.picture), motion)
+        trusted = np.hypot(*(motion + back).transpose(2, 0, 1)) <= TRUST_PX
         if (ph, pw) != (h, w):
             motion = np.asarray(cv2.resize(motion, (w, h), interpolation=cv2.INTER_LINEAR))
             motion[..., 0] *= w / pw
             motion[..., 1] *= h / ph
-        stack.append(_remap(other.mask, motion))
+            trusted = np.asarray(cv2.resize(trusted.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)) > 0
+        stack.append(np.where(trusted, _remap(other.mask, motion), own.mask))
+    if len(stack) % 2 == 0:
+        stack.append(own.mask)  # a neighbour could not be read: the frame's own mask breaks the tie
     return np.asarray(np.median(np.stack(stack), axis=0), dtype=np.float32)
 
 

@@ -34,6 +34,13 @@ TemporalMode = Literal["off", "shared"]
 TEMPORAL_MODES: tuple[str, ...] = get_args(TemporalMode)
 
 
+#: The prior-jump check follows the previous matte for at most this many frames in a row.  Without
+#: a limit, one jump locked a moving shot onto a stale matte: on a composite shot over real
+#: footage (``scripts/bench_edges.py --frames 12``) every frame after the third followed the
+#: previous one and the alpha MSE grew from 48 to 326 ×1e-3 (docs/VIDEO.md).
+MAX_FOLLOW = 2
+
+
 def frame_seed(seed: int, frame: int) -> int:
     """A per-frame noise seed for ``off``: depends only on the run's seed and the frame number."""
     return int(np.random.SeedSequence([int(seed), int(frame) & 0xFFFFFFFF, 0x7E4]).generate_state(1)[0])
@@ -51,9 +58,13 @@ class TemporalState:
     mode: TemporalMode = "off"
     seed: int = 0
     predecessor: Callable[[int], int | None] = previous_frame
-    # The last frame matted (shared) with its LR matte, which is followed where the prior jumps.
+    # The last frame matted (shared) with its LR matte, which is followed where the prior jumps,
+    # and its LR picture (uint8 RGB), which the optical flow that moves that matte follows.
     frame: int | None = field(default=None, init=False)
     matte: np.ndarray | None = field(default=None, init=False, repr=False)
+    picture: np.ndarray | None = field(default=None, init=False, repr=False)
+    # How many frames in a row have followed the previous matte instead of their prior.
+    followed: int = field(default=0, init=False)
 
     def noise(self, frame: int, shape: tuple[int, int, int, int]) -> torch.Tensor:
         """The ensemble's noise (L, C, h, w) for ``frame``."""
@@ -61,17 +72,36 @@ class TemporalState:
         seed = frame_seed(self.seed, frame) if self.mode == "off" else self.seed
         return ensemble_noise(tuple(member), seeds, seed)
 
-    def update(self, frame: int, matte: np.ndarray | None = None) -> None:
-        """Remember ``frame`` and its LR matte (``shared`` only: ``off`` keeps nothing)."""
+    def update(self, frame: int, matte: np.ndarray | None = None, picture: np.ndarray | None = None) -> None:
+        """Remember ``frame``, its LR matte and its LR picture (``shared`` only: ``off`` keeps nothing)."""
         if self.mode == "off":
             return
-        self.frame, self.matte = frame, matte
+        self.frame, self.matte, self.picture = frame, matte, picture
 
-    def previous_matte(self, frame: int, shape: tuple[int, int]) -> np.ndarray | None:
-        """The LR matte of ``frame``'s predecessor when it was matted just before, at this LR size."""
+    def previous_matte(
+        self, frame: int, shape: tuple[int, int], picture: np.ndarray | None = None
+    ) -> np.ndarray | None:
+        """The LR matte of ``frame``'s predecessor when it was matted just before, at this LR size,
+        moved onto ``frame`` by optical flow when both frames' pictures are known (a subject that
+        moves is compared, and followed, where it is now, not where it was)."""
         if self.matte is None or self.frame is None or self.frame != self.predecessor(frame):
             return None
-        return self.matte if self.matte.shape == shape else None
+        if self.matte.shape != shape:
+            return None
+        if picture is None or self.picture is None or self.picture.shape != picture.shape:
+            return self.matte
+        from vfxmatte.carry import _flow_engine, _remap
+
+        motion = _flow_engine()(picture, self.picture)  # this frame's pixel x is at x + motion(x) before
+        return np.asarray(_remap(self.matte.astype(np.float32), motion), dtype=np.float32)
+
+    def follow(self, jumped: bool) -> bool:
+        """Whether a frame whose prior ``jumped`` follows the previous matte: at most
+        :data:`MAX_FOLLOW` frames in a row, after which the prior is taken (a prior that disagrees
+        for that long is the shot changing, and following on would lock the matte in place)."""
+        follows = jumped and self.followed < MAX_FOLLOW
+        self.followed = self.followed + 1 if follows else 0
+        return follows
 
 
 def temporal_state(params: object, predecessor: Callable[[int], int | None] = previous_frame) -> TemporalState:
