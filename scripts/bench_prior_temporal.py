@@ -119,7 +119,7 @@ def main() -> int:
         mask = prior.predict(np.clip(load(work / "shot" / f"shot.{1001 + i}.png")[..., :3], 0, 1))
         prior_iou.append(mask_iou(mask, truth))
     rows = {}
-    variants = [("follow the previous matte on a jump (default, 0.5)", 0.5, 0), ("own prior every frame (0)", 0.0, 0)]
+    variants = [("follow the previous matte on a jump (0.5), no window", 0.5, 0), ("own prior every frame (0)", 0.0, 0)]
     for n in (int(text) for text in args.windows.split(",") if text):
         variants.append((f"prior steadied over ±{n} frames (--prior-window {n})", 0.5, n))
     for label, jump, window in variants:

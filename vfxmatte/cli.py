@@ -98,7 +98,7 @@ def _add_matte(sub: Any) -> None:
         "--prior-window", type=int, metavar="N",
         help="trimap-free: steady the prior over N frames on either side of each frame (per-pixel median "
         "of their masks moved by optical flow), so what it finds on one frame and loses on the next "
-        "does not flicker in the matte (default 0: each frame's own prior)",
+        "does not flicker in the matte (default 3; 0: each frame's own prior)",
     )
     p.add_argument(  # no argparse choices: a removed mode (prev-latent) gets its reason from MatteParams
         "--temporal", metavar="{off,shared}",
