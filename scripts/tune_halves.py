@@ -284,25 +284,25 @@ def free_candidates(grid: str) -> dict[str, Callable[[dict[str, np.ndarray]], np
                     trimap = prior_band_trimap(d["prior_lr"], d["prior_lr"], d["prior_lr"] * 0, h, w, settings)
                     mask, long_side = up(d["prior_lr"], d), max(h, w)
                     outer = (mask < 0.5) & (trimap == hr.UNKNOWN)
+
+                    def solve(guide: np.ndarray) -> np.ndarray:  # the default band's solve of ``trimap``
+                        return hr.refine_closed_form(
+                            d["display"], trimap, guide, epsilon=settings.epsilon, prior_weight=settings.weight
+                        )
+
                     if rule == "shared":  # the same band solved by shared matting (whole frame, no tiles)
                         return hr.solve_shared(d["display"], trimap)
                     if rule == "guide":  # the weak prior outside the contour scaled by size
                         guide = np.where(mask >= 0.5, mask, mask * size).astype(np.float32)
-                        return hr.refine_closed_form(
-                            d["display"], trimap, guide, epsilon=settings.epsilon, prior_weight=settings.weight
-                        )
+                        return solve(guide)
                     if rule == "adds":  # where the LR ensemble sees the subject the prior misses: solved
                         extra = (mask < 0.5) & (up(d["lr_mean_0.3"], d) >= size)
                         radius = max(1, round(settings.radius * long_side))
                         extra = ndimage.maximum_filter(extra, size=2 * radius + 1) if extra.any() else extra
                         trimap[extra & (trimap == hr.BACKGROUND)] = hr.UNKNOWN
-                        return hr.refine_closed_form(
-                            d["display"], trimap, mask, epsilon=settings.epsilon, prior_weight=settings.weight
-                        )
+                        return solve(mask)
                     if rule == "clip":  # a black point: alpha below size outside the contour → 0
-                        alpha = hr.refine_closed_form(
-                            d["display"], trimap, mask, epsilon=settings.epsilon, prior_weight=settings.weight
-                        )
+                        alpha = solve(mask)
                         alpha[(mask < 0.5) & (alpha < size)] = 0.0
                         return alpha
                     if rule == "isolated":  # soft regions holding no pixel ≥ 0.5 (blobs apart) → background
@@ -310,9 +310,7 @@ def free_candidates(grid: str) -> dict[str, Callable[[dict[str, np.ndarray]], np
                         peaks = np.asarray(ndimage.maximum(mask, labels, index=np.arange(1, count + 1)))
                         apart = np.concatenate([[False], peaks < 0.5])[labels]
                         trimap[apart & (trimap == hr.UNKNOWN)] = hr.BACKGROUND
-                        return hr.refine_closed_form(
-                            d["display"], trimap, mask, epsilon=settings.epsilon, prior_weight=settings.weight
-                        )
+                        return solve(mask)
                     if rule == "thick":  # soft prior far from the prior's confident background
                         drop = outer & (distance_to(mask <= settings.low) > size * long_side)
                     else:  # soft prior the LR ensemble does not see, 1 % or more from the contour
@@ -322,9 +320,7 @@ def free_candidates(grid: str) -> dict[str, Callable[[dict[str, np.ndarray]], np
                             k = 2 * max(1, round(size * long_side)) + 1
                             drop &= ndimage.grey_opening(mask, size=(k, k)) <= settings.low
                     trimap[drop] = hr.BACKGROUND
-                    return hr.refine_closed_form(
-                        d["display"], trimap, mask, epsilon=settings.epsilon, prior_weight=settings.weight
-                    )
+                    return solve(mask)
 
                 return run
 

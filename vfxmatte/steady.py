@@ -79,9 +79,9 @@ def steady(own: Seen, neighbours: list[Seen], flow: Callable[[np.ndarray, np.nda
     stack = [own.mask]
     for other in neighbours:
         motion = flow(own.picture, other.picture)  # own's pixel x is at x + motion(x) in other
-        # Where the flow back does not return to the start (occlusions, and the background between
-        # two subjects that move apart, which a smooth flow smears), the neighbour has no say: the
-        # frame's own mask stands in for it there.
+        # Where the flow back does not return to the start (occlusions, a walking figure's limbs,
+        # the background between two subjects that move apart, which a smooth flow smears), the
+        # neighbour has no vote: the frames whose flow holds there decide.
         back = _remap(flow(other.picture, own.picture), motion)
         trusted = np.hypot(*(motion + back).transpose(2, 0, 1)) <= TRUST_PX
         if (ph, pw) != (h, w):
@@ -89,10 +89,12 @@ def steady(own: Seen, neighbours: list[Seen], flow: Callable[[np.ndarray, np.nda
             motion[..., 0] *= w / pw
             motion[..., 1] *= h / ph
             trusted = np.asarray(cv2.resize(trusted.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)) > 0
-        stack.append(np.where(trusted, _remap(other.mask, motion), own.mask))
-    if len(stack) % 2 == 0:
-        stack.append(own.mask)  # a neighbour could not be read: the frame's own mask breaks the tie
-    return np.asarray(np.median(np.stack(stack), axis=0), dtype=np.float32)
+        stack.append(np.where(trusted, _remap(other.mask, motion), np.nan).astype(np.float32))
+    votes = np.stack(stack)
+    # An even number of votes: the frame's own mask votes twice (a tie is not averaged into a ghost).
+    even = np.count_nonzero(~np.isnan(votes), axis=0) % 2 == 0
+    votes = np.concatenate([votes, np.where(even, own.mask, np.nan)[None].astype(np.float32)])
+    return np.asarray(np.nanmedian(votes, axis=0), dtype=np.float32)
 
 
 def steady_masks(
