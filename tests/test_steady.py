@@ -81,3 +81,9 @@ def test_unreadable_frames_are_left_out_and_a_chunk_gets_the_single_runs_masks()
     broken = dict(steady_masks(seen(frames, broken=1005), frames, frames, radius=2))
     assert 1005 not in broken and list(broken) == [f for f in frames if f != 1005]
     assert _iou(broken[1004], _truth(3)) > 0.9
+    # A frame of another size (the matting refuses it) has no vote either.
+    odd = [Seen(f, _truth(f - 1001), _picture(f - 1001)) for f in frames]
+    odd[4] = Seen(1005, np.zeros((48, 48), np.float32), np.zeros((48, 48, 3), np.uint8))
+    mixed = dict(steady_masks(iter(odd), frames, frames, radius=2))
+    assert list(mixed) == frames and np.array_equal(mixed[1005], odd[4].mask)
+    assert all(_iou(mixed[f], _truth(f - 1001)) > 0.9 for f in frames if f != 1005)

@@ -72,6 +72,8 @@ def steady(own: Seen, neighbours: list[Seen], flow: Callable[[np.ndarray, np.nda
     """The per-pixel median of ``own``'s mask and the neighbours' masks moved onto ``own`` by flow."""
     import cv2
 
+    # A frame of another size (a resolution change the matting refuses) has no vote.
+    neighbours = [n for n in neighbours if n.mask.shape == own.mask.shape and n.picture.shape == own.picture.shape]
     if not neighbours:
         return own.mask
     h, w = own.mask.shape
