@@ -39,9 +39,10 @@ BEGIN, END = "<!-- temporal:begin -->", "<!-- temporal:end -->"
 class Mode:
     label: str
     temporal: str
+    prior_window: int | None = None  # None: the default (--prior-window)
 
 
-MODES = [Mode("off", "off"), Mode("shared", "shared")]
+MODES = [Mode("off", "off"), Mode("shared", "shared"), Mode("shared, prior window 0", "shared", 0)]
 
 
 def moving_shot(frames: int, size: int, seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -187,9 +188,11 @@ def main() -> int:
     shots: dict[int, dict[str, float]] = {}
 
     def params(mode: Mode) -> MatteParams:
+        window = {} if mode.prior_window is None else {"prior_window": mode.prior_window}
         return MatteParams(
-            steps=args.steps, seeds=args.seeds, lr_size=args.size, seed=args.seed, hr=args.hr, temporal=mode.temporal
-        )
+            steps=args.steps, seeds=args.seeds, lr_size=args.size, seed=args.seed, hr=args.hr, temporal=mode.temporal,
+            **window,  # type: ignore[arg-type]
+        )  # fmt: skip
 
     with tempfile.TemporaryDirectory(prefix="bench_temporal_") as tmp_name:
         tmp = Path(tmp_name)
