@@ -68,8 +68,9 @@ def frames_to_read(wanted: Iterable[int], ordered: list[int], radius: int) -> li
     return sorted(needed)
 
 
-def steady(own: Seen, neighbours: list[Seen], flow: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
-    """The per-pixel median of ``own``'s mask and the neighbours' masks moved onto ``own`` by flow."""
+def steady(own: Seen, neighbours: list[Seen], flow: Callable[[Seen, Seen], np.ndarray]) -> np.ndarray:
+    """The per-pixel median of ``own``'s mask and the neighbours' masks moved onto ``own`` by
+    ``flow(a, b)`` (a's pixel x is at x + flow(x) in b)."""
     import cv2
 
     # A frame of another size (a resolution change the matting refuses) has no vote.
@@ -80,11 +81,11 @@ def steady(own: Seen, neighbours: list[Seen], flow: Callable[[np.ndarray, np.nda
     ph, pw = own.picture.shape[:2]
     stack = [own.mask]
     for other in neighbours:
-        motion = flow(own.picture, other.picture)  # own's pixel x is at x + motion(x) in other
+        motion = flow(own, other)  # own's pixel x is at x + motion(x) in other
         # Where the flow back does not return to the start (occlusions, a walking figure's limbs,
         # the background between two subjects that move apart, which a smooth flow smears), the
         # neighbour has no vote: the frames whose flow holds there decide.
-        back = _remap(flow(other.picture, own.picture), motion)
+        back = _remap(flow(other, own), motion)
         trusted = np.hypot(*(motion + back).transpose(2, 0, 1)) <= TRUST_PX
         if (ph, pw) != (h, w):
             motion = np.asarray(cv2.resize(motion, (w, h), interpolation=cv2.INTER_LINEAR))
@@ -105,7 +106,15 @@ def steady_masks(
     """``(frame, steady mask)`` for every wanted frame, in order, each as soon as its window has
     been read from ``seen`` (frames in order; an int is a frame that could not be read, left out
     of its neighbours' windows).  A wanted frame that could not be read itself is not yielded."""
-    flow = _flow_engine()
+    engine = _flow_engine()
+    flows: dict[tuple[int, int], np.ndarray] = {}  # every pair is in two windows: each flow once
+
+    def flow(a: Seen, b: Seen) -> np.ndarray:
+        key = (a.frame, b.frame)
+        if key not in flows:
+            flows[key] = engine(a.picture, b.picture)
+        return flows[key]
+
     held: dict[int, Seen] = {}
     pending = sorted(set(wanted))
     last = -(1 << 62)  # the latest frame read (the input comes in order)
@@ -123,6 +132,8 @@ def steady_masks(
             first = window(pending[0], ordered, radius)[0] if pending else last
             for f in [f for f in held if f < first]:
                 del held[f]
+            for key in [key for key in flows if min(key) < first]:
+                del flows[key]
 
     for item in seen:
         if not isinstance(item, int):
