@@ -7,12 +7,13 @@ stone pillar comes and goes as a grey ghost, a head is found on one frame and lo
 blip is a blip in the matte.
 
 Here each frame's prior is replaced by the per-pixel median of its own mask and those of the
-``radius`` frames on either side (at the shot's ends, the ``2·radius`` nearest on one side),
-each moved onto this frame by dense optical flow (the same DIS
-flow the keyframe carry uses).  Whatever the prior sees on fewer than ``radius + 1`` of the
-``2·radius + 1`` frames (a blip) is dropped; whatever it sees on most of them is kept, moved with
-the picture, also on the frames it missed.  The median keeps a value one of the frames had, so
-a steady subject's edge is not blurred by averaging.
+``radius`` frames on either side (near the shot's ends the window is shifted inwards, so it
+always holds ``2·radius + 1`` frames), each moved onto this frame by dense optical flow (the
+same DIS flow the keyframe carry uses).  Whatever the prior sees on fewer than ``radius + 1`` of
+the ``2·radius + 1`` frames (a blip) is dropped; whatever it sees on most of them is kept, moved
+with the picture, also on the frames it missed.  Where a neighbour's flow fails a
+forward-backward check, that neighbour has no vote at the pixel.  The median keeps a value one
+of the frames had, so a steady subject's edge is not blurred by averaging.
 
 Each frame's steady mask depends only on the frames around it (their positions in the input's
 frame order), never on what was matted before, so a chunked or resumed run gets the same masks

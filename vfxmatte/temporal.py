@@ -36,7 +36,7 @@ TEMPORAL_MODES: tuple[str, ...] = get_args(TemporalMode)
 
 #: The prior-jump check follows the previous matte for at most this many frames in a row.  Without
 #: a limit, one jump locked a moving shot onto a stale matte: on a composite shot over real
-#: footage (``scripts/bench_edges.py --frames 12``) every frame after the third followed the
+#: footage (``scripts/bench_edges.py --frames 12``) every frame from the third on followed the
 #: previous one and the alpha MSE grew from 48 to 326 ×1e-3 (docs/VIDEO.md).
 MAX_FOLLOW = 2
 
