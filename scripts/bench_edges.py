@@ -178,6 +178,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     variants = [v for v in args.variants.split(",") if v] + list(bands)
 
     results: dict[str, Any] = {}
+
+    def frame_score(shot: Any, frame: int, alpha: np.ndarray, premultiplied: np.ndarray) -> dict[str, float]:
+        truth = read_channels(frame_path(shot.truth, frame), ["R", "G", "B", "A"])
+        distractor = read_channels(frame_path(shot.distractor_layer, frame), ["A"])[..., 0]
+        return score(alpha, premultiplied, truth, distractor)
+
+    def record(target: str, name: str, rows: list[dict[str, float]]) -> None:
+        mean = {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]}
+        results.setdefault(target, {})[name] = mean
+        print(target, name, json.dumps({k: round(v, 3) for k, v in mean.items()}), file=sys.stderr, flush=True)
+
     for target in args.targets.split(","):
         folder = Path(args.work) / target
         shot = build_composite_shot(
@@ -196,13 +207,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             rows = []
             for frame in shot.frames:
                 matte = read_channels(frame_path(str(out), frame), ["R", "G", "B", "A"])
-                truth = read_channels(frame_path(shot.truth, frame), ["R", "G", "B", "A"])
-                distractor = read_channels(frame_path(shot.distractor_layer, frame), ["A"])[..., 0]
-                rows.append(score(matte[..., 3], matte[..., :3], truth, distractor))
-            mean = {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]}
-            results.setdefault(target, {})[f"shot, prior window {window}"] = mean
-            print(target, f"window {window}", json.dumps({k: round(v, 3) for k, v in mean.items()}), file=sys.stderr,
-                  flush=True)  # fmt: skip
+                rows.append(frame_score(shot, frame, matte[..., 3], matte[..., :3]))
+            record(target, f"shot, prior window {window}", rows)
         for variant in variants:
             rows = []
             run_params = replace(params, guide=shot.roto, guide_kind="mask") if variant == "roto mask" else params
@@ -216,12 +222,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     matte = matte_plate(model, plate, run_params)
                 finally:
                     hr.refine, prior.ZOOM = original, zoom
-                truth = read_channels(frame_path(shot.truth, frame), ["R", "G", "B", "A"])
-                distractor = read_channels(frame_path(shot.distractor_layer, frame), ["A"])[..., 0]
-                rows.append(score(matte.alpha, matte.premultiplied, truth, distractor))
-            mean = {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]}
-            results.setdefault(target, {})[variant] = mean
-            print(target, variant, json.dumps({k: round(v, 3) for k, v in mean.items()}), file=sys.stderr, flush=True)
+                rows.append(frame_score(shot, frame, matte.alpha, matte.premultiplied))
+            record(target, variant, rows)
     return results
 
 

@@ -238,11 +238,8 @@ def matte_plate(
     steadied over its neighbours (:mod:`vfxmatte.steady`), with the seconds it took: used
     instead of the frame's own prior on trimap-free runs.
     """
-    linear_space = color.linear_space(plate.colorspace)
-    linear = color.convert(plate.rgb, plate.colorspace, linear_space)
+    linear, linear_space, lr_h, lr_w = _linear_view(plate, params, model)
     height, width = linear.shape[:2]
-    long_side = min(params.lr_size, max(height, width))
-    lr_h, lr_w = lr_shape(height, width, long_side, model.size_multiple)
     network_image = color.to_network(resize(linear, lr_h, lr_w), linear_space)
     # What the optical flow of the prior-jump check sees (uint8 RGB at the LR size).
     picture = np.asarray(np.round(np.clip(network_image, 0.0, 1.0) * 255.0), dtype=np.uint8)
@@ -721,13 +718,13 @@ def plan_shot_guides(input_path: str, shot: Shot, params: MatteParams, options: 
     return plan
 
 
-def _lr_view(plate: Plate, params: MatteParams, model: MattingModel) -> tuple[np.ndarray, int, int]:
-    """The plate display-referred at full resolution, and the LR size (height, width) of a run."""
+def _linear_view(plate: Plate, params: MatteParams, model: MattingModel) -> tuple[np.ndarray, str, int, int]:
+    """The plate in its linear space (and that space's name), and the run's LR size (height, width)."""
     linear_space = color.linear_space(plate.colorspace)
     linear = color.convert(plate.rgb, plate.colorspace, linear_space)
     height, width = linear.shape[:2]
     lr_h, lr_w = lr_shape(height, width, min(params.lr_size, max(height, width)), model.size_multiple)
-    return color.to_network(linear, linear_space), lr_h, lr_w
+    return linear, linear_space, lr_h, lr_w
 
 
 def _steady_priors(
@@ -747,8 +744,8 @@ def _steady_priors(
             if isinstance(item, int):
                 yield item
                 continue
-            display, lr_h, lr_w = _lr_view(item, params, model)
-            mask, _ = _run_prior(params.prior, display, lr_h, lr_w)
+            linear, linear_space, lr_h, lr_w = _linear_view(item, params, model)
+            mask, _ = _run_prior(params.prior, color.to_network(linear, linear_space), lr_h, lr_w)
             yield steady.Seen(item.frame, mask, carry.carry_image(item))
 
     masks = steady.steady_masks(seen(), sorted(to_do), ordered, radius)
