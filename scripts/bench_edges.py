@@ -121,7 +121,7 @@ def score(alpha: np.ndarray, prem: np.ndarray, truth: np.ndarray, distractor: np
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from dataclasses import replace
 
-    from vfxmatte import hr, prior
+    from vfxmatte import hr, prior, steady
     from vfxmatte.composite_shot import build_composite_shot, frame_path, read_channels
     from vfxmatte.config import MatteParams, RunOptions
     from vfxmatte.io.exr import read_plate
@@ -195,20 +195,33 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             folder, frames=args.frames, width=args.width, height=args.height, target=target,
             distractor=args.distractor if args.distractor != target else "GT14", seed=args.seed,
         )  # fmt: skip
-        for window in (int(text) for text in args.windows.split(",") if text):
+        windows = [int(text) for text in args.windows.split(",") if text]
+        jumps: list[float | None] = [float(text) for text in args.jumps.split(",") if text] or [None]
+        trusts: list[float | None] = [float(text) for text in args.trust.split(",") if text] or [None]
+        for window, jump, trust in ((w, j, t) for w in windows for j in jumps for t in trusts):
             # The whole shot through matte_shot (the CLI's run), so the prior can see its neighbours.
-            out = folder / f"window{window}" / "m.####.exr"
-            summary = matte_shot(
-                shot.plate, str(out), replace(MatteParams(), prior_window=window), RunOptions(overwrite=True),
-                model=model,
-            )  # fmt: skip
+            shot_params = replace(MatteParams(), prior_window=window)
+            name = f"shot, prior window {window}"
+            if jump is not None:
+                shot_params, name = replace(shot_params, prior_jump_iou=jump), f"{name}, prior-jump IoU {jump}"
+            if trust is not None:
+                name = f"{name}, flow trusted to {trust} px"
+            out = folder / name.replace(", ", "_").replace(" ", "-") / "m.####.exr"
+            trusted = steady.TRUST_PX
+            steady.TRUST_PX = trust if trust is not None else trusted
+            try:
+                summary = matte_shot(shot.plate, str(out), shot_params, RunOptions(overwrite=True), model=model)
+            finally:
+                steady.TRUST_PX = trusted
             if summary.exit_code:
                 raise SystemExit(f"{shot.plate}: the run failed: {summary.results}")
+            followed = sorted({r.frame for r in summary.results for w in r.warnings if "prior's subject jumped" in w})
             rows = []
             for frame in shot.frames:
                 matte = read_channels(frame_path(str(out), frame), ["R", "G", "B", "A"])
                 rows.append(frame_score(shot, frame, matte[..., 3], matte[..., :3]))
-            record(target, f"shot, prior window {window}", rows)
+            record(target, name, rows)
+            print(target, name, "followed the previous matte on frames", followed or "none", file=sys.stderr)
         for variant in variants:
             rows = []
             run_params = replace(params, guide=shot.roto, guide_kind="mask") if variant == "roto mask" else params
@@ -250,6 +263,18 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="also matte each shot as a shot (matte_shot, --temporal shared) with these --prior-window "
         "values, e.g. 0,3: the prior steadied over its neighbours (comma-separated frames either side)",
+    )
+    parser.add_argument(
+        "--jumps",
+        default="",
+        help="with --windows: run each window with these --prior-jump-iou values too, e.g. 0,0.25,0.5 "
+        "(default: the product's default only)",
+    )
+    parser.add_argument(
+        "--trust",
+        default="",
+        help="with --windows: run each window with these forward-backward flow tolerances of the steadied "
+        "prior too (vfxmatte.steady.TRUST_PX, px), e.g. 0.5,1,2",
     )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)

@@ -95,7 +95,16 @@ def main() -> int:
     parser.add_argument("--hr", default="off", help="HR refinement of the runs (default off: the prior acts on LR)")
     parser.add_argument("--model", help="model folder (default: the bundled model)")
     parser.add_argument(
-        "--windows", default="", help="also --prior-window N runs (comma-separated N; jump test at 0.5)"
+        "--windows", default="", help="also --prior-window N runs (comma-separated N; jump test from --jumps)"
+    )
+    parser.add_argument(
+        "--jumps", default="0.5", help="the --prior-jump-iou values of the --windows runs (comma-separated)"
+    )
+    parser.add_argument(
+        "--trust", default="", help="also run the --windows runs with these flow tolerances (steady.TRUST_PX, px)"
+    )
+    parser.add_argument(
+        "--no-baselines", action="store_true", help="run only the --windows runs (not the two without a window)"
     )
     args = parser.parse_args()
     if not DATA.is_dir():
@@ -119,13 +128,30 @@ def main() -> int:
         mask = prior.predict(np.clip(load(work / "shot" / f"shot.{1001 + i}.png")[..., :3], 0, 1))
         prior_iou.append(mask_iou(mask, truth))
     rows = {}
-    variants = [("follow the previous matte on a jump (0.5), no window", 0.5, 0), ("own prior every frame (0)", 0.0, 0)]
+    variants: list[tuple[str, float, int, float | None]] = [
+        ("follow the previous matte on a jump (0.5), no window", 0.5, 0, None),
+        ("own prior every frame (0)", 0.0, 0, None),
+    ]
+    if args.no_baselines:
+        variants = []
+    trusts: list[float | None] = [float(text) for text in args.trust.split(",") if text] or [None]
     for n in (int(text) for text in args.windows.split(",") if text):
-        variants.append((f"prior steadied over ±{n} frames (--prior-window {n})", 0.5, n))
-    for label, jump, window in variants:
-        out = work / f"out-{jump}-{window}"
+        for jump in (float(text) for text in args.jumps.split(",") if text):
+            for trust in trusts:
+                extra = "" if args.jumps == "0.5" else f", --prior-jump-iou {jump}"
+                extra += "" if trust is None else f", flow trusted to {trust} px"
+                variants.append((f"prior steadied over ±{n} frames (--prior-window {n}{extra})", jump, n, trust))
+    from vfxmatte import steady
+
+    for label, jump, window, trust in variants:
+        out = work / f"out-{jump}-{window}-{trust}"
         params = MatteParams(temporal="shared", prior_jump_iou=jump, hr=args.hr, prior_window=window)
-        summary = matte_shot(pattern, str(out / "m.####.exr"), params, model=model)
+        trusted = steady.TRUST_PX
+        steady.TRUST_PX = trust if trust is not None else trusted
+        try:
+            summary = matte_shot(pattern, str(out / "m.####.exr"), params, model=model)
+        finally:
+            steady.TRUST_PX = trusted
         jumped = sorted({r.frame for r in summary.results for w in r.warnings if "prior's subject jumped" in w})
         mattes = [load(out / f"m.{1001 + i}.exr")[..., 3] for i in range(args.frames)]
         rows[label] = {

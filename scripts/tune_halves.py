@@ -243,15 +243,16 @@ def free_candidates(grid: str) -> dict[str, Callable[[dict[str, np.ndarray]], np
         cands[f"LR mean {s}"] = lr_mean(s)
     if grid == "stages":
         return cands
-    if grid in ("prior", "mirror", "reach", "outside", "epsilon"):
+    if grid in ("prior", "mirror", "reach", "outside", "epsilon", "weight", "confident"):
         from vfxmatte.hr import PriorBandSettings, prior_band_trimap
 
         def band(settings: PriorBandSettings) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
             def run(d: dict[str, np.ndarray]) -> np.ndarray:
                 h, w = d["gt"].shape
                 trimap = prior_band_trimap(d["prior_lr"], d["prior_lr"], d["prior_lr"] * 0, h, w, settings)
+                mask = up(d["prior_lr"], d)
                 return hr.refine_closed_form(
-                    d["display"], trimap, up(d["prior_lr"], d), epsilon=settings.epsilon, prior_weight=settings.weight
+                    d["display"], trimap, mask, epsilon=settings.epsilon, prior_weight=settings.weights(mask)
                 )
 
             return run
@@ -342,6 +343,18 @@ def free_candidates(grid: str) -> dict[str, Callable[[dict[str, np.ndarray]], np
         if grid == "epsilon":  # the closed form's regulariser in the band (1e-6 before)
             for epsilon in (1e-7, 1e-6, 1e-5, 3e-5, 1e-4, 2e-4, 4e-4, 1e-3):
                 cands[f"prior band, epsilon {epsilon:g}"] = band(PriorBandSettings(epsilon=epsilon))
+            return cands
+        if grid == "weight":  # the prior's weight inside the band (the automatic band's 1e-2 until now)
+            for weight in (3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0):
+                cands[f"prior band, prior weight {weight:g}"] = band(PriorBandSettings(weight=weight))
+            return cands
+        if grid == "confident":  # the prior's weight grows where the prior is sure (PriorBandSettings)
+            cands["prior band (default)"] = band(PriorBandSettings())
+            for base in (3e-3, 1e-2):
+                for strong in (0.1, 1.0):
+                    for power in (2.0, 4.0):
+                        settings = PriorBandSettings(weight=base, confident_weight=strong, confident_power=power)
+                        cands[f"prior band, weight {base:g} + {strong:g}·sure^{power:g}"] = band(settings)
             return cands
         if grid == "reach":
             cands["prior band, any distance"] = band(PriorBandSettings(reach=None))
@@ -511,7 +524,9 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_cache)
     p = sub.add_parser("free")
     p.add_argument(
-        "--grid", default="stages", choices=("stages", "band", "prior", "mirror", "reach", "outside", "epsilon")
+        "--grid",
+        default="stages",
+        choices=("stages", "band", "prior", "mirror", "reach", "outside", "epsilon", "weight", "confident"),
     )
     p.set_defaults(func=cmd_free)
     p = sub.add_parser("guided-cache")

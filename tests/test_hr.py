@@ -176,6 +176,30 @@ def test_closed_form_band_refine_recovers_a_sharp_edge() -> None:
     assert np.abs(fg[edge] - fg_colour).mean() < 0.1
 
 
+def test_the_priors_weight_in_the_band_can_be_set_per_pixel() -> None:
+    """λ as a map: a constant map is the scalar's answer; a large λ on one side holds the prior there."""
+    rng = np.random.default_rng(1)
+    height = width = 64
+    # Background texture of the subject's colour: the colour model alone carries alpha into it.
+    truth = _disc(height, width, 20.0, softness=0.8)
+    image = np.where(truth[..., None] > 0.5, 0.2, rng.choice([0.2, 0.8], (height, width, 1))).astype(np.float32)
+    image = np.repeat(image, 3, axis=2)
+    trimap = np.full((height, width), 0.5, np.float32)
+    trimap[truth > 0.99], trimap[:, :2], trimap[:, -2:] = 1.0, 0.0, 0.0
+    prior = np.clip(truth, 0, 1).astype(np.float32)
+    scalar = hr.solve_closed_form(image, trimap, prior, 1e-4, 1e-2)
+    mapped = hr.solve_closed_form(image, trimap, prior, 1e-4, np.full((height, width), 1e-2, np.float32))
+    assert np.allclose(scalar, mapped, atol=1e-4)
+    settings = hr.PriorBandSettings(weight=1e-2, confident_weight=10.0)
+    weights = settings.weights(prior)
+    assert isinstance(weights, np.ndarray) and weights.shape == prior.shape
+    assert weights[0, 0] == pytest.approx(10.01) and weights[truth.shape[0] // 2, width // 2] == pytest.approx(10.01)
+    held = hr.solve_closed_form(image, trimap, prior, 1e-4, weights)
+    outside = (truth < 0.01) & (trimap == 0.5)
+    assert np.abs(held - truth)[outside].mean() < 0.5 * np.abs(scalar - truth)[outside].mean()
+    assert hr.PriorBandSettings().weights(prior) == hr.PriorBandSettings().weight
+
+
 def test_band_laplacian_is_pymattings_laplacian_restricted_to_the_band() -> None:
     from pymatting import cf_laplacian
 

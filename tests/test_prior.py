@@ -178,6 +178,8 @@ def test_a_prior_that_jumps_is_replaced_by_the_previous_frames_matte(tmp_path: P
     assert never == [] and not np.array_equal(followed, own), "following changes where frame 1002 starts"
     independent, _ = run("off", prior_jump_iou=0.99, temporal="off")
     assert independent == [], "without a temporal mode every frame keeps its own prior"
+    default, default_alpha = run("default", temporal="shared")
+    assert default == [] and np.array_equal(default_alpha, own), "the check is off by default (docs/VIDEO.md)"
 
 
 def _small_subject(shared_data: Path, name: str, scale: int = 4) -> tuple[np.ndarray, np.ndarray]:

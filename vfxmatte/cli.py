@@ -92,7 +92,7 @@ def _add_matte(sub: Any) -> None:
         "--prior-jump-iou", type=float,
         help="with --temporal shared: a frame whose prior mask overlaps the previous frame's matte "
         "(moved by optical flow) less than this (IoU) follows that matte instead, two frames in a row "
-        "at most (default 0.5; 0: never)",
+        "at most (default 0: never; docs/VIDEO.md has the shots where 0.5 helps and where it hurts)",
     )
     p.add_argument(
         "--prior-window", type=int, metavar="N",

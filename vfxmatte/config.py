@@ -49,8 +49,11 @@ class MatteParams:
     # alphamatting GT01–20 (trimap-free) MSE×1e3 50.8 vs 55.6 and SAD 30.0 vs 35.9, and faster.
     prior_strength: float = 0.3
     # With a temporal mode, a prior mask whose IoU with the previous frame's matte is below this
-    # counts as a jump to another object: the previous matte is followed instead (0: never).
-    prior_jump_iou: float = 0.5
+    # counts as a jump to another object: the previous matte is followed instead (0: never).  Off
+    # by default: with the prior steadied over ±3 frames it never fired on the prior-switch shots
+    # of either half, and on the 2-frame composite shots it followed a poor first matte (alpha MSE
+    # 66.28 / 89.33 off against 175.12 / 251.36 at 0.5; docs/VIDEO.md).
+    prior_jump_iou: float = 0.0
     # Trimap-free: each frame's prior is the per-pixel median of its own and this many frames'
     # on either side, moved onto it by optical flow (vfxmatte.steady; 0: each frame's own).
     # 3 was picked on the shots built from GT01–GT10 and from GT11–GT20 alike (docs/VIDEO.md).

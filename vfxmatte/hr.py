@@ -127,6 +127,20 @@ class PriorBandSettings:
     #: (``scripts/tune_halves.py free --grid epsilon``; docs/BENCHMARKS.md, with the composite
     #: shots it was checked on).
     epsilon: float = 1e-4
+    #: The prior's weight where the prior is sure (mask near 0 or 1) rather than at its edge: the
+    #: weight at a pixel is ``weight + confident_weight * (2|mask - 0.5|) ** confident_power``, so
+    #: the colour model leads at the prior's contour and the prior leads where the band reaches into
+    #: what the prior calls background or foreground (where the closed form otherwise carries alpha
+    #: along the background's own edges: streaks).  None: ``weight`` everywhere.
+    confident_weight: float | None = None
+    confident_power: float = 4.0
+
+    def weights(self, mask: np.ndarray) -> float | np.ndarray:
+        """The prior's weight in the band: one number, or per pixel of ``mask`` (the prior at full size)."""
+        if self.confident_weight is None:
+            return self.weight
+        sure = np.abs(2.0 * mask.astype(np.float32) - 1.0) ** self.confident_power
+        return np.float32(self.weight) + np.float32(self.confident_weight) * sure
 
     def __post_init__(self) -> None:
         if self.solver not in ("closed-form", "shared"):
@@ -241,7 +255,11 @@ def _ramp(length: int, start: int, stop: int, total: int, margin: int) -> np.nda
 
 
 def solve_closed_form(
-    image: np.ndarray, trimap: np.ndarray, prior: np.ndarray, epsilon: float = 1e-6, prior_weight: float = 1e-2
+    image: np.ndarray,
+    trimap: np.ndarray,
+    prior: np.ndarray,
+    epsilon: float = 1e-6,
+    prior_weight: float | np.ndarray = 1e-2,
 ) -> np.ndarray:
     """Closed-form matting (Levin et al.) of an image or crop, anchored by the trimap and the LR prior.
 
@@ -249,7 +267,8 @@ def solve_closed_form(
     the matting Laplacian built only over the rows of unknown pixels
     (:func:`vfxmatte.band_laplacian.band_system`, pymatting's numbers).  The weak prior term
     keeps the system well posed where the band's known pixels are all background (or all
-    foreground, or none), where plain closed-form matting would return a constant.
+    foreground, or none), where plain closed-form matting would return a constant.  ``prior_weight``
+    is λ, one number or one per pixel (the shape of ``trimap``).
     """
     from pymatting import cg, ichol, jacobi
 
@@ -262,13 +281,20 @@ def solve_closed_form(
         return alpha.reshape(trimap.shape)
     system, pull, _ = band_system(image, is_unknown.reshape(trimap.shape), trimap, epsilon)
     prior_values = prior.ravel()[is_unknown].astype(np.float64)
-    system = (system + prior_weight * scipy.sparse.identity(system.shape[0], format="csr")).tocsr()
-    rhs = prior_weight * prior_values - pull
+    if isinstance(prior_weight, np.ndarray):
+        weights = prior_weight.ravel()[is_unknown].astype(np.float64)
+        system = (system + scipy.sparse.diags(weights, format="csr")).tocsr()
+        rhs = weights * prior_values - pull
+        least = float(weights.min())
+    else:
+        system = (system + prior_weight * scipy.sparse.identity(system.shape[0], format="csr")).tocsr()
+        rhs = prior_weight * prior_values - pull
+        least = float(prior_weight)
     # A prior of 1e-2 makes the system diagonally dominant enough for the diagonal (Jacobi)
     # preconditioner: a few hundred cheap iterations, where an incomplete Cholesky factor of a
     # 4K frame's band (1.3 M unknowns) took 18 s and 1.5 GB to build.  A weaker prior (trimap
     # guides) needs the factor, denser, and a tighter tolerance.
-    weak = prior_weight < 1e-3
+    weak = least < 1e-3
     rtol = 1e-7 if weak else 1e-6
 
     def factor() -> object:
@@ -300,7 +326,7 @@ def refine_closed_form(
     prior: np.ndarray,
     tiles: TileSettings | None = None,
     epsilon: float = 1e-6,
-    prior_weight: float = 1e-2,
+    prior_weight: float | np.ndarray = 1e-2,
 ) -> np.ndarray:
     """Closed-form matting solved only inside the trimap's unknown band.
 
@@ -326,8 +352,9 @@ def refine_closed_form(
         if not unknown[iy, ix].any():
             continue
         crop_unknown = unknown[cy, cx]
+        weight = prior_weight[cy, cx] if isinstance(prior_weight, np.ndarray) else prior_weight
         solved = solve_closed_form(
-            np.ascontiguousarray(image[cy, cx], dtype=np.float64), trimap[cy, cx], prior[cy, cx], epsilon, prior_weight
+            np.ascontiguousarray(image[cy, cx], dtype=np.float64), trimap[cy, cx], prior[cy, cx], epsilon, weight
         )
         w = np.outer(
             _ramp(cy.stop - cy.start, cy.start, cy.stop, height, tiles.margin),
@@ -767,8 +794,9 @@ def refine(
         if band.solver == "shared":
             alpha = solve_shared(display, trimap)
         else:
-            guide = np.clip(resize(prior, height, width), 0.0, 1.0) if band.guide == "prior" else lr_alpha
-            alpha = refine_closed_form(display, trimap, guide, epsilon=band.epsilon, prior_weight=band.weight)
+            mask = np.clip(resize(prior, height, width), 0.0, 1.0)
+            guide = mask if band.guide == "prior" else lr_alpha
+            alpha = refine_closed_form(display, trimap, guide, epsilon=band.epsilon, prior_weight=band.weights(mask))
         return Refined(alpha=alpha, foreground=foreground_by_tiles(linear, alpha), trimap=trimap)
     else:
         trimap = auto_trimap(lr_mean, lr_std, height, width)

@@ -6,8 +6,9 @@ limitation).  Two modes (DESIGN §2):
 * ``off`` — independent sampling: each frame's noise is drawn from ``(seed, frame)``.
 * ``shared`` — one noise tensor (from ``seed``) for every frame of the shot.
 
-Both carry the previous frame's LR matte, which the prior-jump check follows when the
-salient-object prior jumps to another object.  "The previous frame" is always the frame before
+``shared`` also carries the previous frame's LR matte, which the prior-jump check
+(``--prior-jump-iou``, off by default) follows when the salient-object prior jumps to another
+object.  "The previous frame" is always the frame before
 this one *in the input* (the shot's predecessor function), never merely the last one matted.
 Frames are processed in ascending order.
 
