@@ -288,8 +288,9 @@ def matte_plate(
             mask, prior_seconds = steady_prior
         else:
             mask, prior_seconds = _run_prior(params.prior, display, lr_h, lr_w)
-        previous = temporal.previous_matte(plate.frame, mask.shape, picture)
-        if previous is not None and params.prior_jump_iou > 0:
+        # The previous matte is moved by optical flow only for the check (off by default).
+        previous = temporal.previous_matte(plate.frame, mask.shape, picture) if params.prior_jump_iou > 0 else None
+        if previous is not None:
             agreement = mask_iou(mask, previous)
             jumped = agreement < params.prior_jump_iou
             if temporal.follow(jumped):
