@@ -197,7 +197,8 @@ def test_the_priors_weight_in_the_band_can_be_set_per_pixel() -> None:
     held = hr.solve_closed_form(image, trimap, prior, 1e-4, weights)
     outside = (truth < 0.01) & (trimap == 0.5)
     assert np.abs(held - truth)[outside].mean() < 0.5 * np.abs(scalar - truth)[outside].mean()
-    assert hr.PriorBandSettings().weights(prior) == hr.PriorBandSettings().weight
+    flat = hr.PriorBandSettings(confident_weight=None)
+    assert flat.weights(prior) == flat.weight
 
 
 def test_band_laplacian_is_pymattings_laplacian_restricted_to_the_band() -> None:
@@ -523,8 +524,9 @@ def test_prior_band_is_solved_at_its_own_epsilon() -> None:
             prior=prior, prior_band=band,
         )  # fmt: skip
         trimap = hr.prior_band_trimap(prior, lr, np.zeros_like(lr), size, size, band)
+        weights = band.weights(np.clip(hr.resize(prior, size, size), 0.0, 1.0))  # per pixel by default
         np.testing.assert_array_equal(
-            refined.alpha, hr.refine_closed_form(image, trimap, prior, epsilon=epsilon, prior_weight=band.weight)
+            refined.alpha, hr.refine_closed_form(image, trimap, prior, epsilon=epsilon, prior_weight=weights)
         )
         alphas.append(refined.alpha)
     assert not np.array_equal(alphas[0], alphas[1])

@@ -97,8 +97,9 @@ class PriorBandSettings:
     closed-form matting.  With ``agree`` the band is further limited to where the LR ensemble
     also sees an edge (:func:`auto_trimap`'s band), the prior's side of 0.5 taking the rest.
     ``guide`` picks the weak prior inside the band: the prior mask (``prior``) or the LR
-    ensemble's mean (``lr``), at ``weight`` (the automatic band's 1e-2).  Chosen by the
-    half-split protocol of docs/BENCHMARKS.md (``scripts/tune_halves.py free --grid band``).
+    ensemble's mean (``lr``), at ``weight`` plus ``confident_weight`` where the prior is sure.
+    Chosen by the half-split protocol of docs/BENCHMARKS.md (``scripts/tune_halves.py free
+    --grid band``, ``--grid weight``, ``--grid confident``).
     """
 
     low: float = 0.1
@@ -106,7 +107,9 @@ class PriorBandSettings:
     radius: float = 0.005
     agree: bool = False
     guide: str = "prior"
-    weight: float = 1e-2
+    #: The prior's weight at its 0.5 contour (λ of :func:`solve_closed_form`; 1e-2, the automatic
+    #: band's, until it was chosen with ``confident_weight``).
+    weight: float = 3e-3
     #: Soft prior inside the prior's 0.5 contour and farther than this (× the long side) from it
     #: is foreground, not solved: a subject's interior the prior is unsure of is not an edge (on
     #: film plates a person's body and face came out 60–80 % opaque).  None: solved.
@@ -131,8 +134,11 @@ class PriorBandSettings:
     #: weight at a pixel is ``weight + confident_weight * (2|mask - 0.5|) ** confident_power``, so
     #: the colour model leads at the prior's contour and the prior leads where the band reaches into
     #: what the prior calls background or foreground (where the closed form otherwise carries alpha
-    #: along the background's own edges: streaks).  None: ``weight`` everywhere.
-    confident_weight: float | None = None
+    #: along the background's own edges: streaks).  None: ``weight`` everywhere.  Chosen with
+    #: ``weight`` on one half and reported on the other (docs/BENCHMARKS.md, "the prior's weight
+    #: in the band"): alphamatting SAD 10.70 / 30.87 against 10.72 / 31.02 at a flat 1e-2, and on
+    #: the composite shots SAD and the streak ratio lower on both.
+    confident_weight: float | None = 0.1
     confident_power: float = 4.0
 
     def weights(self, mask: np.ndarray) -> float | np.ndarray:
@@ -290,10 +296,11 @@ def solve_closed_form(
         system = (system + prior_weight * scipy.sparse.identity(system.shape[0], format="csr")).tocsr()
         rhs = prior_weight * prior_values - pull
         least = float(prior_weight)
-    # A prior of 1e-2 makes the system diagonally dominant enough for the diagonal (Jacobi)
-    # preconditioner: a few hundred cheap iterations, where an incomplete Cholesky factor of a
-    # 4K frame's band (1.3 M unknowns) took 18 s and 1.5 GB to build.  A weaker prior (trimap
-    # guides) needs the factor, denser, and a tighter tolerance.
+    # A prior of 1e-3 or more (the trimap-free band's 3e-3 to 0.1) makes the system diagonally
+    # dominant enough for the diagonal (Jacobi) preconditioner: a few hundred cheap iterations,
+    # where an incomplete Cholesky factor of a 4K frame's band (1.3 M unknowns) took 18 s and
+    # 1.5 GB to build.  A weaker prior (trimap guides) needs the factor, denser, and a tighter
+    # tolerance.
     weak = least < 1e-3
     rtol = 1e-7 if weak else 1e-6
 
