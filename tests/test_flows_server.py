@@ -88,6 +88,11 @@ def outputs(directory: Path) -> list[str]:
     return sorted(p for p in os.listdir(directory) if p.endswith(".exr"))
 
 
+def finished(directory: Path) -> list[str]:
+    """The frames written in full: not the hidden temporary file of a write still under way."""
+    return [p for p in outputs(directory) if not p.startswith(".")]
+
+
 def check_outputs(directory: Path, frames: range) -> None:
     """Every frame exactly once, complete (readable, all channels, parameters in the header), no temp file."""
     assert outputs(directory) == [f"matte.{f}.exr" for f in frames]
@@ -169,9 +174,9 @@ def test_killed_worker_run_is_requeued_and_resumes(
     run_id = submit(server, {"input": pattern, "output": str(out / "matte.####.exr"), "preset": "draft",
                              "chunk_size": 2, "review": False})
     deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and not (out.is_dir() and len(outputs(out)) >= 3):
+    while time.monotonic() < deadline and not (out.is_dir() and len(finished(out)) >= 3):
         time.sleep(0.2)
-    done_before = len(outputs(out))
+    done_before = len(finished(out))
     assert 3 <= done_before < len(frames), f"{done_before} frames before the kill"
     kill_tree(first)  # the worker and the flow-run process under it, as a dead node
     time.sleep(1)
