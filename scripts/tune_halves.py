@@ -346,10 +346,11 @@ def free_candidates(grid: str) -> dict[str, Callable[[dict[str, np.ndarray]], np
             return cands
         if grid == "weight":  # the prior's weight inside the band (the automatic band's 1e-2 until now)
             for weight in (3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0):
-                cands[f"prior band, prior weight {weight:g}"] = band(PriorBandSettings(weight=weight))
+                flat = PriorBandSettings(weight=weight, confident_weight=None)
+                cands[f"prior band, prior weight {weight:g}"] = band(flat)
             return cands
         if grid == "confident":  # the prior's weight grows where the prior is sure (PriorBandSettings)
-            cands["prior band (default)"] = band(PriorBandSettings())
+            cands["prior band, flat weight 0.01 (before)"] = band(PriorBandSettings(weight=1e-2, confident_weight=None))
             for base in (3e-3, 1e-2):
                 for strong in (0.1, 1.0):
                     for power in (2.0, 4.0):
