@@ -352,8 +352,8 @@ def free_candidates(grid: str) -> dict[str, Callable[[dict[str, np.ndarray]], np
         if grid == "confident":  # the prior's weight grows where the prior is sure (PriorBandSettings)
             cands["prior band, flat weight 0.01 (before)"] = band(PriorBandSettings(weight=1e-2, confident_weight=None))
             for base in (3e-3, 1e-2):
-                for strong in (0.1, 1.0):
-                    for power in (2.0, 4.0):
+                for strong in (0.1, 0.3, 1.0):
+                    for power in (2.0, 4.0, 8.0):
                         settings = PriorBandSettings(weight=base, confident_weight=strong, confident_power=power)
                         cands[f"prior band, weight {base:g} + {strong:g}·sure^{power:g}"] = band(settings)
             return cands
