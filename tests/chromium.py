@@ -196,11 +196,16 @@ class Page:
             self.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
 
     def wait_images(self, selector: str = "img") -> list[dict[str, Any]]:
-        """Wait until the matching images in the viewport have loaded; their load state."""
+        """Wait until a matching image is in the viewport (a viewer just opened may not be laid out
+        yet) and the matching images there have loaded; their load state."""
         script = f"""(async () => {{
           const inView = (img) => {{ const r = img.getBoundingClientRect();
             return r.bottom > 0 && r.top < innerHeight && r.right > 0 && r.left < innerWidth && r.width > 0; }};
-          const imgs = [...document.querySelectorAll({json.dumps(selector)})].filter(inView);
+          const find = () => [...document.querySelectorAll({json.dumps(selector)})].filter(inView);
+          const until = performance.now() + 20000;
+          while (!find().length && performance.now() < until)
+            await new Promise((done) => setTimeout(done, 50));
+          const imgs = find();
           await Promise.all(imgs.map((img) => img.complete ? null :
             new Promise((done) => {{ img.addEventListener('load', done); img.addEventListener('error', done); }})));
           await new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)));
