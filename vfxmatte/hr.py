@@ -289,13 +289,11 @@ def solve_closed_form(
     prior_values = prior.ravel()[is_unknown].astype(np.float64)
     if isinstance(prior_weight, np.ndarray):
         weights = prior_weight.ravel()[is_unknown].astype(np.float64)
-        system = (system + scipy.sparse.diags(weights, format="csr")).tocsr()
-        rhs = weights * prior_values - pull
-        least = float(weights.min())
     else:
-        system = (system + prior_weight * scipy.sparse.identity(system.shape[0], format="csr")).tocsr()
-        rhs = prior_weight * prior_values - pull
-        least = float(prior_weight)
+        weights = np.full(prior_values.shape, prior_weight, dtype=np.float64)
+    system = (system + scipy.sparse.diags(weights, format="csr")).tocsr()
+    rhs = weights * prior_values - pull
+    least = float(weights.min())
     # A prior of 1e-3 or more (the trimap-free band's 3e-3 to 0.1) makes the system diagonally
     # dominant enough for the diagonal (Jacobi) preconditioner: a few hundred cheap iterations,
     # where an incomplete Cholesky factor of a 4K frame's band (1.3 M unknowns) took 18 s and
@@ -797,11 +795,11 @@ def refine(
         trimap = guide_trimap.astype(np.float32)
     elif prior is not None and mode == "pymatting":
         band = prior_band or PriorBandSettings()
-        trimap = prior_band_trimap(prior, lr_mean, lr_std, height, width, band)
+        mask = np.clip(resize(prior, height, width), 0.0, 1.0)
+        trimap = prior_band_trimap(mask, lr_mean, lr_std, height, width, band)
         if band.solver == "shared":
             alpha = solve_shared(display, trimap)
         else:
-            mask = np.clip(resize(prior, height, width), 0.0, 1.0)
             guide = mask if band.guide == "prior" else lr_alpha
             alpha = refine_closed_form(display, trimap, guide, epsilon=band.epsilon, prior_weight=band.weights(mask))
         return Refined(alpha=alpha, foreground=foreground_by_tiles(linear, alpha), trimap=trimap)

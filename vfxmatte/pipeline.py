@@ -241,8 +241,12 @@ def matte_plate(
     linear, linear_space, lr_h, lr_w = _linear_view(plate, params, model)
     height, width = linear.shape[:2]
     network_image = color.to_network(resize(linear, lr_h, lr_w), linear_space)
-    # What the optical flow of the prior-jump check sees (uint8 RGB at the LR size).
-    picture = np.asarray(np.round(np.clip(network_image, 0.0, 1.0) * 255.0), dtype=np.uint8)
+    # What the optical flow of the prior-jump check sees (uint8 RGB at the LR size); only with the check.
+    picture = (
+        np.asarray(np.round(np.clip(network_image, 0.0, 1.0) * 255.0), dtype=np.uint8)
+        if params.prior_jump_iou > 0
+        else None
+    )
     mode = hr.resolve_mode(params.hr, model)
     # The plate display-referred at full resolution: what the prior and the refine see.
     needs_display = mode in ("pymatting", "diffusion") or params.prior != "none"

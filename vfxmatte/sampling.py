@@ -206,7 +206,9 @@ def lr_shape(height: int, width: int, lr_size: int, multiple: int) -> tuple[int,
 
 
 def resize(array: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Resize (H, W) or (H, W, C) float32: area averaging down, bilinear up."""
+    """Resize (H, W) or (H, W, C) float32: area averaging down, bilinear up (a copy at the same size)."""
+    if array.shape[:2] == (height, width):
+        return np.array(array, dtype=np.float32)  # what bilinear at scale 1 gives, without the pass
     tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
     tensor = tensor[None, None] if tensor.ndim == 2 else tensor.permute(2, 0, 1)[None]
     down = height < tensor.shape[2] and width < tensor.shape[3]
