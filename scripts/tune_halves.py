@@ -236,6 +236,7 @@ def free_candidates(grid: str) -> dict[str, Callable[[dict[str, np.ndarray]], np
         "prior at LR, upsampled": lambda d: up(d["prior_lr"], d),
         "default (0.3, auto band)": current,
     }
+
     def lr_mean(strength: str) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
         return lambda d: up(d[f"lr_mean_{strength}"], d)
 
@@ -243,7 +244,7 @@ def free_candidates(grid: str) -> dict[str, Callable[[dict[str, np.ndarray]], np
         cands[f"LR mean {s}"] = lr_mean(s)
     if grid == "stages":
         return cands
-    if grid in ("prior", "mirror", "reach", "outside", "epsilon", "weight", "confident"):
+    if grid in ("prior", "mirror", "reach", "outside", "epsilon", "weight", "confident", "ambiguous", "sharpen"):
         from vfxmatte.hr import PriorBandSettings, prior_band_trimap
 
         def band(settings: PriorBandSettings) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
@@ -252,7 +253,11 @@ def free_candidates(grid: str) -> dict[str, Callable[[dict[str, np.ndarray]], np
                 trimap = prior_band_trimap(d["prior_lr"], d["prior_lr"], d["prior_lr"] * 0, h, w, settings)
                 mask = up(d["prior_lr"], d)
                 return hr.refine_closed_form(
-                    d["display"], trimap, mask, epsilon=settings.epsilon, prior_weight=settings.weights(mask)
+                    d["display"],
+                    trimap,
+                    settings.target(mask),
+                    epsilon=settings.epsilon,
+                    prior_weight=settings.weights(mask, d["display"], trimap),
                 )
 
             return run
@@ -356,6 +361,21 @@ def free_candidates(grid: str) -> dict[str, Callable[[dict[str, np.ndarray]], np
                     for power in (2.0, 4.0, 8.0):
                         settings = PriorBandSettings(weight=base, confident_weight=strong, confident_power=power)
                         cands[f"prior band, weight {base:g} + {strong:g}·sure^{power:g}"] = band(settings)
+            return cands
+        if grid == "ambiguous":  # the prior's weight grows where colour cannot separate (PriorBandSettings)
+            cands["prior band (default)"] = band(PriorBandSettings())
+            for sigma in (0.01, 0.03):
+                for strong in (0.1, 0.3, 1.0, 3.0):
+                    settings = PriorBandSettings(ambiguous_weight=strong, ambiguity_sigma=sigma)
+                    cands[f"prior band, + {strong:g}·ambiguity² over {sigma:g}"] = band(settings)
+            return cands
+        if grid == "sharpen":  # the band pulled towards a steepened prior (PriorBandSettings.sharpen)
+            cands["prior band (default)"] = band(PriorBandSettings())
+            for sharpen in (1.5, 2.0, 3.0):
+                cands[f"prior band, prior steepened ×{sharpen:g}"] = band(PriorBandSettings(sharpen=sharpen))
+                for strong in (1.0, 3.0):
+                    settings = PriorBandSettings(sharpen=sharpen, ambiguous_weight=strong, ambiguity_sigma=0.01)
+                    cands[f"prior band, prior steepened ×{sharpen:g}, + {strong:g}·ambiguity²"] = band(settings)
             return cands
         if grid == "reach":
             cands["prior band, any distance"] = band(PriorBandSettings(reach=None))
@@ -475,6 +495,7 @@ def cmd_guided(args: argparse.Namespace) -> int:
     """Unknown-region SAD / MSE of each solver and of per-pixel combinations, per half."""
     work = Path(args.work)
     combos: dict[str, Callable[[dict[str, np.ndarray]], np.ndarray]] = {}
+
     def one(solver: str) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
         return lambda g: g[solver]
 
@@ -527,7 +548,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--grid",
         default="stages",
-        choices=("stages", "band", "prior", "mirror", "reach", "outside", "epsilon", "weight", "confident"),
+        choices=(
+            "stages",
+            "band",
+            "prior",
+            "mirror",
+            "reach",
+            "outside",
+            "epsilon",
+            "weight",
+            "confident",
+            "ambiguous",
+            "sharpen",
+        ),
     )
     p.set_defaults(func=cmd_free)
     p = sub.add_parser("guided-cache")
