@@ -247,17 +247,36 @@ def free_candidates(grid: str) -> dict[str, Callable[[dict[str, np.ndarray]], np
     if grid in ("prior", "mirror", "reach", "outside", "epsilon", "weight", "confident", "ambiguous", "sharpen"):
         from vfxmatte.hr import PriorBandSettings, prior_band_trimap
 
-        def band(settings: PriorBandSettings) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+        def band(
+            settings: PriorBandSettings,
+            ambiguous: float | None = None,
+            sigma: float = 0.03,
+            outside: bool = False,
+            sharpen: float | None = None,
+        ) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+            """The default band's solve; with ``ambiguous`` the prior's weight plus ``ambiguous ·
+            ambiguity²`` (:func:`vfxmatte.uncertainty.colour_ambiguity` over ``sigma``), only
+            outside the prior's contour with ``outside``; with ``sharpen`` the prior it is pulled
+            towards steepened about 0.5 (outside the contour only with ``outside``).  Tried, not
+            in the product (docs/BENCHMARKS.md, "colour ambiguity")."""
+
             def run(d: dict[str, np.ndarray]) -> np.ndarray:
+                from vfxmatte.uncertainty import colour_ambiguity
+
                 h, w = d["gt"].shape
                 trimap = prior_band_trimap(d["prior_lr"], d["prior_lr"], d["prior_lr"] * 0, h, w, settings)
                 mask = up(d["prior_lr"], d)
+                weights = settings.weights(mask)
+                where = (mask < 0.5) if outside else np.ones(mask.shape, bool)
+                if ambiguous is not None:
+                    extra = ambiguous * colour_ambiguity(d["display"], trimap, sigma) ** 2 * where
+                    weights = (weights + extra).astype(np.float32)
+                target = mask
+                if sharpen is not None:
+                    steep = np.clip(0.5 + sharpen * (mask - 0.5), 0.0, 1.0)
+                    target = np.where(where, steep, mask).astype(np.float32)
                 return hr.refine_closed_form(
-                    d["display"],
-                    trimap,
-                    settings.target(mask),
-                    epsilon=settings.epsilon,
-                    prior_weight=settings.weights(mask, d["display"], trimap),
+                    d["display"], trimap, target, epsilon=settings.epsilon, prior_weight=weights
                 )
 
             return run
@@ -362,20 +381,27 @@ def free_candidates(grid: str) -> dict[str, Callable[[dict[str, np.ndarray]], np
                         settings = PriorBandSettings(weight=base, confident_weight=strong, confident_power=power)
                         cands[f"prior band, weight {base:g} + {strong:g}·sure^{power:g}"] = band(settings)
             return cands
-        if grid == "ambiguous":  # the prior's weight grows where colour cannot separate (PriorBandSettings)
+        if grid == "ambiguous":  # the prior's weight grows where colour cannot separate the two sides
             cands["prior band (default)"] = band(PriorBandSettings())
-            for sigma in (0.01, 0.03):
-                for strong in (0.1, 0.3, 1.0, 3.0):
-                    settings = PriorBandSettings(ambiguous_weight=strong, ambiguity_sigma=sigma)
-                    cands[f"prior band, + {strong:g}·ambiguity² over {sigma:g}"] = band(settings)
+            for outside in (False, True):
+                where = " outside the contour" if outside else ""
+                for sigma in (0.01, 0.03):
+                    for strong in (0.1, 0.3, 1.0, 3.0):
+                        name = f"prior band, + {strong:g}·ambiguity² over {sigma:g}{where}"
+                        cands[name] = band(PriorBandSettings(), strong, sigma, outside)
             return cands
-        if grid == "sharpen":  # the band pulled towards a steepened prior (PriorBandSettings.sharpen)
+        if grid == "sharpen":  # the band pulled towards a steepened prior
             cands["prior band (default)"] = band(PriorBandSettings())
-            for sharpen in (1.5, 2.0, 3.0):
-                cands[f"prior band, prior steepened ×{sharpen:g}"] = band(PriorBandSettings(sharpen=sharpen))
-                for strong in (1.0, 3.0):
-                    settings = PriorBandSettings(sharpen=sharpen, ambiguous_weight=strong, ambiguity_sigma=0.01)
-                    cands[f"prior band, prior steepened ×{sharpen:g}, + {strong:g}·ambiguity²"] = band(settings)
+            for outside in (False, True):
+                where = " outside the contour" if outside else ""
+                for sharpen in (1.5, 2.0, 3.0):
+                    cands[f"prior band, prior steepened ×{sharpen:g}{where}"] = band(
+                        PriorBandSettings(), sharpen=sharpen, outside=outside
+                    )
+                    for strong in (1.0, 3.0):
+                        cands[f"prior band, prior steepened ×{sharpen:g}, + {strong:g}·ambiguity² over 0.01{where}"] = (
+                            band(PriorBandSettings(), strong, 0.01, outside, sharpen)
+                        )
             return cands
         if grid == "reach":
             cands["prior band, any distance"] = band(PriorBandSettings(reach=None))

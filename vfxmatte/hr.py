@@ -140,92 +140,17 @@ class PriorBandSettings:
     #: the composite shots SAD and the streak ratio lower on both.
     confident_weight: float | None = 0.1
     confident_power: float = 4.0
-    #: The prior's weight where the colours near a pixel cannot tell the subject from the
-    #: background (:func:`colour_ambiguity` over ``ambiguity_sigma`` × the long side): plus
-    #: ``ambiguous_weight · ambiguity²``.  A dark coat against a dark, textured lawn has no colour
-    #: line to follow, and the closed form otherwise carries the lawn's texture into the matte as
-    #: horizontal streaks; hair against a smooth background keeps the colour model.  None: off.
-    ambiguous_weight: float | None = None
-    ambiguity_sigma: float = 0.03
-    #: The weak prior the band is pulled towards, steepened about 0.5 by this factor
-    #: (``clip(0.5 + sharpen · (mask - 0.5))``): the prior mask's edge is a ramp as wide as its
-    #: upsampling, where a subject's edge without hair is a step.  None: the mask as it is.
-    sharpen: float | None = None
 
-    def target(self, mask: np.ndarray) -> np.ndarray:
-        """What the band is pulled towards at :meth:`weights`: the prior mask (full size), steepened."""
-        if self.sharpen is None:
-            return mask
-        return np.clip(0.5 + np.float32(self.sharpen) * (mask - np.float32(0.5)), 0.0, 1.0).astype(np.float32)
-
-    def weights(
-        self, mask: np.ndarray, image: np.ndarray | None = None, trimap: np.ndarray | None = None
-    ) -> float | np.ndarray:
-        """The prior's weight in the band: one number, or per pixel of ``mask`` (the prior at full size).
-
-        ``image`` (display-referred) and ``trimap`` (the band's) are needed for ``ambiguous_weight``.
-        """
-        if self.confident_weight is None and self.ambiguous_weight is None:
+    def weights(self, mask: np.ndarray) -> float | np.ndarray:
+        """The prior's weight in the band: one number, or per pixel of ``mask`` (the prior at full size)."""
+        if self.confident_weight is None:
             return self.weight
-        weights = np.full(mask.shape, self.weight, dtype=np.float32)
-        if self.confident_weight is not None:
-            sure = np.abs(2.0 * mask.astype(np.float32) - 1.0) ** self.confident_power
-            weights += np.float32(self.confident_weight) * sure
-        if self.ambiguous_weight is not None:
-            if image is None or trimap is None:
-                raise UsageError("the ambiguous-colour weight needs the image and the band's trimap")
-            weights += np.float32(self.ambiguous_weight) * colour_ambiguity(image, trimap, self.ambiguity_sigma) ** 2
-        return weights
+        sure = np.abs(2.0 * mask.astype(np.float32) - 1.0) ** self.confident_power
+        return np.float32(self.weight) + np.float32(self.confident_weight) * sure
 
     def __post_init__(self) -> None:
         if self.solver not in ("closed-form", "shared"):
             raise UsageError(f"prior band solver {self.solver!r}: choose closed-form or shared")
-
-
-def colour_ambiguity(image: np.ndarray, trimap: np.ndarray, sigma: float) -> np.ndarray:
-    """(H, W) in [0, 1): how little the known colours near each pixel separate foreground from background.
-
-    Within a Gaussian of ``sigma`` × the long side, the trimap's known foreground and background
-    each have a mean colour and a spread (the summed per-channel variance); the ambiguity is
-    ``spread / (spread + |mean_F - mean_B|²)``: near 0 where the two sides are distinct, smooth
-    colours (a colour line the closed form can follow), near 1 where their difference is lost in
-    their own texture.  0 where either side has no known pixel within reach.  Computed on a
-    grid of about 8 px per sigma and upsampled: cheap at 4K.
-    """
-    import cv2
-
-    height, width = trimap.shape
-    long_side = max(height, width)
-    sigma_px = max(sigma * long_side, 1.0)
-    factor = max(1.0, sigma_px / 8.0)
-    small_h, small_w = max(1, round(height / factor)), max(1, round(width / factor))
-    small_sigma = sigma_px / max(height / small_h, width / small_w)
-
-    def shrink(array: np.ndarray) -> np.ndarray:
-        if (small_h, small_w) == (height, width):
-            return np.asarray(array, dtype=np.float32)
-        return np.asarray(cv2.resize(array, (small_w, small_h), interpolation=cv2.INTER_AREA), dtype=np.float32)
-
-    colours = np.asarray(image, dtype=np.float32)
-    sides = []
-    for code in (FOREGROUND, BACKGROUND):
-        known = (trimap == code).astype(np.float32)
-        weight = ndimage.gaussian_filter(shrink(known), small_sigma)
-        mean = (
-            np.stack([ndimage.gaussian_filter(shrink(colours[..., c] * known), small_sigma) for c in range(3)], -1)
-            / np.maximum(weight, 1e-6)[..., None]
-        )
-        square = (
-            np.stack([ndimage.gaussian_filter(shrink(colours[..., c] ** 2 * known), small_sigma) for c in range(3)], -1)
-            / np.maximum(weight, 1e-6)[..., None]
-        )
-        spread = np.clip(square - mean**2, 0.0, None).sum(-1)
-        sides.append((weight, mean, spread))
-    (w_f, mean_f, spread_f), (w_b, mean_b, spread_b) = sides
-    spread = spread_f + spread_b
-    ambiguity = spread / (spread + ((mean_f - mean_b) ** 2).sum(-1) + 1e-6)
-    ambiguity[(w_f < 1e-3) | (w_b < 1e-3)] = 0.0
-    return np.clip(resize(ambiguity, height, width), 0.0, 1.0)
 
 
 def _contour_distance(inside: np.ndarray) -> np.ndarray:
@@ -875,10 +800,8 @@ def refine(
         if band.solver == "shared":
             alpha = solve_shared(display, trimap)
         else:
-            guide = band.target(mask) if band.guide == "prior" else lr_alpha
-            alpha = refine_closed_form(
-                display, trimap, guide, epsilon=band.epsilon, prior_weight=band.weights(mask, display, trimap)
-            )
+            guide = mask if band.guide == "prior" else lr_alpha
+            alpha = refine_closed_form(display, trimap, guide, epsilon=band.epsilon, prior_weight=band.weights(mask))
         return Refined(alpha=alpha, foreground=foreground_by_tiles(linear, alpha), trimap=trimap)
     else:
         trimap = auto_trimap(lr_mean, lr_std, height, width)
@@ -894,7 +817,9 @@ def refine(
             if (guided_solver or GUIDED_SOLVER) == "shared":
                 alpha = solve_shared(display, trimap)
             else:
-                alpha = refine_closed_form(display, trimap, lr_alpha, epsilon=GUIDED_EPSILON, prior_weight=GUIDED_PRIOR)
+                alpha = refine_closed_form(
+                    display, trimap, lr_alpha, epsilon=GUIDED_EPSILON, prior_weight=GUIDED_PRIOR
+                )
         else:
             alpha = refine_closed_form(display, trimap, lr_alpha)
         return Refined(alpha=alpha, foreground=foreground_by_tiles(linear, alpha), trimap=trimap)
