@@ -61,7 +61,6 @@ def collect(dataset: str, out: Path, guide: str | None, limit: int | None, lr_si
             lr_std=lr_std,
             prior=kwargs.get("prior"),
             doubt=kwargs.get("subject_doubt"),
-            display=kwargs.get("display"),
         )
         return estimate(lr_mean, lr_std, alpha, **kwargs)
 
@@ -89,8 +88,6 @@ def collect(dataset: str, out: Path, guide: str | None, limit: int | None, lr_si
             arrays["prior"] = captured["prior"]
         if captured["doubt"] is not None:
             arrays["subject_doubt"] = captured["doubt"]
-        if captured["display"] is not None:
-            arrays["display"] = captured["display"].astype(np.float16)
         np.savez_compressed(out / f"{item.name}.npz", **arrays)
         print(f"{item.name}: MSE x1e3 {float(np.mean((matte.alpha - gt) ** 2)) * 1e3:.2f}", flush=True)
     (out / "run.json").write_text(json.dumps({"dataset": dataset, "guide": guide, "lr_size": lr_size}) + "\n")
@@ -133,8 +130,6 @@ def collect_shot(
             arrays["prior"] = kwargs["prior"]
         if kwargs.get("subject_doubt") is not None:
             arrays["subject_doubt"] = kwargs["subject_doubt"]
-        if kwargs.get("display") is not None:
-            arrays["display"] = kwargs["display"].astype(np.float16)
         np.savez_compressed(out / f"{target}.{frame}.npz", **arrays)
         mse = float(np.mean((alpha - arrays["gt"]) ** 2)) * 1e3
         print(f"{target} frame {frame}: MSE x1e3 {mse:.2f}", flush=True)
@@ -251,8 +246,7 @@ def load_items(folder: Path) -> list[Item]:
     for path in sorted(folder.glob("*.npz")):
         data = np.load(path)
         prior = data["prior"] if "prior" in data else None
-        display = data["display"].astype(np.float32) if "display" in data else None
-        signals = lr_signals(data["lr_mean"], data["lr_std"], data["alpha"], prior, display)
+        signals = lr_signals(data["lr_mean"], data["lr_std"], data["alpha"], prior)
         if "subject_doubt" in data:
             signals["subject"] = data["subject_doubt"]
         subject = path.stem.split(".")[0]

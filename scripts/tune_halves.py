@@ -219,6 +219,48 @@ def prior_trimap(prior: np.ndarray, low: float, high: float, radius: int) -> np.
     return trimap
 
 
+def colour_ambiguity(image: np.ndarray, trimap: np.ndarray, sigma: float) -> np.ndarray:
+    """(H, W) in [0, 1): how little the known colours near each pixel separate foreground from background.
+
+    Within a Gaussian of ``sigma`` × the long side, the trimap's known foreground and background
+    each have a mean colour and a spread (the summed per-channel variance); the ambiguity is
+    ``spread / (spread + |mean_F - mean_B|²)``: near 0 where the two sides are distinct, smooth
+    colours (a colour line the closed form can follow), near 1 where their difference is lost in
+    their own texture.  0 where either side has no known pixel within reach.  Computed on a
+    grid of about 4 px per sigma and upsampled: cheap at 4K.
+    """
+    import cv2
+
+    from vfxmatte.sampling import resize
+
+    height, width = trimap.shape
+    sigma_px = max(sigma * max(height, width), 1.0)
+    factor = max(1.0, sigma_px / 4.0)  # about 4 grid px per sigma: the statistics are smooth
+    small_h, small_w = max(1, round(height / factor)), max(1, round(width / factor))
+    small_sigma = sigma_px / max(height / small_h, width / small_w)
+    colours = np.asarray(image, dtype=np.float32)
+    sides = []
+    for code in (1.0, 0.0):  # the trimap's foreground, then its background
+        known = (trimap == code).astype(np.float32)[..., None]
+        # Known weight, colour and squared colour: seven channels, shrunk and blurred four at a time.
+        parts = []
+        for part in (np.concatenate([known, colours * known], axis=-1), colours**2 * known):
+            if (small_h, small_w) != (height, width):
+                part = cv2.resize(part, (small_w, small_h), interpolation=cv2.INTER_AREA)
+            parts.append(cv2.GaussianBlur(part, (0, 0), small_sigma, borderType=cv2.BORDER_REFLECT))
+        stack = np.concatenate(parts, axis=-1)
+        weight = stack[..., 0]
+        mean = stack[..., 1:4] / np.maximum(weight, 1e-6)[..., None]
+        square = stack[..., 4:7] / np.maximum(weight, 1e-6)[..., None]
+        spread = np.clip(square - mean**2, 0.0, None).sum(-1)
+        sides.append((weight, mean, spread))
+    (w_f, mean_f, spread_f), (w_b, mean_b, spread_b) = sides
+    spread = spread_f + spread_b
+    ambiguity = spread / (spread + ((mean_f - mean_b) ** 2).sum(-1) + 1e-6)
+    ambiguity[(w_f < 1e-3) | (w_b < 1e-3)] = 0.0
+    return np.clip(resize(ambiguity, height, width), 0.0, 1.0)
+
+
 def free_candidates(grid: str) -> dict[str, Callable[[dict[str, np.ndarray]], np.ndarray]]:
     from vfxmatte import hr
     from vfxmatte.sampling import resize
@@ -255,14 +297,12 @@ def free_candidates(grid: str) -> dict[str, Callable[[dict[str, np.ndarray]], np
             sharpen: float | None = None,
         ) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
             """The default band's solve; with ``ambiguous`` the prior's weight plus ``ambiguous ·
-            ambiguity²`` (:func:`vfxmatte.uncertainty.colour_ambiguity` over ``sigma``), only
+            ambiguity²`` (:func:`colour_ambiguity` over ``sigma``), only
             outside the prior's contour with ``outside``; with ``sharpen`` the prior it is pulled
             towards steepened about 0.5 (outside the contour only with ``outside``).  Tried, not
             in the product (docs/BENCHMARKS.md, "colour ambiguity")."""
 
             def run(d: dict[str, np.ndarray]) -> np.ndarray:
-                from vfxmatte.uncertainty import colour_ambiguity
-
                 h, w = d["gt"].shape
                 trimap = prior_band_trimap(d["prior_lr"], d["prior_lr"], d["prior_lr"] * 0, h, w, settings)
                 mask = up(d["prior_lr"], d)

@@ -17,7 +17,7 @@ from vfxmatte.io.exr import write_exr
 from vfxmatte.io.frames import Plate, Window
 from vfxmatte.metrics import rank_correlation, sparsification
 from vfxmatte.review import ReviewSettings, build_review
-from vfxmatte.uncertainty import UncertaintyWeights, colour_ambiguity, estimate
+from vfxmatte.uncertainty import UncertaintyWeights, estimate
 
 SMALL = ReviewSettings(thumb_size=64, preview_size=96, crop_size=48)
 
@@ -98,31 +98,6 @@ def test_subject_doubt_is_folded_in_and_checked() -> None:
     assert np.array_equal(carried.map[:, 16:], plain.map[:, 16:]) and carried.score > plain.score
     with pytest.raises(ValueError, match="subject_doubt has shape"):
         estimate(lr_mean, lr_std, alpha, subject_doubt=np.zeros((4, 4), np.float32))
-
-
-def test_colour_signal_marks_the_edge_where_subject_and_background_look_alike() -> None:
-    # A dark subject on the left half of the frame; right of it a bright, flat background in the top
-    # half (the colours separate) and a dark, textured one in the bottom half (they do not).
-    rng = np.random.default_rng(1)
-    height, width = 64, 96
-    alpha = np.zeros((height, width), np.float32)
-    alpha[:, :48] = 1.0
-    display = np.full((height, width, 3), 0.08, np.float32)
-    display[: height // 2, 48:] = 0.85
-    texture = rng.choice([0.04, 0.2], size=(height // 2, 48)).astype(np.float32)
-    display[height // 2 :, 48:] = texture[..., None]
-    lr_mean = alpha[::2, ::2].copy()
-    lr_std = np.zeros_like(lr_mean)
-    ambiguity = colour_ambiguity(display, np.where(alpha > 0.5, 1.0, 0.0).astype(np.float32), 0.05)
-    assert ambiguity[48, 52] > 0.5 > 0.05 > ambiguity[12, 52]  # textured look-alike: ambiguous; flat, distinct: not
-    weights = UncertaintyWeights(colour=0.5)
-    seen = estimate(lr_mean, lr_std, alpha, display=display, weights=weights)
-    blind = estimate(lr_mean, lr_std, alpha, weights=weights)  # no plate handed over: no colour signal
-    assert not blind.signals["colour"].any()
-    colour = seen.signals["colour"]
-    assert colour[24, 24] > 0.3 and colour[8, 24] < 0.05  # on the edge: bottom ambiguous, top not
-    assert colour[24, 2] < 0.1 * colour[24, 24]  # away from the edge it fades
-    assert seen.map[48, 48] > seen.map[16, 48] + 0.1
 
 
 # -- vfxmatte eval ---------------------------------------------------------------------------

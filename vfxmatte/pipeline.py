@@ -343,9 +343,7 @@ def matte_plate(
     )
     if spatial is not None:
         refined.alpha = guidance.apply_to_matte(refined.alpha, spatial, params.clamp_known)
-    doubt = estimate_uncertainty(
-        lr_mean, lr_std, refined.alpha, prior=prior_mask, subject_doubt=subject_doubt, display=display
-    )
+    doubt = estimate_uncertainty(lr_mean, lr_std, refined.alpha, prior=prior_mask, subject_doubt=subject_doubt)
     foreground = refined.foreground if refined.foreground is not None else estimate_foreground(linear, refined.alpha)
     return Matte(
         alpha=refined.alpha,

@@ -23,12 +23,6 @@ This pass combines the spread with cheap signals that do see those errors:
 ``stray``
     the matte's pieces other than its main subject (the component holding most of the
     prior's mass, or the largest), where a second subject or a passer-by ends up;
-``colour``
-    nearness to the edge (as ``edge``) where the colours around it cannot tell the subject
-    from the background (:func:`colour_ambiguity` of the plate, the final matte's opaque and
-    clear pixels the two sides): a dark coat against a dark, textured lawn, where the band
-    solve has no colour line to follow and carries the background's texture into the matte
-    (the streaks off edges on film plates);
 ``subject``
     the carried guide's doubt (keyframe runs), when the run has one.
 
@@ -60,10 +54,7 @@ EDGE_LOW, EDGE_HIGH = 0.02, 0.98
 #: A matte component smaller than this share of the LR frame is noise, not a second subject.
 STRAY_MIN_SHARE = 0.002
 
-#: Reach of :func:`colour_ambiguity` for the ``colour`` signal (× the long side).
-COLOUR_SIGMA = 0.03
-
-SIGNALS = ("spread", "solver", "prior", "prior_doubt", "edge", "stray", "colour", "subject")
+SIGNALS = ("spread", "solver", "prior", "prior_doubt", "edge", "stray", "subject")
 
 
 @dataclass(frozen=True)
@@ -76,7 +67,6 @@ class UncertaintyWeights:
     prior_doubt: float = 0.0
     edge: float = 0.0
     stray: float = 0.0
-    colour: float = 0.0
     subject: float = 0.0
     bias: float = 0.0
 
@@ -88,7 +78,7 @@ class UncertaintyWeights:
 #: runs with the prior.  The seed spread gets no weight and the solver disagreement little: once the
 #: prior's signals, the matte's edge and its stray pieces are in, they add little the fit can use (nor
 #: did the share of the refine's solved band, tried as a signal and dropped at weight 0).
-WEIGHTS = UncertaintyWeights(solver=0.0318, prior=0.1721, prior_doubt=0.1156, edge=0.0868, stray=0.8589, bias=0.0227)
+WEIGHTS = UncertaintyWeights(solver=0.0239, prior=0.2744, prior_doubt=0.0987, edge=0.0904, stray=0.8714, bias=0.0215)
 #: The same for runs whose subject came from a guide without the prior (trimap, keyframes).
 WEIGHTS_GUIDED = UncertaintyWeights(edge=0.0981, bias=0.0001)
 
@@ -135,46 +125,6 @@ def _stray(lr_mean: np.ndarray, prior: np.ndarray | None) -> np.ndarray:
     return np.maximum(stray, ndimage.grey_dilation(stray, size=(3, 3)) * (lr_mean > EDGE_LOW))
 
 
-def colour_ambiguity(image: np.ndarray, trimap: np.ndarray, sigma: float) -> np.ndarray:
-    """(H, W) in [0, 1): how little the known colours near each pixel separate foreground from background.
-
-    Within a Gaussian of ``sigma`` × the long side, the trimap's known foreground and background
-    each have a mean colour and a spread (the summed per-channel variance); the ambiguity is
-    ``spread / (spread + |mean_F - mean_B|²)``: near 0 where the two sides are distinct, smooth
-    colours (a colour line the closed form can follow), near 1 where their difference is lost in
-    their own texture.  0 where either side has no known pixel within reach.  Computed on a
-    grid of about 4 px per sigma and upsampled: cheap at 4K.
-    """
-    import cv2
-
-    height, width = trimap.shape
-    sigma_px = max(sigma * max(height, width), 1.0)
-    factor = max(1.0, sigma_px / 4.0)  # about 4 grid px per sigma: the statistics are smooth
-    small_h, small_w = max(1, round(height / factor)), max(1, round(width / factor))
-    small_sigma = sigma_px / max(height / small_h, width / small_w)
-    colours = np.asarray(image, dtype=np.float32)
-    sides = []
-    for code in (1.0, 0.0):  # the trimap's foreground, then its background
-        known = (trimap == code).astype(np.float32)[..., None]
-        # Known weight, colour and squared colour: seven channels, shrunk and blurred four at a time.
-        parts = []
-        for part in (np.concatenate([known, colours * known], axis=-1), colours**2 * known):
-            if (small_h, small_w) != (height, width):
-                part = cv2.resize(part, (small_w, small_h), interpolation=cv2.INTER_AREA)
-            parts.append(cv2.GaussianBlur(part, (0, 0), small_sigma, borderType=cv2.BORDER_REFLECT))
-        stack = np.concatenate(parts, axis=-1)
-        weight = stack[..., 0]
-        mean = stack[..., 1:4] / np.maximum(weight, 1e-6)[..., None]
-        square = stack[..., 4:7] / np.maximum(weight, 1e-6)[..., None]
-        spread = np.clip(square - mean**2, 0.0, None).sum(-1)
-        sides.append((weight, mean, spread))
-    (w_f, mean_f, spread_f), (w_b, mean_b, spread_b) = sides
-    spread = spread_f + spread_b
-    ambiguity = spread / (spread + ((mean_f - mean_b) ** 2).sum(-1) + 1e-6)
-    ambiguity[(w_f < 1e-3) | (w_b < 1e-3)] = 0.0
-    return np.clip(resize(ambiguity, height, width), 0.0, 1.0)
-
-
 def _to_lr(alpha: np.ndarray, height: int, width: int) -> np.ndarray:
     """The full-resolution matte at the LR size: an integer box reduction, then a small resample.
 
@@ -186,40 +136,20 @@ def _to_lr(alpha: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.clip(resize(alpha, height, width), 0.0, 1.0)
 
 
-def _colour(lr_alpha: np.ndarray, edge: np.ndarray, display: np.ndarray | None) -> np.ndarray:
-    if display is None:
-        return np.zeros_like(lr_alpha, dtype=np.float32)
-    import cv2
-
-    h, w = lr_alpha.shape
-    picture = cv2.resize(np.ascontiguousarray(display, dtype=np.float32), (w, h), interpolation=cv2.INTER_AREA)
-    sides = np.full((h, w), 0.5, dtype=np.float32)
-    sides[lr_alpha >= EDGE_HIGH] = 1.0
-    sides[lr_alpha <= EDGE_LOW] = 0.0
-    return (colour_ambiguity(picture, sides, COLOUR_SIGMA) * edge).astype(np.float32)
-
-
 def lr_signals(
-    lr_mean: np.ndarray,
-    lr_std: np.ndarray,
-    alpha: np.ndarray,
-    prior: np.ndarray | None = None,
-    display: np.ndarray | None = None,
+    lr_mean: np.ndarray, lr_std: np.ndarray, alpha: np.ndarray, prior: np.ndarray | None = None
 ) -> dict[str, np.ndarray]:
-    """Every signal but ``subject`` at the LR size (h, w), each in [0, 1]; a missing prior gives zeros,
-    and so does a missing ``display`` (the plate display-referred, (H, W, 3)) for ``colour``."""
+    """Every signal but ``subject`` at the LR size (h, w), each in [0, 1]; a missing prior gives zeros."""
     h, w = lr_mean.shape
     lr_alpha = _to_lr(alpha, h, w)
     zeros = np.zeros((h, w), dtype=np.float32)
-    edge = _edge_nearness(lr_alpha)
     return {
         "spread": np.clip(2.0 * lr_std, 0.0, 1.0).astype(np.float32),
         "solver": np.abs(lr_alpha - lr_mean).astype(np.float32),
         "prior": np.abs(lr_mean - prior).astype(np.float32) if prior is not None else zeros,
         "prior_doubt": (1.0 - np.abs(2.0 * prior - 1.0)).astype(np.float32) if prior is not None else zeros,
-        "edge": edge,
+        "edge": _edge_nearness(lr_alpha),
         "stray": _stray(lr_mean, prior),
-        "colour": _colour(lr_alpha, edge, display),
     }
 
 
@@ -247,7 +177,6 @@ def estimate(
     *,
     prior: np.ndarray | None = None,
     subject_doubt: np.ndarray | None = None,
-    display: np.ndarray | None = None,
     weights: UncertaintyWeights | None = None,
 ) -> UncertaintyPass:
     """The uncertainty pass of one frame.
@@ -255,12 +184,11 @@ def estimate(
     ``lr_mean`` / ``lr_std`` (h, w): the LR ensemble; ``alpha`` (H, W): the final matte;
     ``prior`` (h, w): the salient-object prior's mask the run started from (None when no
     prior ran); ``subject_doubt`` (H, W) in [0, 1]: the carried guide's doubt (None without
-    a carried guide); ``display`` (H, W, 3): the plate display-referred, for ``colour``;
-    ``weights`` default to :func:`weights_for` the run's kind.
+    a carried guide); ``weights`` default to :func:`weights_for` the run's kind.
     """
     weights = weights or weights_for(prior is not None)
     height, width = alpha.shape
-    signals = lr_signals(lr_mean, lr_std, alpha, prior, display)
+    signals = lr_signals(lr_mean, lr_std, alpha, prior)
     if subject_doubt is not None:
         if subject_doubt.shape != alpha.shape:
             raise ValueError(f"subject_doubt has shape {subject_doubt.shape}, the matte {alpha.shape}")
