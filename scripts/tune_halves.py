@@ -286,7 +286,8 @@ def free_candidates(grid: str) -> dict[str, Callable[[dict[str, np.ndarray]], np
         cands[f"LR mean {s}"] = lr_mean(s)
     if grid == "stages":
         return cands
-    if grid in ("prior", "mirror", "reach", "outside", "epsilon", "weight", "confident", "ambiguous", "sharpen"):
+    band_grids = ("prior", "mirror", "reach", "outside", "epsilon", "weight", "confident")
+    if grid in (*band_grids, "ambiguous", "sharpen", "coarse"):
         from vfxmatte.hr import PriorBandSettings, prior_band_trimap
 
         def band(
@@ -429,6 +430,42 @@ def free_candidates(grid: str) -> dict[str, Callable[[dict[str, np.ndarray]], np
                     for strong in (0.1, 0.3, 1.0, 3.0):
                         name = f"prior band, + {strong:g}·ambiguity² over {sigma:g}{where}"
                         cands[name] = band(PriorBandSettings(), strong, sigma, outside)
+            return cands
+        if grid == "coarse":  # the band also pulled towards its own solve at 1/factor of the size
+
+            def coarse_band(
+                factor: int, strength: float, down: bool = False, sure: float | None = None
+            ) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+                settings = PriorBandSettings(coarse=strength, coarse_factor=factor, coarse_down=down, coarse_sure=sure)
+
+                def run(d: dict[str, np.ndarray]) -> np.ndarray:  # as hr.refine's trimap-free band
+                    h, w = d["gt"].shape
+                    trimap = prior_band_trimap(d["prior_lr"], d["prior_lr"], d["prior_lr"] * 0, h, w, settings)
+                    mask = up(d["prior_lr"], d)
+                    own = settings.weights(mask)
+                    fine = None
+                    if down:
+                        fine = hr.refine_closed_form(
+                            d["display"], trimap, mask, epsilon=settings.epsilon, prior_weight=own
+                        )
+                    guide, weights = hr.coarse_pull(d["display"], mask, mask, own, settings, fine)
+                    return hr.refine_closed_form(
+                        d["display"], trimap, guide, epsilon=settings.epsilon, prior_weight=weights
+                    )
+
+                return run
+
+            cands["prior band (default)"] = band(PriorBandSettings())
+            for factor in (2, 4):
+                for strength in (0.01, 0.03, 0.1, 0.3):
+                    cands[f"prior band, + {strength:g} towards its solve at 1/{factor}"] = coarse_band(factor, strength)
+            for strength in (0.03, 0.1, 0.3, 1.0):
+                name = f"prior band, + {strength:g} towards its solve at 1/2 where that is lower"
+                cands[name] = coarse_band(2, strength, down=True)
+            for strength in (0.1, 0.3, 1.0):
+                for sure in (1.0, 4.0):
+                    name = f"prior band, + {strength:g}·sure^{sure:g} towards its solve at 1/2 where that is lower"
+                    cands[name] = coarse_band(2, strength, down=True, sure=sure)
             return cands
         if grid == "sharpen":  # the band pulled towards a steepened prior
             cands["prior band (default)"] = band(PriorBandSettings())
@@ -626,6 +663,7 @@ def main(argv: list[str] | None = None) -> int:
             "confident",
             "ambiguous",
             "sharpen",
+            "coarse",
         ),
     )
     p.set_defaults(func=cmd_free)

@@ -201,6 +201,35 @@ def test_the_priors_weight_in_the_band_can_be_set_per_pixel() -> None:
     assert flat.weights(prior) == flat.weight
 
 
+def test_coarse_pull_averages_a_look_alike_texture_away() -> None:
+    """The band also pulled towards its own solve at half size: off by default, and where it is set a
+    background whose rows mimic the subject's colour gets less alpha carried into it."""
+    rng = np.random.default_rng(2)
+    height, width = 64, 96
+    truth = np.zeros((height, width), np.float32)
+    truth[:, :40] = 1.0
+    rows = rng.choice([0.1, 0.7], size=(height, 1))  # rows of the subject's dark and of a light colour
+    image = np.where(truth[..., None] > 0.5, 0.1, np.repeat(rows, width, axis=1)[..., None]).astype(np.float32)
+    image = np.repeat(image, 3, axis=2)
+    xs = np.arange(width, dtype=np.float32)
+    prior = np.repeat(np.clip((44.0 - xs) / 8.0, 0.0, 1.0)[None], height, axis=0)  # soft, a little wide
+    band = hr.PriorBandSettings()
+    assert band.coarse is None
+    guide, weights = hr.coarse_pull(image, prior, prior, band.weights(prior), band)
+    assert guide is prior  # off: the guide and its weight as they were
+    trimap = hr.prior_band_trimap(prior, prior, prior, height, width, band)
+    plain = hr.refine_closed_form(image, trimap, guide, epsilon=band.epsilon, prior_weight=weights)
+    pulled_band = hr.PriorBandSettings(coarse=1.0, coarse_down=True)
+    fine = plain
+    guide, weights = hr.coarse_pull(image, prior, prior, pulled_band.weights(prior), pulled_band, fine)
+    assert isinstance(weights, np.ndarray) and weights.shape == prior.shape
+    assert (guide <= np.maximum(prior, fine) + 1e-6).all()  # down only: never a pull above both
+    pulled = hr.refine_closed_form(image, trimap, guide, epsilon=band.epsilon, prior_weight=weights)
+    background = (truth == 0) & (trimap == hr.UNKNOWN)
+    assert background.sum() > 100
+    assert np.abs(pulled - truth)[background].mean() < 0.8 * np.abs(plain - truth)[background].mean()
+
+
 def test_band_laplacian_is_pymattings_laplacian_restricted_to_the_band() -> None:
     from pymatting import cf_laplacian
 

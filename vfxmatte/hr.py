@@ -140,6 +140,18 @@ class PriorBandSettings:
     #: the composite shots SAD and the streak ratio lower on both.
     confident_weight: float | None = 0.1
     confident_power: float = 4.0
+    #: Coarse to fine: the band is also pulled, at this weight, towards its own solve at
+    #: 1/``coarse_factor`` of the size (upsampled).  There a background's fine texture (a lawn's
+    #: rows) is averaged into its mean colour, which separates it from the subject where the
+    #: texture alone mimics it.  None: off.
+    coarse: float | None = None
+    coarse_factor: int = 2
+    #: The coarse solve only takes alpha away: the band is solved once without it, then again
+    #: pulled towards the coarse solve only where that is lower (streaks, not blurred edges).
+    coarse_down: bool = False
+    #: The coarse pull scaled by the prior's sureness ``(2|prior - 0.5|) ** coarse_sure`` (as
+    #: ``confident_power``): where the prior says background, not at its soft edge.  None: flat.
+    coarse_sure: float | None = None
 
     def weights(self, mask: np.ndarray) -> float | np.ndarray:
         """The prior's weight in the band: one number, or per pixel of ``mask`` (the prior at full size)."""
@@ -151,6 +163,42 @@ class PriorBandSettings:
     def __post_init__(self) -> None:
         if self.solver not in ("closed-form", "shared"):
             raise UsageError(f"prior band solver {self.solver!r}: choose closed-form or shared")
+
+
+def coarse_pull(
+    display: np.ndarray,
+    prior: np.ndarray,
+    guide: np.ndarray,
+    weights: float | np.ndarray,
+    band: PriorBandSettings,
+    fine: np.ndarray | None = None,
+) -> tuple[np.ndarray, float | np.ndarray]:
+    """The band's weak guide and its weight with :attr:`PriorBandSettings.coarse` folded in.
+
+    The band (its prior ``prior`` at any size) is solved at 1/``coarse_factor`` of ``display``'s
+    size, upsampled, and added as a second quadratic pull: ``w (α - g)² + c (α - s)²`` is
+    ``(w + c) (α - (w g + c s) / (w + c))²`` up to a constant, so the solve keeps one guide.
+    """
+    if band.coarse is None:
+        return guide, weights
+    height, width = display.shape[:2]
+    small_h = max(1, round(height / band.coarse_factor))
+    small_w = max(1, round(width / band.coarse_factor))
+    small_mask = np.clip(resize(prior, small_h, small_w), 0.0, 1.0)
+    small_trimap = prior_band_trimap(small_mask, small_mask, small_mask, small_h, small_w, band)
+    small = refine_closed_form(
+        resize(display, small_h, small_w), small_trimap, small_mask, epsilon=band.epsilon,
+        prior_weight=band.weights(small_mask),
+    )  # fmt: skip
+    coarse = np.clip(resize(small, height, width), 0.0, 1.0)
+    own = np.broadcast_to(np.asarray(weights, dtype=np.float32), guide.shape)
+    pull = np.full(guide.shape, band.coarse, dtype=np.float32)
+    if band.coarse_sure is not None:
+        pull *= np.abs(2.0 * prior.astype(np.float32) - 1.0) ** band.coarse_sure
+    if fine is not None:  # only where the coarse solve is lower than the band's own answer
+        pull[coarse >= fine] = 0.0
+    total = own + pull
+    return ((own * guide + pull * coarse) / total).astype(np.float32), total
 
 
 def _contour_distance(inside: np.ndarray) -> np.ndarray:
@@ -800,8 +848,12 @@ def refine(
         if band.solver == "shared":
             alpha = solve_shared(display, trimap)
         else:
-            guide = mask if band.guide == "prior" else lr_alpha
-            alpha = refine_closed_form(display, trimap, guide, epsilon=band.epsilon, prior_weight=band.weights(mask))
+            guide, weights = (mask if band.guide == "prior" else lr_alpha), band.weights(mask)
+            fine = None
+            if band.coarse is not None and band.coarse_down:
+                fine = refine_closed_form(display, trimap, guide, epsilon=band.epsilon, prior_weight=weights)
+            guide, weights = coarse_pull(display, mask, guide, weights, band, fine)
+            alpha = refine_closed_form(display, trimap, guide, epsilon=band.epsilon, prior_weight=weights)
         return Refined(alpha=alpha, foreground=foreground_by_tiles(linear, alpha), trimap=trimap)
     else:
         trimap = auto_trimap(lr_mean, lr_std, height, width)
