@@ -207,12 +207,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if trust is not None:
                 name = f"{name}, flow trusted to {trust} px"
             out = folder / name.replace(", ", "_").replace(" ", "-") / "m.####.exr"
-            trusted = steady.TRUST_PX
-            steady.TRUST_PX = trust if trust is not None else trusted
-            try:
+            with steady.trusting(trust):
                 summary = matte_shot(shot.plate, str(out), shot_params, RunOptions(overwrite=True), model=model)
-            finally:
-                steady.TRUST_PX = trusted
             if summary.exit_code:
                 raise SystemExit(f"{shot.plate}: the run failed: {summary.results}")
             followed = sorted({r.frame for r in summary.results for w in r.warnings if "prior's subject jumped" in w})

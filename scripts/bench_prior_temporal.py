@@ -146,12 +146,8 @@ def main() -> int:
     for label, jump, window, trust in variants:
         out = work / f"out-{jump}-{window}-{trust}"
         params = MatteParams(temporal="shared", prior_jump_iou=jump, hr=args.hr, prior_window=window)
-        trusted = steady.TRUST_PX
-        steady.TRUST_PX = trust if trust is not None else trusted
-        try:
+        with steady.trusting(trust):
             summary = matte_shot(pattern, str(out / "m.####.exr"), params, model=model)
-        finally:
-            steady.TRUST_PX = trusted
         jumped = sorted({r.frame for r in summary.results for w in r.warnings if "prior's subject jumped" in w})
         mattes = [load(out / f"m.{1001 + i}.exr")[..., 3] for i in range(args.frames)]
         rows[label] = {

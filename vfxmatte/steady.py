@@ -25,6 +25,7 @@ as a single run.  The neighbours are read by a second pass over the input that r
 from __future__ import annotations
 
 import bisect
+import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -37,6 +38,19 @@ from vfxmatte.carry import _flow_engine, _remap
 #: check scores the target alone better and the background between two subjects worse, the halves
 #: disagree, and 1 px stays.
 TRUST_PX = 1.0
+
+
+@contextlib.contextmanager
+def trusting(px: float | None) -> Iterator[None]:
+    """Run the block with :data:`TRUST_PX` at ``px`` (None: as it is), restored after: for the
+    benchmarks that sweep it (``scripts/bench_edges.py``, ``scripts/bench_prior_temporal.py``)."""
+    global TRUST_PX
+    kept = TRUST_PX
+    TRUST_PX = kept if px is None else px
+    try:
+        yield
+    finally:
+        TRUST_PX = kept
 
 
 @dataclass
