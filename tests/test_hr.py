@@ -228,6 +228,8 @@ def test_coarse_pull_averages_a_look_alike_texture_away() -> None:
     background = (truth == 0) & (trimap == hr.UNKNOWN)
     assert background.sum() > 100
     assert np.abs(pulled - truth)[background].mean() < 0.8 * np.abs(plain - truth)[background].mean()
+    with pytest.raises(hr.UsageError, match="coarse pull"):
+        hr.PriorBandSettings(coarse=0.1, coarse_factor=1)
 
 
 def test_band_laplacian_is_pymattings_laplacian_restricted_to_the_band() -> None:

@@ -163,6 +163,10 @@ class PriorBandSettings:
     def __post_init__(self) -> None:
         if self.solver not in ("closed-form", "shared"):
             raise UsageError(f"prior band solver {self.solver!r}: choose closed-form or shared")
+        if self.coarse is not None and (self.coarse < 0 or self.coarse_factor <= 1):
+            raise UsageError(
+                f"prior band coarse pull {self.coarse} at 1/{self.coarse_factor}: a weight ≥ 0 at 1/2 or less"
+            )
 
 
 def coarse_pull(
@@ -194,7 +198,8 @@ def coarse_pull(
     own = np.broadcast_to(np.asarray(weights, dtype=np.float32), guide.shape)
     pull = np.full(guide.shape, band.coarse, dtype=np.float32)
     if band.coarse_sure is not None:
-        pull *= np.abs(2.0 * prior.astype(np.float32) - 1.0) ** band.coarse_sure
+        sure = np.clip(resize(prior, height, width), 0.0, 1.0)
+        pull *= np.abs(2.0 * sure - 1.0) ** band.coarse_sure
     if fine is not None:  # only where the coarse solve is lower than the band's own answer
         pull[coarse >= fine] = 0.0
     total = own + pull
