@@ -175,7 +175,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "prior band": original, "auto band": auto_band, "roto mask": original, "no zoom": original,
         "tiled band": tiled_band, **bands,
     }  # fmt: skip
-    variants = [v for v in args.variants.split(",") if v] + list(bands)
+    variants = [v for v in args.variants.split(",") if v] + ([] if args.shot_bands else list(bands))
 
     results: dict[str, Any] = {}
 
@@ -198,7 +198,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         windows = [int(text) for text in args.windows.split(",") if text]
         jumps: list[float | None] = [float(text) for text in args.jumps.split(",") if text] or [None]
         trusts: list[float | None] = [float(text) for text in args.trust.split(",") if text] or [None]
-        for window, jump, trust in ((w, j, t) for w in windows for j in jumps for t in trusts):
+        shot_bands: list[str | None] = [None, *(args.band if args.shot_bands else [])]
+        for window, jump, trust, spec in (
+            (w, j, t, b) for w in windows for j in jumps for t in trusts for b in shot_bands
+        ):
             # The whole shot through matte_shot (the CLI's run), so the prior can see its neighbours.
             shot_params = replace(MatteParams(), prior_window=window)
             name = f"shot, prior window {window}"
@@ -206,9 +209,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 shot_params, name = replace(shot_params, prior_jump_iou=jump), f"{name}, prior-jump IoU {jump}"
             if trust is not None:
                 name = f"{name}, flow trusted to {trust} px"
-            out = folder / name.replace(", ", "_").replace(" ", "-") / "m.####.exr"
-            with steady.trusting(trust):
-                summary = matte_shot(shot.plate, str(out), shot_params, RunOptions(overwrite=True), model=model)
+            if spec is not None:
+                name = f"{name}, prior band {spec}"
+            out = folder / name.replace(", ", "_").replace(" ", "-").replace("=", "-") / "m.####.exr"
+            hr.refine = refines[f"prior band {spec}"] if spec is not None else original
+            try:
+                with steady.trusting(trust):
+                    summary = matte_shot(shot.plate, str(out), shot_params, RunOptions(overwrite=True), model=model)
+            finally:
+                hr.refine = original
             if summary.exit_code:
                 raise SystemExit(f"{shot.plate}: the run failed: {summary.results}")
             followed = sorted({r.frame for r in summary.results for w in r.warnings if "prior's subject jumped" in w})
@@ -253,6 +262,11 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         help="also run the prior band with other PriorBandSettings (reach_outside=0.01,radius=0.01)",
+    )
+    parser.add_argument(
+        "--shot-bands",
+        action="store_true",
+        help="with --windows: run the whole-shot runs with each --band setting too (instead of frame by frame)",
     )
     parser.add_argument(
         "--windows",
