@@ -438,20 +438,12 @@ def free_candidates(grid: str) -> dict[str, Callable[[dict[str, np.ndarray]], np
             ) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
                 settings = PriorBandSettings(coarse=strength, coarse_factor=factor, coarse_down=down, coarse_sure=sure)
 
-                def run(d: dict[str, np.ndarray]) -> np.ndarray:  # as hr.refine's trimap-free band
+                def run(d: dict[str, np.ndarray]) -> np.ndarray:  # hr.refine's trimap-free band
                     h, w = d["gt"].shape
-                    trimap = prior_band_trimap(d["prior_lr"], d["prior_lr"], d["prior_lr"] * 0, h, w, settings)
+                    lr_mean, lr_std = d["prior_lr"], d["prior_lr"] * 0
+                    trimap = prior_band_trimap(lr_mean, lr_mean, lr_std, h, w, settings)
                     mask = up(d["prior_lr"], d)
-                    own = settings.weights(mask)
-                    fine = None
-                    if down:
-                        fine = hr.refine_closed_form(
-                            d["display"], trimap, mask, epsilon=settings.epsilon, prior_weight=own
-                        )
-                    guide, weights = hr.coarse_pull(d["display"], mask, mask, own, settings, fine)
-                    return hr.refine_closed_form(
-                        d["display"], trimap, guide, epsilon=settings.epsilon, prior_weight=weights
-                    )
+                    return hr.solve_prior_band(d["display"], trimap, mask, lr_mean, lr_std, mask, settings)
 
                 return run
 

@@ -215,13 +215,13 @@ def test_coarse_pull_averages_a_look_alike_texture_away() -> None:
     prior = np.repeat(np.clip((44.0 - xs) / 8.0, 0.0, 1.0)[None], height, axis=0)  # soft, a little wide
     band = hr.PriorBandSettings()
     assert band.coarse is None
-    guide, weights = hr.coarse_pull(image, prior, prior, band.weights(prior), band)
+    guide, weights = hr.coarse_pull(image, prior, prior, prior, prior, band.weights(prior), band)
     assert guide is prior  # off: the guide and its weight as they were
     trimap = hr.prior_band_trimap(prior, prior, prior, height, width, band)
     plain = hr.refine_closed_form(image, trimap, guide, epsilon=band.epsilon, prior_weight=weights)
     pulled_band = hr.PriorBandSettings(coarse=1.0, coarse_down=True)
     fine = plain
-    guide, weights = hr.coarse_pull(image, prior, prior, pulled_band.weights(prior), pulled_band, fine)
+    guide, weights = hr.coarse_pull(image, prior, prior, prior, prior, pulled_band.weights(prior), pulled_band, fine)
     assert isinstance(weights, np.ndarray) and weights.shape == prior.shape
     assert (guide <= np.maximum(prior, fine) + 1e-6).all()  # down only: never a pull above both
     pulled = hr.refine_closed_form(image, trimap, guide, epsilon=band.epsilon, prior_weight=weights)

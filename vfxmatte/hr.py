@@ -169,9 +169,31 @@ class PriorBandSettings:
             )
 
 
+def solve_prior_band(
+    display: np.ndarray,
+    trimap: np.ndarray,
+    mask: np.ndarray,
+    lr_mean: np.ndarray,
+    lr_std: np.ndarray,
+    guide: np.ndarray,
+    band: PriorBandSettings,
+) -> np.ndarray:
+    """The trimap-free band's closed-form solve (``band.solver == "closed-form"``): ``trimap`` from
+    :func:`prior_band_trimap`, ``mask`` the prior at full size, ``guide`` the weak prior, at
+    :meth:`PriorBandSettings.weights`, with the coarse pull (:func:`coarse_pull`) when it is set."""
+    weights = band.weights(mask)
+    fine = None
+    if band.coarse is not None and band.coarse_down:
+        fine = refine_closed_form(display, trimap, guide, epsilon=band.epsilon, prior_weight=weights)
+    guide, weights = coarse_pull(display, mask, lr_mean, lr_std, guide, weights, band, fine)
+    return refine_closed_form(display, trimap, guide, epsilon=band.epsilon, prior_weight=weights)
+
+
 def coarse_pull(
     display: np.ndarray,
     prior: np.ndarray,
+    lr_mean: np.ndarray,
+    lr_std: np.ndarray,
     guide: np.ndarray,
     weights: float | np.ndarray,
     band: PriorBandSettings,
@@ -179,9 +201,11 @@ def coarse_pull(
 ) -> tuple[np.ndarray, float | np.ndarray]:
     """The band's weak guide and its weight with :attr:`PriorBandSettings.coarse` folded in.
 
-    The band (its prior ``prior`` at any size) is solved at 1/``coarse_factor`` of ``display``'s
-    size, upsampled, and added as a second quadratic pull: ``w (α - g)² + c (α - s)²`` is
-    ``(w + c) (α - (w g + c s) / (w + c))²`` up to a constant, so the solve keeps one guide.
+    The band (its prior ``prior`` at any size; ``lr_mean`` / ``lr_std`` the LR ensemble, for
+    ``agree``) is solved at 1/``coarse_factor`` of ``display``'s size, upsampled, and added as a
+    second quadratic pull: ``w (α - g)² + c (α - s)²`` is ``(w + c) (α - (w g + c s) / (w + c))²``
+    up to a constant, so the solve keeps one guide.  ``fine``: the band's answer without the pull;
+    given, the pull acts only where the coarse answer is lower (``coarse_down``).
     """
     if band.coarse is None:
         return guide, weights
@@ -189,7 +213,7 @@ def coarse_pull(
     small_h = max(1, round(height / band.coarse_factor))
     small_w = max(1, round(width / band.coarse_factor))
     small_mask = np.clip(resize(prior, small_h, small_w), 0.0, 1.0)
-    small_trimap = prior_band_trimap(small_mask, small_mask, small_mask, small_h, small_w, band)
+    small_trimap = prior_band_trimap(small_mask, lr_mean, lr_std, small_h, small_w, band)
     small = refine_closed_form(
         resize(display, small_h, small_w), small_trimap, small_mask, epsilon=band.epsilon,
         prior_weight=band.weights(small_mask),
@@ -853,12 +877,8 @@ def refine(
         if band.solver == "shared":
             alpha = solve_shared(display, trimap)
         else:
-            guide, weights = (mask if band.guide == "prior" else lr_alpha), band.weights(mask)
-            fine = None
-            if band.coarse is not None and band.coarse_down:
-                fine = refine_closed_form(display, trimap, guide, epsilon=band.epsilon, prior_weight=weights)
-            guide, weights = coarse_pull(display, mask, guide, weights, band, fine)
-            alpha = refine_closed_form(display, trimap, guide, epsilon=band.epsilon, prior_weight=weights)
+            guide = mask if band.guide == "prior" else lr_alpha
+            alpha = solve_prior_band(display, trimap, mask, lr_mean, lr_std, guide, band)
         return Refined(alpha=alpha, foreground=foreground_by_tiles(linear, alpha), trimap=trimap)
     else:
         trimap = auto_trimap(lr_mean, lr_std, height, width)
