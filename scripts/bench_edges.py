@@ -14,7 +14,11 @@ alpha).  Every frame is matted trimap-free through :func:`vfxmatte.pipeline.matt
 CLI's code path), once with the current default (``prior band``: the prior's core kept, its
 edge solved) and once with the refine's automatic band from the LR ensemble (``auto band``,
 the default before; the prior only starts the ensemble), and once guided by the target's
-roto of the frame as a mask (``roto mask``: what a drawn or carried keyframe gives), and scored:
+roto of the frame as a mask (``roto mask``: what a drawn or carried keyframe gives), and scored.
+``--bars PX`` matte the shot between black pillarbox bars PX wide on either side (a 4:3 film in a
+wider frame), scored on the picture only; the ``bars seen`` variant is the prior band with the
+bars left in what the prior sees (:func:`vfxmatte.prior.picture_area` off: the code before).
+Scores:
 
 * ``alpha MSE`` ×1e3 and ``SAD`` /1000 on the whole frame;
 * ``comp`` MSE ×1e3 of the premultiplied RGB over a new background (linear light, RGB mean),
@@ -118,6 +122,26 @@ def score(alpha: np.ndarray, prem: np.ndarray, truth: np.ndarray, distractor: np
     return out
 
 
+def pillarbox(shot: Any, bars: int, folder: Path) -> str:
+    """The shot's plate frames written again between black bars ``bars`` px wide left and right."""
+    from vfxmatte.composite_shot import frame_path, read_channels
+    from vfxmatte.io import color
+    from vfxmatte.io.exr import write_exr
+    from vfxmatte.io.frames import Plate, Window
+
+    folder.mkdir(parents=True, exist_ok=True)
+    pattern = str(folder / "plate.####.exr")
+    for frame in shot.frames:
+        rgb = read_channels(frame_path(shot.plate, frame), ["R", "G", "B"])
+        rgb = np.pad(rgb, ((0, 0), (bars, bars), (0, 0)))
+        height, width = rgb.shape[:2]
+        window = Window(0, 0, width, height)
+        path = frame_path(pattern, frame)
+        plate = Plate(rgb, window, window, path, frame, color.LINEAR_REC709)
+        write_exr(path, plate, {"R": rgb[..., 0], "G": rgb[..., 1], "B": rgb[..., 2]}, {})
+    return pattern
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from dataclasses import replace
 
@@ -173,13 +197,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     refines = {
         "prior band": original, "auto band": auto_band, "roto mask": original, "no zoom": original,
-        "tiled band": tiled_band, **bands,
+        "tiled band": tiled_band, "bars seen": original, **bands,
     }  # fmt: skip
     variants = [v for v in args.variants.split(",") if v] + ([] if args.shot_bands else list(bands))
 
     results: dict[str, Any] = {}
 
     def frame_score(shot: Any, frame: int, alpha: np.ndarray, premultiplied: np.ndarray) -> dict[str, float]:
+        if args.bars:  # scored on the picture between the bars
+            alpha, premultiplied = alpha[:, args.bars : -args.bars], premultiplied[:, args.bars : -args.bars]
         truth = read_channels(frame_path(shot.truth, frame), ["R", "G", "B", "A"])
         distractor = read_channels(frame_path(shot.distractor_layer, frame), ["A"])[..., 0]
         return score(alpha, premultiplied, truth, distractor)
@@ -195,6 +221,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             folder, frames=args.frames, width=args.width, height=args.height, target=target,
             distractor=args.distractor if args.distractor != target else "GT14", seed=args.seed,
         )  # fmt: skip
+        plate_pattern = shot.plate if not args.bars else pillarbox(shot, args.bars, folder / "bars")
         windows = [int(text) for text in args.windows.split(",") if text]
         jumps: list[float | None] = [float(text) for text in args.jumps.split(",") if text] or [None]
         trusts: list[float | None] = [float(text) for text in args.trust.split(",") if text] or [None]
@@ -215,7 +242,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             hr.refine = refines[f"prior band {spec}"] if spec is not None else original
             try:
                 with steady.trusting(trust):
-                    summary = matte_shot(shot.plate, str(out), shot_params, RunOptions(overwrite=True), model=model)
+                    summary = matte_shot(plate_pattern, str(out), shot_params, RunOptions(overwrite=True), model=model)
             finally:
                 hr.refine = original
             if summary.exit_code:
@@ -231,15 +258,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             rows = []
             run_params = replace(params, guide=shot.roto, guide_kind="mask") if variant == "roto mask" else params
             for frame in shot.frames:
-                plate = read_plate(frame_path(shot.plate, frame), frame)
+                plate = read_plate(frame_path(plate_pattern, frame), frame)
                 hr.refine = refines[variant]
-                zoom = prior.ZOOM
+                zoom, area = prior.ZOOM, prior.picture_area
                 if variant == "no zoom":  # the prior band without the prior's close looks
                     prior.ZOOM = prior.ZoomSettings(enabled=False)
+                if variant == "bars seen":  # the prior and the band as before bars were cut off
+                    prior.picture_area = hr.picture_area = lambda image: None
                 try:
                     matte = matte_plate(model, plate, run_params)
                 finally:
                     hr.refine, prior.ZOOM = original, zoom
+                    prior.picture_area = hr.picture_area = area
                 rows.append(frame_score(shot, frame, matte.alpha, matte.premultiplied))
             record(target, variant, rows)
     return results
@@ -253,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=360)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--bars", type=int, default=0, help="matte between black pillarbox bars this many px wide (scored inside)"
+    )
     parser.add_argument("--work", default=str(REPO / "build" / "edges"))
     parser.add_argument(
         "--variants", default="prior band,auto band,roto mask", help="base variants to run (also: no zoom, tiled band)"

@@ -590,3 +590,22 @@ def test_trimap_free_plate_solves_only_the_priors_edge(tiny_model_dir: Path, mon
     assert (matte.trimap == expected).all()
     known = expected != hr.UNKNOWN
     assert (matte.alpha[known] == expected[known]).all()
+
+
+def test_black_bars_are_known_background_in_the_trimap_free_band() -> None:
+    # A subject whose prior runs into a pillarbox bar: the band is not solved into the bar.
+    height, width = 60, 120
+    display = np.zeros((height, width, 3), np.float32)
+    display[:, 20:100] = 0.6
+    display[30:60, 20:50] = 0.04  # a dark coat touching the bar's edge, as dark as the bar
+    prior = np.zeros((height, width), np.float32)
+    prior[30:60, 14:50] = 1.0  # the prior's edge blurred into the bar
+    lr = np.zeros((height // 2, width // 2), np.float32)
+    refined = hr.refine(
+        "pymatting", None, display, display, lr, lr, steps=1, seed=0, lr_size=64,  # type: ignore[arg-type]
+        want_trimap=True, prior=prior,
+    )  # fmt: skip
+    assert refined.trimap is not None
+    assert (refined.trimap[:, :20] == hr.BACKGROUND).all() and (refined.trimap[:, 100:] == hr.BACKGROUND).all()
+    assert (refined.alpha[:, :20] == 0).all()
+    assert float(refined.alpha[35:55, 25:45].mean()) > 0.9

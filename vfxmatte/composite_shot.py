@@ -71,8 +71,6 @@ _TARGET_HEIGHT = 0.72
 _DISTRACTOR_HEIGHT = 0.55
 #: The target shrinks by this fraction over the shot (it walks away a little).
 _TARGET_SHRINK = 0.12
-#: Columns or rows of the footage darker than this (0–1, mean) are letterbox / pillarbox bars.
-_BAR_LEVEL = 8.0 / 255.0
 
 
 def default_data_root() -> Path:
@@ -238,12 +236,15 @@ def _place(layer: _Layer, x: float, y: float, scale: float, height: int, width: 
 
 
 def _active_area(frame: np.ndarray) -> tuple[int, int, int, int]:
-    """(x, y, width, height) of the footage inside letterbox / pillarbox bars."""
-    cols = np.nonzero(frame.mean(axis=(0, 2)) > _BAR_LEVEL)[0]
-    rows = np.nonzero(frame.mean(axis=(1, 2)) > _BAR_LEVEL)[0]
-    if cols.size == 0 or rows.size == 0:
+    """(x, y, width, height) of the footage inside letterbox / pillarbox bars
+    (:func:`vfxmatte.prior.picture_area`, the bars the pipeline cuts off for the prior)."""
+    from vfxmatte.prior import picture_area
+
+    area = picture_area(frame)
+    if area is None:
         return 0, 0, frame.shape[1], frame.shape[0]
-    return int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)
+    top, bottom, left, right = area
+    return left, top, right - left, bottom - top
 
 
 def _read_footage(path: Path, first: int, count: int) -> list[np.ndarray]:

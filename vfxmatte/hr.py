@@ -41,6 +41,7 @@ from scipy import ndimage
 
 from vfxmatte.errors import UsageError
 from vfxmatte.model.core import MattingModel
+from vfxmatte.prior import picture_area
 from vfxmatte.sampling import (
     decode_alpha,
     distance_to,
@@ -858,7 +859,8 @@ def refine(
     :func:`prior_band_trimap`: the prior's confident core is kept and only its edge is solved.
     On alphamatting GT01–GT20 the LR ensemble started from the prior scored worse than the
     prior itself on both halves (docs/BENCHMARKS.md): where the model cannot add, the refine
-    must not let it subtract.  ``guided_solver`` (default :data:`GUIDED_SOLVER`) picks how a
+    must not let it subtract; black bars around the picture (:func:`vfxmatte.prior.picture_area`)
+    are known background there.  ``guided_solver`` (default :data:`GUIDED_SOLVER`) picks how a
     guide trimap's band is solved: ``shared`` or ``closed-form``.
     """
     height, width = linear.shape[:2]
@@ -874,6 +876,13 @@ def refine(
         band = prior_band or PriorBandSettings()
         mask = np.clip(resize(prior, height, width), 0.0, 1.0)
         trimap = prior_band_trimap(mask, lr_mean, lr_std, height, width, band)
+        area = picture_area(display)
+        if area is not None:
+            # Black bars are no subject's: known background, not solved (the prior gave them 0).
+            top, bottom, left, right = area
+            bars = np.ones((height, width), bool)
+            bars[top:bottom, left:right] = False
+            mask[bars], trimap[bars] = 0.0, BACKGROUND
         if band.solver == "shared":
             alpha = solve_shared(display, trimap)
         else:

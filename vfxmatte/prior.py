@@ -19,7 +19,8 @@ divided by its maximum, ImageNet mean/std normalisation, the first
 same for the left-right mirrored image (:meth:`SalientPrior.predict`).  The pipeline then looks at
 each subject again from close up (:meth:`SalientPrior.predict_subjects`): a crop around each
 region over 0.5 is run through the network at 320×320 too, which finds heads, hats and thin
-parts of subjects that fill only part of the frame.
+parts of subjects that fill only part of the frame.  Black bars around the picture
+(letterbox, pillarbox) are cut off before the network sees the frame (:func:`picture_area`).
 """
 
 from __future__ import annotations
@@ -184,6 +185,30 @@ class SalientPrior:
     def predict_subjects(
         self, image: np.ndarray, size: tuple[int, int] | None = None, zoom: ZoomSettings | None = None
     ) -> np.ndarray:
+        """:meth:`predict` (mirrored), then each subject looked at again from close up, inside
+        the picture: black bars (letterbox, pillarbox; :func:`picture_area`) are cut off first
+        and get 0.
+
+        U²-Netp squeezes whatever it is given to 320×320, bars included: on ``chaplin.mp4``
+        (4:3 in a 16:9 frame) it missed the man in the middle of frame 1092 with the bars and
+        found him without them (docs/BENCHMARKS.md, "black bars").  ``size`` is the mask's
+        size as for :meth:`predict`; the picture's box is snapped to whole pixels of it.
+        """
+        h, w = size or image.shape[:2]
+        area = picture_area(image)
+        if area is None:
+            return self._subjects(image, (h, w), zoom)
+        full_h, full_w = image.shape[:2]
+        sy, sx = full_h / h, full_w / w
+        top, bottom, left, right = area
+        my0, my1 = round(top / sy), max(round(top / sy) + 1, round(bottom / sy))
+        mx0, mx1 = round(left / sx), max(round(left / sx) + 1, round(right / sx))
+        crop = image[round(my0 * sy) : round(my1 * sy), round(mx0 * sx) : round(mx1 * sx)]
+        out = np.zeros((h, w), np.float32)
+        out[my0:my1, mx0:mx1] = self._subjects(crop, (my1 - my0, mx1 - mx0), zoom)
+        return out
+
+    def _subjects(self, image: np.ndarray, size: tuple[int, int], zoom: ZoomSettings | None) -> np.ndarray:
         """:meth:`predict` (mirrored), then each subject looked at again from close up.
 
         U²-Netp sees the whole frame at 320×320: a person filling a fifth of a 16:9 frame is
@@ -200,7 +225,7 @@ class SalientPrior:
         from scipy import ndimage
 
         zoom = zoom or ZOOM
-        h, w = size or image.shape[:2]
+        h, w = size
         mask = self.predict(image, size=(h, w))
         if not zoom.enabled:
             return mask
@@ -247,6 +272,61 @@ class SalientPrior:
                 side = zoom.head * box_w
                 look(y0 * sy - side / 3, y0 * sy - side / 3 + side, cx - side / 2, cx + side / 2)
         return out
+
+
+#: A line of the frame (row or column) whose every pixel is at or below this (display-referred,
+#: all channels) is black: a bar.  Encoded black lies at 0–0.02 on the fixtures' movies; the
+#: soft edge where a bar meets the picture reaches 0.06 on ``chaplin.mp4``.
+BAR_LEVEL = 0.08
+#: Bars narrower than this share of the side are left alone (a scan's dark border line).
+MIN_BAR = 0.01
+#: A bar ends in a step: the picture's first lines past it (1 % of the side, at least 2) must
+#: average at least this (display-referred, brightest channel).  A dark picture fading to black
+#: at its edge (a night shot, a ramp) has no step and is not cut.
+BAR_STEP = 0.15
+#: A picture narrower than this share of the side is a dark frame, not bars: nothing is cut (a
+#: portrait 9:16 picture in a 16:9 frame keeps 32 %).
+MIN_PICTURE = 0.25
+
+
+def picture_area(image: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(top, bottom, left, right) of the picture inside black bars (letterbox, pillarbox,
+    windowbox) of a display-referred (h, w, c) image; None when there are no bars.
+
+    A bar is a run of whole rows or columns from an edge of the frame, each at or below
+    :data:`BAR_LEVEL` everywhere, at least :data:`MIN_BAR` of the side wide, that ends in a
+    step up to the picture (:data:`BAR_STEP`); the picture left between the bars must keep
+    :data:`MIN_PICTURE` of each side, or the frame is taken as dark and nothing is cut.
+    """
+    if image.ndim != 3 or image.shape[2] < 3 or min(image.shape[:2]) < 2:
+        return None
+    # The brightest channel per pixel (fmax: a NaN channel does not hide the others).
+    peak = np.nan_to_num(np.fmax(np.fmax(image[..., 0], image[..., 1]), image[..., 2]))
+    height, width = peak.shape
+
+    def bar(lines: np.ndarray, means: np.ndarray) -> int:
+        """Width of the bar at the start of ``lines`` (each line's max, in order from the edge)."""
+        side = lines.size
+        bright = np.flatnonzero(lines > BAR_LEVEL)
+        if bright.size == 0:
+            return 0
+        run = int(bright[0])
+        step = max(2, round(0.01 * side))
+        if run < MIN_BAR * side or float(means[run : run + step].mean()) < BAR_STEP:
+            return 0
+        return run
+
+    row_max, row_mean = peak.max(axis=1), peak.mean(axis=1)
+    col_max, col_mean = peak.max(axis=0), peak.mean(axis=0)
+    top = bar(row_max, row_mean)
+    bottom = height - bar(row_max[::-1], row_mean[::-1])
+    left = bar(col_max, col_mean)
+    right = width - bar(col_max[::-1], col_mean[::-1])
+    if (top, bottom, left, right) == (0, height, 0, width):
+        return None
+    if bottom - top < MIN_PICTURE * height or right - left < MIN_PICTURE * width:
+        return None
+    return top, bottom, left, right
 
 
 @dataclass(frozen=True)
