@@ -145,7 +145,7 @@ def pillarbox(shot: Any, bars: int, folder: Path) -> str:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from dataclasses import replace
 
-    from vfxmatte import hr, prior, steady
+    from vfxmatte import hr, prior, steady, temporal
     from vfxmatte.composite_shot import build_composite_shot, frame_path, read_channels
     from vfxmatte.config import MatteParams, RunOptions
     from vfxmatte.io.exr import read_plate
@@ -226,8 +226,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         jumps: list[float | None] = [float(text) for text in args.jumps.split(",") if text] or [None]
         trusts: list[float | None] = [float(text) for text in args.trust.split(",") if text] or [None]
         shot_bands: list[str | None] = [None, *(args.band if args.shot_bands else [])]
-        for window, jump, trust, spec in (
-            (w, j, t, b) for w in windows for j in jumps for t in trusts for b in shot_bands
+        follows: list[int | None] = [int(text) for text in args.follows.split(",") if text] or [None]
+        for window, jump, trust, spec, follow in (
+            (w, j, t, b, f) for w in windows for j in jumps for t in trusts for b in shot_bands for f in follows
         ):
             # The whole shot through matte_shot (the CLI's run), so the prior can see its neighbours.
             shot_params = replace(MatteParams(), prior_window=window)
@@ -238,13 +239,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 name = f"{name}, flow trusted to {trust} px"
             if spec is not None:
                 name = f"{name}, prior band {spec}"
+            if follow is not None:
+                name = f"{name}, at most {follow} frames follow"
             out = folder / name.replace(", ", "_").replace(" ", "-").replace("=", "-") / "m.####.exr"
             hr.refine = refines[f"prior band {spec}"] if spec is not None else original
+            most = temporal.MAX_FOLLOW
+            temporal.MAX_FOLLOW = follow if follow is not None else most
             try:
                 with steady.trusting(trust):
                     summary = matte_shot(plate_pattern, str(out), shot_params, RunOptions(overwrite=True), model=model)
             finally:
-                hr.refine = original
+                hr.refine, temporal.MAX_FOLLOW = original, most
             if summary.exit_code:
                 raise SystemExit(f"{shot.plate}: the run failed: {summary.results}")
             followed = sorted({r.frame for r in summary.results for w in r.warnings if "prior's subject jumped" in w})
@@ -318,6 +323,12 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="with --windows: run each window with these forward-backward flow tolerances of the steadied "
         "prior too (vfxmatte.steady.TRUST_PX, px), e.g. 0.5,1,2",
+    )
+    parser.add_argument(
+        "--follows",
+        default="",
+        help="with --windows and a --jumps value above 0: run with these bounds on the frames in a row that "
+        "follow the previous matte (vfxmatte.temporal.MAX_FOLLOW), e.g. 1,2,4",
     )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)

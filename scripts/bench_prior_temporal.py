@@ -106,6 +106,9 @@ def main() -> int:
     parser.add_argument(
         "--no-baselines", action="store_true", help="run only the --windows runs (not the two without a window)"
     )
+    parser.add_argument(
+        "--follows", default="", help="also run the --windows runs with these vfxmatte.temporal.MAX_FOLLOW bounds"
+    )
     args = parser.parse_args()
     if not DATA.is_dir():
         raise SystemExit(f"{DATA}: the alphamatting fixture is absent")
@@ -128,26 +131,35 @@ def main() -> int:
         mask = prior.predict(np.clip(load(work / "shot" / f"shot.{1001 + i}.png")[..., :3], 0, 1))
         prior_iou.append(mask_iou(mask, truth))
     rows = {}
-    variants: list[tuple[str, float, int, float | None]] = [
-        ("follow the previous matte on a jump (0.5), no window", 0.5, 0, None),
-        ("own prior every frame (0)", 0.0, 0, None),
+    variants: list[tuple[str, float, int, float | None, int | None]] = [
+        ("follow the previous matte on a jump (0.5), no window", 0.5, 0, None, None),
+        ("own prior every frame (0)", 0.0, 0, None, None),
     ]
     if args.no_baselines:
         variants = []
     trusts: list[float | None] = [float(text) for text in args.trust.split(",") if text] or [None]
+    follows: list[int | None] = [int(text) for text in args.follows.split(",") if text] or [None]
     for n in (int(text) for text in args.windows.split(",") if text):
         for jump in (float(text) for text in args.jumps.split(",") if text):
             for trust in trusts:
-                extra = "" if args.jumps == "0.5" else f", --prior-jump-iou {jump}"
-                extra += "" if trust is None else f", flow trusted to {trust} px"
-                variants.append((f"prior steadied over ±{n} frames (--prior-window {n}{extra})", jump, n, trust))
-    from vfxmatte import steady
+                for follow in follows:
+                    extra = "" if args.jumps == "0.5" else f", --prior-jump-iou {jump}"
+                    extra += "" if trust is None else f", flow trusted to {trust} px"
+                    extra += "" if follow is None else f", at most {follow} frames follow"
+                    label = f"prior steadied over ±{n} frames (--prior-window {n}{extra})"
+                    variants.append((label, jump, n, trust, follow))
+    from vfxmatte import steady, temporal
 
-    for label, jump, window, trust in variants:
-        out = work / f"out-{jump}-{window}-{trust}"
+    for label, jump, window, trust, follow in variants:
+        out = work / f"out-{jump}-{window}-{trust}-{follow}"
         params = MatteParams(temporal="shared", prior_jump_iou=jump, hr=args.hr, prior_window=window)
-        with steady.trusting(trust):
-            summary = matte_shot(pattern, str(out / "m.####.exr"), params, model=model)
+        most = temporal.MAX_FOLLOW
+        temporal.MAX_FOLLOW = follow if follow is not None else most
+        try:
+            with steady.trusting(trust):
+                summary = matte_shot(pattern, str(out / "m.####.exr"), params, model=model)
+        finally:
+            temporal.MAX_FOLLOW = most
         jumped = sorted({r.frame for r in summary.results for w in r.warnings if "prior's subject jumped" in w})
         mattes = [load(out / f"m.{1001 + i}.exr")[..., 3] for i in range(args.frames)]
         rows[label] = {
