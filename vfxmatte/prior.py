@@ -191,8 +191,9 @@ class SalientPrior:
 
         U²-Netp squeezes whatever it is given to 320×320, bars included: on ``chaplin.mp4``
         (4:3 in a 16:9 frame) it missed the man in the middle of frame 1092 with the bars and
-        found him without them (docs/BENCHMARKS.md, "black bars").  ``size`` is the mask's
-        size as for :meth:`predict`; the picture's box is snapped to whole pixels of it.
+        found him without them (docs/BENCHMARKS.md, "Trimap-free: black bars around the picture").
+        ``size`` is the mask's size as for :meth:`predict`; the picture's box is snapped to
+        whole pixels of it.
         """
         h, w = size or image.shape[:2]
         area = picture_area(image)
