@@ -38,7 +38,9 @@ TEMPORAL_MODES: tuple[str, ...] = get_args(TemporalMode)
 #: The prior-jump check follows the previous matte for at most this many frames in a row.  Without
 #: a limit, one jump locked a moving shot onto a stale matte: on a composite shot over real
 #: footage (``scripts/bench_edges.py --frames 12``) every frame from the third on followed the
-#: previous one and the alpha MSE grew from 48 to 326 ×1e-3 (docs/VIDEO.md).
+#: previous one and the alpha MSE grew from 48 to 326 ×1e-3 (docs/VIDEO.md).  Through the half-split
+#: protocol (1, 2, 3, 4 and unbounded on prior-switch shots of each half) half A picks 1 and half
+#: B 4, each the other's worst or worse than 2, so 2 stays (docs/VIDEO.md, "the prior-jump check").
 MAX_FOLLOW = 2
 
 
