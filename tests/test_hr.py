@@ -609,3 +609,11 @@ def test_black_bars_are_known_background_in_the_trimap_free_band() -> None:
     assert (refined.trimap[:, :20] == hr.BACKGROUND).all() and (refined.trimap[:, 100:] == hr.BACKGROUND).all()
     assert (refined.alpha[:, :20] == 0).all()
     assert float(refined.alpha[35:55, 25:45].mean()) > 0.9
+    # Without the refine (--hr off) the LR matte is the answer: the bars are background there too.
+    lr_matte = np.ones((height // 2, width // 2), np.float32)
+    off = hr.refine(
+        "off", None, display, display, lr_matte, lr, steps=1, seed=0, lr_size=64,  # type: ignore[arg-type]
+        want_trimap=True, prior=prior,
+    )  # fmt: skip
+    assert (off.alpha[:, :20] == 0).all() and (off.alpha[:, 100:] == 0).all() and (off.alpha[:, 20:100] == 1).all()
+    assert off.trimap is not None and (off.trimap[:, :20] == hr.BACKGROUND).all()

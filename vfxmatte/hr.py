@@ -830,6 +830,17 @@ class Refined:
     notes: dict[str, float] = field(default_factory=dict)
 
 
+def _bars(display: np.ndarray) -> np.ndarray | None:
+    """(H, W) bool: the black bars around the picture (:func:`vfxmatte.prior.picture_area`), or None."""
+    area = picture_area(display)
+    if area is None:
+        return None
+    top, bottom, left, right = area
+    bars = np.ones(display.shape[:2], bool)
+    bars[top:bottom, left:right] = False
+    return bars
+
+
 def refine(
     mode: str,
     model: MattingModel,
@@ -859,14 +870,22 @@ def refine(
     :func:`prior_band_trimap`: the prior's confident core is kept and only its edge is solved.
     On alphamatting GT01–GT20 the LR ensemble started from the prior scored worse than the
     prior itself on both halves (docs/BENCHMARKS.md): where the model cannot add, the refine
-    must not let it subtract; black bars around the picture (:func:`vfxmatte.prior.picture_area`)
-    are known background there.  ``guided_solver`` (default :data:`GUIDED_SOLVER`) picks how a
-    guide trimap's band is solved: ``shared`` or ``closed-form``.
+    must not let it subtract.  Trimap-free (``prior`` given), black bars around the picture
+    (:func:`vfxmatte.prior.picture_area`) are background in every mode.  ``guided_solver``
+    (default :data:`GUIDED_SOLVER`) picks how a guide trimap's band is solved: ``shared`` or
+    ``closed-form``.
     """
     height, width = linear.shape[:2]
     lr_alpha = np.clip(resize(lr_mean, height, width), 0.0, 1.0)
+    # Trimap-free, black bars around the picture are no subject's: background in every mode.
+    bars = _bars(display) if prior is not None and guide_trimap is None else None
     if mode == "off":
-        return Refined(alpha=lr_alpha, trimap=auto_trimap(lr_mean, lr_std, height, width) if want_trimap else None)
+        if bars is not None:
+            lr_alpha[bars] = 0.0
+        trimap = auto_trimap(lr_mean, lr_std, height, width) if want_trimap else None
+        if trimap is not None and bars is not None:
+            trimap[bars] = BACKGROUND
+        return Refined(alpha=lr_alpha, trimap=trimap)
     if guide_trimap is not None:
         # A guide's trimap is the whole answer to "where is the edge": its grey band is solved
         # in full, even where the LR ensemble was confident, and the LR matte only enters as
@@ -876,12 +895,7 @@ def refine(
         band = prior_band or PriorBandSettings()
         mask = np.clip(resize(prior, height, width), 0.0, 1.0)
         trimap = prior_band_trimap(mask, lr_mean, lr_std, height, width, band)
-        area = picture_area(display)
-        if area is not None:
-            # Black bars are no subject's: known background, not solved (the prior gave them 0).
-            top, bottom, left, right = area
-            bars = np.ones((height, width), bool)
-            bars[top:bottom, left:right] = False
+        if bars is not None:  # known background, not solved (the prior gave them 0)
             mask[bars], trimap[bars] = 0.0, BACKGROUND
         if band.solver == "shared":
             alpha = solve_shared(display, trimap)
@@ -912,6 +926,9 @@ def refine(
     if mode == "diffusion":
         result = refine_diffusion(model, display, lr_mean, lr_std, steps=steps, seed=seed, lr_size=lr_size)
         alpha = result.alpha
+        if bars is not None:
+            alpha[bars] = 0.0
+            trimap[bars] = BACKGROUND
         return Refined(
             alpha=alpha,
             foreground=foreground_by_tiles(linear, alpha),
