@@ -279,7 +279,7 @@ class SalientPrior:
 #: all channels) is black: a bar.  Encoded black lies at 0–0.02 on the fixtures' movies; the
 #: soft edge where a bar meets the picture reaches 0.06 on ``chaplin.mp4``.
 BAR_LEVEL = 0.08
-#: Bars narrower than this share of the side are left alone (a scan's dark border line).
+#: Bars narrower than this share of the side, or than 2 px, are left alone (a scan's dark border line).
 MIN_BAR = 0.01
 #: A bar ends in a step: the picture's first lines past it (1 % of the side, at least 2) must
 #: average at least this (display-referred, brightest channel).  A dark picture fading to black
@@ -295,7 +295,7 @@ def picture_area(image: np.ndarray) -> tuple[int, int, int, int] | None:
     windowbox) of a display-referred (h, w, c) image; None when there are no bars.
 
     A bar is a run of whole rows or columns from an edge of the frame, each at or below
-    :data:`BAR_LEVEL` everywhere, at least :data:`MIN_BAR` of the side wide, that ends in a
+    :data:`BAR_LEVEL` everywhere, at least :data:`MIN_BAR` of the side (and 2 px) wide, that ends in a
     step up to the picture (:data:`BAR_STEP`); the picture left between the bars must keep
     :data:`MIN_PICTURE` of each side, or the frame is taken as dark and nothing is cut.
     """
@@ -313,7 +313,7 @@ def picture_area(image: np.ndarray) -> tuple[int, int, int, int] | None:
             return 0
         run = int(bright[0])
         step = max(2, round(0.01 * side))
-        if run < MIN_BAR * side or float(means[run : run + step].mean()) < BAR_STEP:
+        if run < max(2.0, MIN_BAR * side) or float(means[run : run + step].mean()) < BAR_STEP:
             return 0
         return run
 
