@@ -293,7 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--work", default=str(REPO / "build" / "edges"))
     parser.add_argument(
-        "--variants", default="prior band,auto band,roto mask", help="base variants to run (also: no zoom, tiled band)"
+        "--variants",
+        default="prior band,auto band,roto mask",
+        help="base variants to run (also: no zoom, tiled band, bars seen)",
     )
     parser.add_argument(
         "--band",
