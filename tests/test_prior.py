@@ -294,6 +294,15 @@ def test_black_bars_are_found_and_dark_pictures_are_left_alone() -> None:
     assert picture_area(night) is None
     assert picture_area(np.pad(picture, ((0, 0), (350, 350), (0, 0)))) is None  # under a quarter of the frame: dark
     assert picture_area(np.zeros((50, 80, 3), np.float32)) is None
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow in the lines' means, no NaN comparisons
+        for value in (np.nan, np.inf, -np.inf):
+            assert picture_area(np.full((40, 60, 3), value, np.float32)) is None
+        hot = np.pad(picture, ((0, 0), (20, 20), (0, 0)))
+        hot[:, 20:30] = np.inf  # a hot column at the picture's edge is still picture
+        assert picture_area(hot) == (0, 100, 20, 220)
 
 
 def test_the_prior_sees_only_the_picture_inside_black_bars(shared_data: Path) -> None:

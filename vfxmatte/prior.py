@@ -301,8 +301,9 @@ def picture_area(image: np.ndarray) -> tuple[int, int, int, int] | None:
     """
     if image.ndim != 3 or image.shape[2] < 3 or min(image.shape[:2]) < 2:
         return None
-    # The brightest channel per pixel (fmax: a NaN channel does not hide the others).
-    peak = np.nan_to_num(np.fmax(np.fmax(image[..., 0], image[..., 1]), image[..., 2]))
+    # The brightest channel per pixel (fmax: a NaN channel does not hide the others), in [0, 1]:
+    # the thresholds are display-referred, and an inf must not overflow the lines' means.
+    peak = np.clip(np.nan_to_num(np.fmax(np.fmax(image[..., 0], image[..., 1]), image[..., 2])), 0.0, 1.0)
     height, width = peak.shape
 
     def bar(lines: np.ndarray, means: np.ndarray) -> int:
