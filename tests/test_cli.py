@@ -175,6 +175,7 @@ def test_matte_sequence_writes_the_output_contract(matted: tuple[Path, Path, dic
         assert spec.getattribute("vfxmatte:version")
         header_u = spec.getattribute("vfxmatte:uncertainty")
         assert header_u == pytest.approx(summary["uncertainty"][str(frame)], rel=1e-6, abs=1e-9)
+        assert spec.getattribute("vfxmatte:picture") is None  # no black bars to cut off
 
         px = pixels_of(path)
         rgb, alpha, unc = px[..., :3], px[..., 3], px[..., 4]
@@ -186,6 +187,24 @@ def test_matte_sequence_writes_the_output_contract(matted: tuple[Path, Path, dic
         # The foreground solver works in [0, 1] (scaled for HDR plates), so RGB <= A * max(1, plate).
         plate_max = max(1.0, float(pixels_of(in_dir / f"plate.{frame}.exr").max()))
         assert np.all(np.abs(rgb) <= alpha[..., None] * plate_max * (1 + 2e-3) + 1e-3)
+
+
+def test_black_bars_are_background_and_the_header_names_the_picture(tmp_path: Path, cli: Runner) -> None:
+    # A pillarboxed plate (10 px of black either side of the 96 px data window): trimap-free, the
+    # bars are background and the header gives the picture as a box in the file's pixels.
+    def pillarbox(img: np.ndarray) -> None:
+        img[:, :10] = 0.0
+        img[:, -10:] = 0.0
+
+    write_plate(tmp_path / "plate.1001.exr", values=pillarbox)
+    code, _, err = cli("matte", tmp_path / "plate.####.exr", "-o", tmp_path / "out" / "m.####.exr")
+    assert code == 0, err
+    path = tmp_path / "out" / "m.1001.exr"
+    spec = oiio.ImageBuf(str(path)).spec()
+    x, y, width, height = DATA_WINDOW
+    assert spec.getattribute("vfxmatte:picture") == f"{x + 10} {y} {x + width - 11} {y + height - 1}"
+    alpha = pixels_of(path)[..., 3]
+    assert not alpha[:, :10].any() and not alpha[:, -10:].any()
 
 
 def test_same_seed_is_bit_identical_other_seed_differs(

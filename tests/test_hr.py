@@ -609,6 +609,7 @@ def test_black_bars_are_known_background_in_the_trimap_free_band() -> None:
     assert (refined.trimap[:, :20] == hr.BACKGROUND).all() and (refined.trimap[:, 100:] == hr.BACKGROUND).all()
     assert (refined.alpha[:, :20] == 0).all()
     assert float(refined.alpha[35:55, 25:45].mean()) > 0.9
+    assert refined.picture == (0, 60, 20, 100)  # what the header reports (vfxmatte:picture)
     # Without the refine (--hr off) the LR matte is the answer: the bars are background there too.
     lr_matte = np.ones((height // 2, width // 2), np.float32)
     off = hr.refine(

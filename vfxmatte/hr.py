@@ -828,15 +828,17 @@ class Refined:
     foreground: np.ndarray | None = None  # unpremultiplied, linear; None: the caller estimates it
     trimap: np.ndarray | None = None
     notes: dict[str, float] = field(default_factory=dict)
+    #: (top, bottom, left, right) of the picture inside black bars a trimap-free run cut off
+    #: (:func:`vfxmatte.prior.picture_area`); None: no bars, or a guided run.
+    picture: tuple[int, int, int, int] | None = None
 
 
-def _bars(display: np.ndarray) -> np.ndarray | None:
-    """(H, W) bool: the black bars around the picture (:func:`vfxmatte.prior.picture_area`), or None."""
-    area = picture_area(display)
+def _bars(area: tuple[int, int, int, int] | None, height: int, width: int) -> np.ndarray | None:
+    """(H, W) bool: the frame outside the picture ``area`` (the black bars), or None without one."""
     if area is None:
         return None
     top, bottom, left, right = area
-    bars = np.ones(display.shape[:2], bool)
+    bars = np.ones((height, width), bool)
     bars[top:bottom, left:right] = False
     return bars
 
@@ -878,14 +880,15 @@ def refine(
     height, width = linear.shape[:2]
     lr_alpha = np.clip(resize(lr_mean, height, width), 0.0, 1.0)
     # Trimap-free, black bars around the picture are no subject's: background in every mode.
-    bars = _bars(display) if prior is not None and guide_trimap is None else None
+    picture = picture_area(display) if prior is not None and guide_trimap is None else None
+    bars = _bars(picture, height, width)
     if mode == "off":
         if bars is not None:
             lr_alpha[bars] = 0.0
         trimap = auto_trimap(lr_mean, lr_std, height, width) if want_trimap else None
         if trimap is not None and bars is not None:
             trimap[bars] = BACKGROUND
-        return Refined(alpha=lr_alpha, trimap=trimap)
+        return Refined(alpha=lr_alpha, trimap=trimap, picture=picture)
     if guide_trimap is not None:
         # A guide's trimap is the whole answer to "where is the edge": its grey band is solved
         # in full, even where the LR ensemble was confident, and the LR matte only enters as
@@ -902,7 +905,7 @@ def refine(
         else:
             guide = mask if band.guide == "prior" else lr_alpha
             alpha = solve_prior_band(display, trimap, mask, lr_mean, lr_std, guide, band)
-        return Refined(alpha=alpha, foreground=foreground_by_tiles(linear, alpha), trimap=trimap)
+        return Refined(alpha=alpha, foreground=foreground_by_tiles(linear, alpha), trimap=trimap, picture=picture)
     else:
         trimap = auto_trimap(lr_mean, lr_std, height, width)
         if scribbles is not None:  # the strokes are known, the rest keeps the ensemble's own band
@@ -934,5 +937,6 @@ def refine(
             foreground=foreground_by_tiles(linear, alpha),
             trimap=trimap,
             notes={"patches": float(len(result.positions)), "unet_evaluations": float(result.unet_evaluations)},
+            picture=picture,
         )
     raise UsageError(f"--hr {mode}: choose one of {', '.join(HR_MODES)}")

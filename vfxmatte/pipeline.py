@@ -142,6 +142,9 @@ class Matte:
     trimap: np.ndarray | None = None  # the HR auto-trimap (0 / 0.5 / 1), written as ``trimap.Y``
     prior_seconds: float = 0.0  # time spent in the salient-object prior
     keyframe_doubt: float | None = None  # a carried guide's doubt (header ``vfxmatte:keyframe_doubt``)
+    #: (top, bottom, left, right) of the picture inside black bars that a trimap-free run cut off
+    #: (header ``vfxmatte:picture``); None: no bars were found, or a guide was given.
+    picture: tuple[int, int, int, int] | None = None
 
     @property
     def premultiplied(self) -> np.ndarray:
@@ -354,6 +357,7 @@ def matte_plate(
         trimap=refined.trimap if params.write_trimap else None,
         prior_seconds=prior_seconds,
         keyframe_doubt=subject.score() if subject is not None else None,
+        picture=refined.picture,
     )
 
 
@@ -845,4 +849,10 @@ def write_matte(
     }
     if matte.keyframe_doubt is not None:
         attributes["vfxmatte:keyframe_doubt"] = float(matte.keyframe_doubt)
+    if matte.picture is not None:
+        # The picture inside the black bars, as an EXR box: xMin yMin xMax yMax (inclusive), in
+        # the file's pixel coordinates.
+        top, bottom, left, right = matte.picture
+        x, y = plate.data_window.x, plate.data_window.y
+        attributes["vfxmatte:picture"] = f"{x + left} {y + top} {x + right - 1} {y + bottom - 1}"
     write_exr(path, plate, channels, attributes)
