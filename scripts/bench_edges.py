@@ -243,13 +243,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 name = f"{name}, at most {follow} frames follow"
             out = folder / name.replace(", ", "_").replace(" ", "-").replace("=", "-") / "m.####.exr"
             hr.refine = refines[f"prior band {spec}"] if spec is not None else original
-            most = temporal.MAX_FOLLOW
-            temporal.MAX_FOLLOW = follow if follow is not None else most
             try:
-                with steady.trusting(trust):
+                with steady.trusting(trust), temporal.following(follow):
                     summary = matte_shot(plate_pattern, str(out), shot_params, RunOptions(overwrite=True), model=model)
             finally:
-                hr.refine, temporal.MAX_FOLLOW = original, most
+                hr.refine = original
             if summary.exit_code:
                 raise SystemExit(f"{shot.plate}: the run failed: {summary.results}")
             followed = sorted({r.frame for r in summary.results for w in r.warnings if "prior's subject jumped" in w})

@@ -153,13 +153,8 @@ def main() -> int:
     for label, jump, window, trust, follow in variants:
         out = work / f"out-{jump}-{window}-{trust}-{follow}"
         params = MatteParams(temporal="shared", prior_jump_iou=jump, hr=args.hr, prior_window=window)
-        most = temporal.MAX_FOLLOW
-        temporal.MAX_FOLLOW = follow if follow is not None else most
-        try:
-            with steady.trusting(trust):
-                summary = matte_shot(pattern, str(out / "m.####.exr"), params, model=model)
-        finally:
-            temporal.MAX_FOLLOW = most
+        with steady.trusting(trust), temporal.following(follow):
+            summary = matte_shot(pattern, str(out / "m.####.exr"), params, model=model)
         jumped = sorted({r.frame for r in summary.results for w in r.warnings if "prior's subject jumped" in w})
         mattes = [load(out / f"m.{1001 + i}.exr")[..., 3] for i in range(args.frames)]
         rows[label] = {

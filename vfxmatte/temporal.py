@@ -22,7 +22,8 @@ request that still names it gets a one-line usage error
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
@@ -42,6 +43,19 @@ TEMPORAL_MODES: tuple[str, ...] = get_args(TemporalMode)
 #: protocol (1, 2, 3, 4 and unbounded on prior-switch shots of each half) half A picks 1 and half
 #: B 4, each the other's worst or worse than 2, so 2 stays (docs/VIDEO.md, "the prior-jump check").
 MAX_FOLLOW = 2
+
+
+@contextlib.contextmanager
+def following(frames: int | None) -> Iterator[None]:
+    """Run the block with :data:`MAX_FOLLOW` at ``frames`` (None: as it is), restored after: for
+    the benchmarks that sweep it (as :func:`vfxmatte.steady.trusting` for the flow tolerance)."""
+    global MAX_FOLLOW
+    kept = MAX_FOLLOW
+    MAX_FOLLOW = kept if frames is None else frames
+    try:
+        yield
+    finally:
+        MAX_FOLLOW = kept
 
 
 def frame_seed(seed: int, frame: int) -> int:
