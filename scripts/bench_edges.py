@@ -197,7 +197,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     refines = {
         "prior band": original, "auto band": auto_band, "roto mask": original, "no zoom": original,
-        "tiled band": tiled_band, "bars seen": original, **bands,
+        "tiled band": tiled_band, "bars seen": original, "people prior": original, **bands,
     }  # fmt: skip
     variants = [v for v in args.variants.split(",") if v] + ([] if args.shot_bands else list(bands))
 
@@ -260,6 +260,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for variant in variants:
             rows = []
             run_params = replace(params, guide=shot.roto, guide_kind="mask") if variant == "roto mask" else params
+            if variant == "people prior":  # --prior people: each subject completed by the person network
+                run_params = replace(params, prior="people")
             for frame in shot.frames:
                 plate = read_plate(frame_path(plate_pattern, frame), frame)
                 hr.refine = refines[variant]
@@ -293,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--variants",
         default="prior band,auto band,roto mask",
-        help="base variants to run (also: no zoom, tiled band, bars seen)",
+        help="base variants to run (also: no zoom, tiled band, bars seen, people prior)",
     )
     parser.add_argument(
         "--band",

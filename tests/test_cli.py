@@ -207,6 +207,18 @@ def test_black_bars_are_background_and_the_header_names_the_picture(tmp_path: Pa
     assert not alpha[:, :10].any() and not alpha[:, -10:].any()
 
 
+def test_the_people_prior_is_named_in_the_header(tmp_path: Path, cli: Runner) -> None:
+    write_plate(tmp_path / "plate.1001.exr")
+    code, _, err = cli("matte", tmp_path / "plate.####.exr", "-o", tmp_path / "out" / "m.####.exr", "--prior", "people")
+    assert code == 0, err
+    spec = spec_of(tmp_path / "out" / "m.1001.exr")
+    model = spec.getattribute("vfxmatte:model")
+    assert "; prior people sha256:" in model and "+ mediapipe-selfie-segmentation sha256:9ee168ec" in model
+    assert json.loads(spec.getattribute("vfxmatte:params"))["prior"] == "people"
+    code, _, err = cli("matte", tmp_path / "plate.####.exr", "-o", tmp_path / "bad" / "m.####.exr", "--prior", "folk")
+    assert code != 0 and "people" in err and not (tmp_path / "bad").exists()
+
+
 def test_same_seed_is_bit_identical_other_seed_differs(
     matted: tuple[Path, Path, dict[str, Any]], tmp_path: Path, cli: Runner
 ) -> None:

@@ -579,7 +579,7 @@ def add_bench_parser(sub: Any) -> argparse.ArgumentParser:
         help="with --guided: the trimap itself, or a coarse mask made of it (trimap >= 0.5)",
     )
     p.add_argument("--hr", default="auto", choices=("auto", "diffusion", "pymatting", "off"), help="as vfxmatte matte")
-    p.add_argument("--prior", default="u2netp", choices=("u2netp", "none"), help="as vfxmatte matte (u2netp)")
+    p.add_argument("--prior", default="u2netp", choices=("u2netp", "people", "none"), help="as vfxmatte matte (u2netp)")
     p.add_argument("--prior-strength", type=float, help="as vfxmatte matte (default: the same as vfxmatte matte)")
     p.add_argument("--limit", type=int, help="benchmark the first N images (by name) only")
     p.add_argument(

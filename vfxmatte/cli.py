@@ -81,9 +81,10 @@ def _add_matte(sub: Any) -> None:
         "frame's long side (default 0.06, for loose rotos and garbage mattes; less for a roto drawn on the edge)",
     )
     p.add_argument(
-        "--prior", choices=("u2netp", "none"),
+        "--prior", choices=("u2netp", "people", "none"),
         help="salient-object prior for runs without a trimap/scribble guide (kept inside a mask guide): "
-        "its coarse mask is where sampling starts (default u2netp)",
+        "its coarse mask is where sampling starts (default u2netp; people: each subject completed by a "
+        "person-segmentation network, for shots of people: heads and hats U²-Netp loses against a dark background)",
     )
     p.add_argument(
         "--prior-strength", type=float, help="fraction of the DDIM schedule run from the noised prior mask (0.3)"

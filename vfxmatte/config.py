@@ -44,7 +44,7 @@ class MatteParams:
     # frame's long side (vfxmatte.guide.mask_trimap): loose rotos and garbage mattes 0.06, a
     # roto drawn on the edge less.
     mask_band: float = 0.06
-    prior: str = "u2netp"  # u2netp | none (vfxmatte.prior): coarse-mask start for runs without a guide
+    prior: str = "u2netp"  # u2netp | people | none (vfxmatte.prior): coarse-mask start for runs without a guide
     # Fraction of the DDIM schedule run from the noised prior mask.  0.3 rather than 0.8: on
     # alphamatting GT01–20 (trimap-free) MSE×1e3 50.8 vs 55.6 and SAD 30.0 vs 35.9, and faster.
     prior_strength: float = 0.3
@@ -84,8 +84,8 @@ class MatteParams:
             raise UsageError(f"--temporal {self.temporal}: choose {' or '.join(TEMPORAL_MODES)}")
         if not 0.0 < self.mask_band <= 0.5:
             raise UsageError(f"--mask-band {self.mask_band}: must be in (0, 0.5]")
-        if self.prior not in ("u2netp", "none"):
-            raise UsageError(f"--prior {self.prior}: choose u2netp or none")
+        if self.prior not in ("u2netp", "people", "none"):
+            raise UsageError(f"--prior {self.prior}: choose u2netp, people or none")
         if not 0.0 < self.prior_strength <= 1.0:
             raise UsageError(f"--prior-strength {self.prior_strength}: must be in (0, 1]")
         if not 0.0 <= self.prior_jump_iou < 1.0:

@@ -36,6 +36,8 @@ from vfxmatte.io.sequence import (
     sequence_stem,
 )
 from vfxmatte.model.core import MattingModel, load_model, resolve_device
+from vfxmatte.person import NAME as PERSON_NAME
+from vfxmatte.person import SHA256 as PERSON_SHA256
 from vfxmatte.prior import SHA256 as PRIOR_SHA256
 from vfxmatte.prior import ZoomSettings, load_prior
 from vfxmatte.sampling import encode_image, lr_ensemble, lr_shape, resize
@@ -152,10 +154,13 @@ class Matte:
 
 
 def describe_run(model: MattingModel, params: MatteParams) -> str:
-    """``vfxmatte:model``: the matting model's name and sha256, plus the prior's where one runs."""
+    """``vfxmatte:model``: the matting model's name and sha256, plus the prior's where one runs
+    (the ``people`` prior: U²-Netp's and the person network's)."""
     text = model.describe()
     if params.uses_prior:
         text += f"; prior {params.prior} sha256:{PRIOR_SHA256}"
+        if params.prior == "people":
+            text += f" + {PERSON_NAME} sha256:{PERSON_SHA256}"
     return text
 
 

