@@ -64,10 +64,14 @@ def test_people_complete_the_subjects_they_overlap_and_add_no_one_else() -> None
     people = np.zeros_like(mask)
     people[18:60, 10:25] = 0.9  # the person network sees the same body with its head
     people[15:60, 50:70] = 0.95
+    people[50:60, 25:30] = 0.9  # and, coarsely, a strip of ground beside the feet
     out = complete_people(mask, people, PersonSettings())
     assert float(out[20:28, 12:23].min()) == pytest.approx(0.9)  # the head joins its body
-    assert np.array_equal(out[:, 40:], mask[:, 40:])  # the other person stays as the mask had them
+    assert np.array_equal(out[:, 25:], mask[:, 25:])  # nothing beside the body, nor the other person
+    assert np.array_equal(out[30:], mask[30:])  # nothing below the subject's top
     assert np.array_equal(out, np.maximum(out, mask))  # nothing taken away
+    both = complete_people(mask, people, PersonSettings(upward=False))  # the whole region
+    assert float(both[52:60, 25:27].min()) == pytest.approx(0.9) and np.array_equal(both[:, 40:], mask[:, 40:])
     assert np.array_equal(complete_people(mask, people, PersonSettings(enabled=False)), mask)
     assert np.array_equal(complete_people(mask, None), mask)
     # A person region mostly outside the subject (under the overlap share) is not added.

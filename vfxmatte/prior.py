@@ -404,6 +404,10 @@ class PersonSettings:
     grow: int = 2
     #: The person network's close look reaches this share of the crop's side above the crop.
     headroom: float = 0.25
+    #: Add only what lies above the subject in each column (the head and hat U²-Netp stopped
+    #: below), not the network's coarse fill between legs and around the sides (on composite shots
+    #: that fill cost more than the heads gained: docs/BENCHMARKS.md, "People completed").
+    upward: bool = True
 
 
 #: The ``people`` prior's completion.
@@ -439,6 +443,10 @@ def complete_people(mask: np.ndarray, people: np.ndarray | None, settings: Perso
     region = np.isin(labels, wanted)
     if settings.grow > 0:
         region = ndimage.binary_dilation(region, iterations=settings.grow)
+    if settings.upward:  # only above the subject, column by column: heads and hats
+        inside = mask > 0.5
+        top = np.where(inside.any(axis=0), inside.argmax(axis=0), -1)
+        region &= np.arange(mask.shape[0])[:, None] < top[None, :]
     return np.maximum(mask, np.where(region, people, 0.0)).astype(np.float32)
 
 
