@@ -18,6 +18,8 @@ roto of the frame as a mask (``roto mask``: what a drawn or carried keyframe giv
 ``--bars PX`` matte the shot between black pillarbox bars PX wide on either side (a 4:3 film in a
 wider frame), scored on the picture only; the ``bars seen`` variant is the prior band with the
 bars left in what the prior sees (:func:`vfxmatte.prior.picture_area` off: the code before).
+``people prior`` is the prior band with ``--prior people`` (each subject completed above it by the
+person network, :func:`vfxmatte.prior.complete_people`).
 Scores:
 
 * ``alpha MSE`` ×1e3 and ``SAD`` /1000 on the whole frame;
