@@ -96,3 +96,20 @@ def test_the_people_prior_finds_the_heads_the_salient_prior_loses(shared_data: P
         assert float(plain[box].mean()) > 0.9 and float(completed[box].mean()) > 0.9, name
     assert np.array_equal(completed, np.maximum(completed, plain))
     assert not completed[:, :72].any() and not completed[:, -72:].any()  # the black bars stay out
+
+
+def test_a_steadied_mask_is_completed_on_its_own_frame(shared_data: Path) -> None:
+    """A sequence's steadied prior is made of U²-Netp's masks (a median over neighbouring frames)
+    and each frame completes it with what the person network finds there: the same heads."""
+    image = _chaplin_frame(shared_data, 200).astype(np.float32) / 255.0
+    u2netp, people = load_prior("u2netp"), load_prior("people")
+    assert u2netp is not None and people is not None
+    size = (180, 320)  # the LR size: the mask's pixels are 2 × 2 of the frame's
+    plain = u2netp.predict_subjects(image, size)
+    assert u2netp.complete_subjects(image, plain) is plain  # the default prior completes nothing
+    assert np.array_equal(people.predict_subjects(image, size, person=PersonSettings(enabled=False)), plain)
+    completed = people.complete_subjects(image, plain)
+    assert np.array_equal(completed, people.predict_subjects(image, size))
+    for y, x in ((slice(20, 50), slice(92, 112)), (slice(8, 45), slice(172, 210))):  # the two heads
+        assert float(plain[y, x].mean()) < 0.4 and float(completed[y, x].mean()) > 0.7
+    assert not completed[:, :36].any() and not completed[:, -36:].any()

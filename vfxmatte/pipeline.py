@@ -39,7 +39,7 @@ from vfxmatte.model.core import MattingModel, load_model, resolve_device
 from vfxmatte.person import NAME as PERSON_NAME
 from vfxmatte.person import SHA256 as PERSON_SHA256
 from vfxmatte.prior import SHA256 as PRIOR_SHA256
-from vfxmatte.prior import ZoomSettings, load_prior
+from vfxmatte.prior import PersonSettings, ZoomSettings, load_prior
 from vfxmatte.sampling import encode_image, lr_ensemble, lr_shape, resize
 from vfxmatte.temporal import MAX_FOLLOW, TemporalState, temporal_state
 from vfxmatte.uncertainty import estimate as estimate_uncertainty
@@ -207,8 +207,14 @@ def estimate_foreground(linear: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return fg
 
 
-def _run_prior(name: str, display: np.ndarray, lr_h: int, lr_w: int, zoom: bool = True) -> tuple[np.ndarray, float]:
+def _run_prior(
+    name: str, display: np.ndarray, lr_h: int, lr_w: int, zoom: bool = True, complete: bool = True
+) -> tuple[np.ndarray, float]:
     """The salient-object prior's mask at the LR size, and the seconds it took.
+
+    ``complete`` False: the ``people`` prior's subjects are not completed by the person network
+    (what a sequence's steadied prior is made of; each frame completes its own afterwards,
+    :func:`_complete_prior`).
 
     ``zoom``: each subject is looked at again from close up (:meth:`SalientPrior.predict_subjects`),
     for trimap-free runs, whose matte is the prior's core and its solved edge.  A mask guide's
@@ -224,8 +230,20 @@ def _run_prior(name: str, display: np.ndarray, lr_h: int, lr_w: int, zoom: bool 
     assert prior is not None
     started = time.perf_counter()
     zoomed = None if zoom else ZoomSettings(enabled=False)
-    mask = prior.predict_subjects(display, size=(lr_h, lr_w), zoom=zoomed)
+    person = None if complete else PersonSettings(enabled=False)
+    mask = prior.predict_subjects(display, size=(lr_h, lr_w), zoom=zoomed, person=person)
     return mask, time.perf_counter() - started
+
+
+def _complete_prior(name: str, display: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, float]:
+    """A steadied prior ``mask`` with this frame's subjects completed by the person network (the
+    ``people`` prior; ``mask`` itself for the others), and the seconds it took.  The median over
+    neighbouring frames keeps what most of them found: a head the person network finds on this
+    frame is added to this frame."""
+    prior = load_prior(name)
+    assert prior is not None
+    started = time.perf_counter()
+    return prior.complete_subjects(display, mask), time.perf_counter() - started
 
 
 def matte_plate(
@@ -298,6 +316,8 @@ def matte_plate(
         # ``prior_strength`` of the schedule, is where sampling starts (SDEdit-style, as Eq. 6/8).
         if steady_prior is not None and steady_prior[0].shape == (lr_h, lr_w):
             mask, prior_seconds = steady_prior
+            mask, completing = _complete_prior(params.prior, display, mask)
+            prior_seconds += completing
         else:
             mask, prior_seconds = _run_prior(params.prior, display, lr_h, lr_w)
         # The previous matte is moved by optical flow only for the check (off by default).
@@ -759,7 +779,7 @@ def _steady_priors(
                 yield item
                 continue
             linear, linear_space, lr_h, lr_w = _linear_view(item, params, model)
-            mask, _ = _run_prior(params.prior, color.to_network(linear, linear_space), lr_h, lr_w)
+            mask, _ = _run_prior(params.prior, color.to_network(linear, linear_space), lr_h, lr_w, complete=False)
             yield steady.Seen(item.frame, mask, carry.carry_image(item))
 
     masks = steady.steady_masks(seen(), sorted(to_do), ordered, radius)

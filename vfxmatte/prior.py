@@ -30,6 +30,7 @@ import importlib.metadata
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -195,7 +196,8 @@ class SalientPrior:
     ) -> np.ndarray:
         """:meth:`predict` (mirrored), then each subject looked at again from close up, inside
         the picture: black bars (letterbox, pillarbox; :func:`picture_area`) are cut off first
-        and get 0.
+        and get 0.  The ``people`` prior then completes each subject (:meth:`complete_subjects`;
+        ``person`` None: the prior's own setting).
 
         U²-Netp squeezes whatever it is given to 320×320, bars included: on ``chaplin.mp4``
         (4:3 in a 16:9 frame) it missed the man in the middle of frame 1092 with the bars and
@@ -203,10 +205,51 @@ class SalientPrior:
         ``size`` is the mask's size as for :meth:`predict`; the picture's box is snapped to
         whole pixels of it.
         """
-        h, w = size or image.shape[:2]
+        person = self._person(person)
+
+        def subjects(crop: np.ndarray, crop_size: tuple[int, int], _: np.ndarray | None) -> np.ndarray:
+            return self._complete(crop, self._subjects(crop, crop_size, zoom), zoom, person)
+
+        return self._in_picture(image, size or image.shape[:2], subjects)
+
+    def complete_subjects(
+        self,
+        image: np.ndarray,
+        mask: np.ndarray,
+        zoom: ZoomSettings | None = None,
+        person: PersonSettings | None = None,
+    ) -> np.ndarray:
+        """``mask`` (this frame's subjects at any size: the steadied prior of a sequence) with
+        each subject completed above it by the person network, inside the picture; ``mask``
+        itself where the prior is not ``people`` (``person`` None: the prior's own setting)."""
+        person = self._person(person)
+        if not person.enabled:
+            return mask
+
+        def completed(crop: np.ndarray, crop_size: tuple[int, int], part: np.ndarray | None) -> np.ndarray:
+            assert part is not None
+            return self._complete(crop, part, zoom, person)
+
+        return self._in_picture(image, mask.shape, completed, mask)
+
+    def _person(self, person: PersonSettings | None) -> PersonSettings:
+        if person is not None:
+            return person
+        return PERSON if self.people else PersonSettings(enabled=False)
+
+    @staticmethod
+    def _in_picture(
+        image: np.ndarray,
+        size: tuple[int, int],
+        run: Callable[[np.ndarray, tuple[int, int], np.ndarray | None], np.ndarray],
+        mask: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """``run(picture, its size in the mask, mask's part over it)`` on the picture inside black
+        bars (:func:`picture_area`), placed in an (h, w) mask whose bars are 0."""
+        h, w = size
         area = picture_area(image)
         if area is None:
-            return self._subjects(image, (h, w), zoom, person)
+            return run(image, (h, w), mask)
         full_h, full_w = image.shape[:2]
         sy, sx = full_h / h, full_w / w
         top, bottom, left, right = area
@@ -214,12 +257,11 @@ class SalientPrior:
         mx0, mx1 = round(left / sx), max(round(left / sx) + 1, round(right / sx))
         crop = image[round(my0 * sy) : round(my1 * sy), round(mx0 * sx) : round(mx1 * sx)]
         out = np.zeros((h, w), np.float32)
-        out[my0:my1, mx0:mx1] = self._subjects(crop, (my1 - my0, mx1 - mx0), zoom, person)
+        part = None if mask is None else mask[my0:my1, mx0:mx1]
+        out[my0:my1, mx0:mx1] = run(crop, (my1 - my0, mx1 - mx0), part)
         return out
 
-    def _subjects(
-        self, image: np.ndarray, size: tuple[int, int], zoom: ZoomSettings | None, person: PersonSettings | None = None
-    ) -> np.ndarray:
+    def _subjects(self, image: np.ndarray, size: tuple[int, int], zoom: ZoomSettings | None) -> np.ndarray:
         """:meth:`predict` (mirrored), then each subject looked at again from close up.
 
         U²-Netp sees the whole frame at 320×320: a person filling a fifth of a 16:9 frame is
@@ -238,17 +280,9 @@ class SalientPrior:
 
         zoom = zoom or ZOOM
         h, w = size
-        if person is None:
-            person = PERSON if self.people else PersonSettings(enabled=False)
         mask = self.predict(image, size=(h, w))
-        people = None
-        if person.enabled and (mask > 0.5).any():
-            from vfxmatte.person import load_person
-
-            network = load_person()
-            people = network.predict(image, size=(h, w))
         if not zoom.enabled:
-            return complete_people(mask, people, person)
+            return mask
         full_h, full_w = image.shape[:2]
         sy, sx = full_h / h, full_w / w
         out = mask.copy()
@@ -272,14 +306,6 @@ class SalientPrior:
             ramp = _edge_ramp(my1 - my0, mx1 - mx0, zoom.feather, (my0 > 0, my1 < h, mx0 > 0, mx1 < w))
             region = out[my0:my1, mx0:mx1]
             out[my0:my1, mx0:mx1] = region + ramp * np.maximum(close - region, 0.0)
-            if people is not None:
-                # The person network from close up too, on the crop raised by its head room (the
-                # salient subject often starts at the shoulders: the head is what it missed).
-                py0 = int(max(0.0, top - person.headroom * (bottom - top)) / sy)
-                crop = image[round(py0 * sy) : max(round(py0 * sy) + 1, round(my1 * sy)),
-                             round(mx0 * sx) : max(round(mx0 * sx) + 1, round(mx1 * sx))]  # fmt: skip
-                close = network.predict(crop, size=(my1 - py0, mx1 - mx0))
-                people[py0:my1, mx0:mx1] = np.maximum(people[py0:my1, mx0:mx1], close)
 
         labels, _ = ndimage.label(mask > 0.5)
         for box in ndimage.find_objects(labels):
@@ -299,7 +325,51 @@ class SalientPrior:
                 # A standing subject: its top again, a square head-and-shoulders crop.
                 side = zoom.head * box_w
                 look(y0 * sy - side / 3, y0 * sy - side / 3 + side, cx - side / 2, cx + side / 2)
-        return complete_people(out, people, person)
+        return out
+
+    def _complete(
+        self, image: np.ndarray, mask: np.ndarray, zoom: ZoomSettings | None, person: PersonSettings
+    ) -> np.ndarray:
+        """``mask`` (subjects of ``image``, at any size) completed by the person network
+        (:func:`complete_people`), which sees the whole image and, from close up, each subject's
+        crop (as :meth:`_subjects` takes them) raised by :attr:`PersonSettings.headroom`: the
+        salient subject often starts at the shoulders, and the head is what it missed."""
+        from scipy import ndimage
+
+        if not person.enabled or not (mask > 0.5).any():
+            return mask
+        from vfxmatte.person import load_person
+
+        zoom = zoom or ZOOM
+        network = load_person()
+        h, w = mask.shape
+        people = network.predict(image, size=(h, w))
+        if zoom.enabled:
+            full_h, full_w = image.shape[:2]
+            sy, sx = full_h / h, full_w / w
+            labels, _ = ndimage.label(mask > 0.5)
+            for box in ndimage.find_objects(labels):
+                if box is None:
+                    continue
+                y0, y1, x0, x1 = box[0].start, box[0].stop, box[1].start, box[1].stop
+                if (y1 - y0) * (x1 - x0) < zoom.min_area * h * w:
+                    continue
+                side = max((y1 - y0) * sy, (x1 - x0) * sx) * (1.0 + zoom.pad)
+                cy, cx = (y0 + y1) / 2 * sy, (x0 + x1) / 2 * sx
+                top, bottom = max(0, round(cy - side / 2)), min(full_h, round(cy + side / 2))
+                left, right = max(0, round(cx - side / 2)), min(full_w, round(cx + side / 2))
+                if (bottom - top) * (right - left) > zoom.max_area * full_h * full_w:
+                    continue
+                my0 = int(max(0.0, top - person.headroom * (bottom - top)) / sy)
+                my1 = min(h, max(my0 + 1, round(bottom / sy)))
+                mx0, mx1 = int(left / sx), min(w, max(int(left / sx) + 1, round(right / sx)))
+                crop = image[round(my0 * sy) : max(round(my0 * sy) + 1, round(my1 * sy)),
+                             round(mx0 * sx) : max(round(mx0 * sx) + 1, round(mx1 * sx))]  # fmt: skip
+                if min(crop.shape[:2]) < 8:
+                    continue
+                close = network.predict(crop, size=(my1 - my0, mx1 - mx0))
+                people[my0:my1, mx0:mx1] = np.maximum(people[my0:my1, mx0:mx1], close)
+        return complete_people(mask, people, person)
 
 
 #: A line of the frame (row or column) whose every pixel is at or below this (display-referred,
