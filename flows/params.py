@@ -19,6 +19,8 @@ from vfxmatte.security import MAX_PATH_LENGTH, check_text, confine
 
 Preset = Literal["draft", "standard", "final"]
 GuideKind = Literal["auto", "trimap", "mask", "scribble"]
+#: The subject prior of runs without a trimap or scribble guide (``vfxmatte matte --prior``).
+Prior = Literal["u2netp", "people", "none"]
 assert set(PRESETS) == {"draft", "standard", "final"}, "flows.params.Preset must list vfxmatte.config.PRESETS"
 
 #: Most frames one matte-shot run may do (about 70 minutes at 24 fps); split longer work into runs.
@@ -53,6 +55,7 @@ class MatteShotRequest(BaseModel):
     overwrite: bool = False
     chunk_size: int = Field(24, ge=1, le=10_000)
     review: bool = True
+    prior: Prior = Field("u2netp", description="subject prior without a guide: u2netp, people (shots of people), none")
 
     @field_validator("input", "output", "guide")
     @classmethod
@@ -84,7 +87,9 @@ class MatteShotRequest(BaseModel):
 
     def matte_params(self) -> MatteParams:
         """MatteParams of the preset plus the request's overrides (guides only where the library has them)."""
-        overrides: dict[str, object] = {"seed": self.seed, "prompt": self.prompt, "colorspace": self.colorspace}
+        overrides: dict[str, object] = {
+            "seed": self.seed, "prompt": self.prompt, "colorspace": self.colorspace, "prior": self.prior,
+        }
         known = {f.name for f in fields(MatteParams)}
         if self.guide is not None:
             if "guide" not in known:

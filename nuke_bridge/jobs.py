@@ -22,6 +22,7 @@ from nuke_bridge.client import BridgeError, PrefectClient, latest_artifacts
 DEFAULT_DEPLOYMENT = "matte-shot/vfxmatte"
 PRESETS = ("draft", "standard", "final")
 GUIDE_KINDS = ("auto", "trimap", "mask", "scribble")
+PRIORS = ("u2netp", "people", "none")  # the subject prior without a guide (vfxmatte matte --prior)
 PROGRESS_KEY = "vfxmatte-progress"
 SUMMARY_KEY = "vfxmatte-summary"
 RESULT_KEY = "vfxmatte-result"
@@ -105,6 +106,7 @@ class ShotRequest:
     seed: int = 0
     overwrite: bool = False
     review: bool = True
+    prior: str = "u2netp"
 
     def __post_init__(self) -> None:
         for name, limit in (("input", MAX_PATH_LENGTH), ("output", MAX_PATH_LENGTH), ("guide", MAX_PATH_LENGTH),
@@ -120,6 +122,8 @@ class ShotRequest:
             raise BridgeError(f"preset {self.preset!r}: choose one of {', '.join(PRESETS)}", "usage")
         if self.guide_kind not in GUIDE_KINDS:
             raise BridgeError(f"guide kind {self.guide_kind!r}: choose one of {', '.join(GUIDE_KINDS)}", "usage")
+        if self.prior not in PRIORS:
+            raise BridgeError(f"prior {self.prior!r}: choose one of {', '.join(PRIORS)}", "usage")
         if self.last < self.first:
             raise BridgeError(f"frame range {self.first}-{self.last}: the last frame is before the first", "usage")
         if not has_frame_token(self.output):
@@ -136,8 +140,9 @@ class ShotRequest:
         return f"{self.first}-{self.last}" if self.last != self.first else str(self.first)
 
     def flow_parameters(self) -> dict[str, Any]:
-        """The ``matte-shot`` parameters (FLOW_CONTRACT); ``chunk_size`` is left to the deployment."""
-        return {
+        """The ``matte-shot`` parameters (FLOW_CONTRACT); ``chunk_size`` is left to the deployment.
+        ``prior`` only when it is not the default, so a farm on an earlier flow still takes the rest."""
+        parameters: dict[str, Any] = {
             "input": self.input,
             "output": self.output,
             "frames": self.frame_range,
@@ -150,6 +155,9 @@ class ShotRequest:
             "overwrite": self.overwrite,
             "review": self.review,
         }
+        if self.prior != "u2netp":
+            parameters["prior"] = self.prior
+        return parameters
 
 
 def _check_text(name: str, value: str | None, limit: int) -> None:

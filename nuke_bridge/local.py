@@ -82,6 +82,8 @@ def matte_arguments(request: ShotRequest, command: Sequence[str], environ: Mappi
         argv.append(f"--colorspace={request.colorspace}")
     if request.overwrite:
         argv.append("--overwrite")
+    if request.prior != "u2netp":
+        argv.append(f"--prior={request.prior}")
     if is_movie(request.input):  # Nuke numbers a movie's frames from the Read's first frame
         argv.append(f"--start-frame={request.first}")
     if environ.get("VFXMATTE_MODEL"):

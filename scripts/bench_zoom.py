@@ -8,8 +8,10 @@ Each frame of ``MOVIE`` (default ``../shared/data/video/chaplin.mp4``, a real sh
 people) is resized to ``--width``×``--height`` and matted trimap-free through
 :func:`vfxmatte.pipeline.matte_plate` (the CLI's code path, CPU defaults) with the close look
 and without it (``prior.ZOOM`` switched off), alternated in one run so both see the same
-machine state, ``--rounds`` times each after a warm-up.  Printed: seconds per frame for each,
-the prior's own seconds, and the crops looked at again per frame.
+machine state, ``--rounds`` times each after a warm-up; and with ``--prior people`` (the person
+network completing each subject, :meth:`vfxmatte.prior.SalientPrior.complete_subjects`).
+Printed: seconds per frame for each, the prior's own seconds, and the crops looked at again per
+frame.
 """
 
 from __future__ import annotations
@@ -56,9 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         rgb = np.stack([resize(plate.rgb[..., c], args.height, args.width) for c in range(3)], -1)
         window = replace(plate.data_window, width=args.width, height=args.height)
         plates.append(replace(plate, rgb=rgb.astype(np.float32), data_window=window, display_window=window))
-    net = prior.load_prior("u2netp")
-    assert net is not None
-    modes = {"close look (default)": prior.ZOOM, "plain prior": prior.ZoomSettings(enabled=False)}
+    nets = [prior.load_prior("u2netp"), prior.load_prior("people")]
+    modes = {
+        "close look (default)": (prior.ZOOM, params),
+        "plain prior": (prior.ZoomSettings(enabled=False), params),
+        "--prior people": (prior.ZOOM, replace(params, prior="people")),
+    }
     seconds: dict[str, list[float]] = {m: [] for m in modes}
     prior_seconds: dict[str, list[float]] = {m: [] for m in modes}
     looks: dict[str, int] = {m: 0 for m in modes}
@@ -66,15 +71,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         matte_plate(model, plates[0], params)  # warm-up
         for _ in range(args.rounds):
-            for mode, zoom in modes.items():
+            for mode, (zoom, run_params) in modes.items():
                 prior.ZOOM = zoom
-                before = net.close_looks
+                before = sum(n.close_looks for n in nets if n is not None)
                 for plate in plates:
                     start = time.perf_counter()
-                    matte = matte_plate(model, plate, params)
+                    matte = matte_plate(model, plate, run_params)
                     seconds[mode].append(time.perf_counter() - start)
                     prior_seconds[mode].append(matte.prior_seconds)
-                looks[mode] += net.close_looks - before
+                looks[mode] += sum(n.close_looks for n in nets if n is not None) - before
     finally:
         prior.ZOOM = default
     result = {

@@ -237,7 +237,7 @@ class Panel:
         return default.split()[0] if isinstance(default, str) and name in self._pulldowns() else default
 
     def _pulldowns(self) -> set[str]:
-        return {n for n in self.fields if n in ("Plate", "Preset", "Guide kind", "Run on")}
+        return {n for n in self.fields if n in ("Plate", "Preset", "Guide kind", "Run on", "Subject prior")}
 
 
 class ProgressTask:

@@ -94,6 +94,11 @@ def test_request_refuses_unknown_keys_bad_enums_and_paths(tmp_path: Path, monkey
         MatteShotRequest(input=ok.input, output=ok.output, steps=3)  # type: ignore[call-arg]
     with pytest.raises(ValidationError, match="preset"):
         MatteShotRequest(input=ok.input, output=ok.output, preset="ultra")  # type: ignore[arg-type]
+    assert ok.prior == "u2netp" and ok.matte_params().prior == "u2netp"
+    people = MatteShotRequest(input=ok.input, output=ok.output, prior="people")
+    assert people.matte_params().prior == "people" and people.matte_params().steps == ok.matte_params().steps
+    with pytest.raises(ValidationError, match="prior"):
+        MatteShotRequest(input=ok.input, output=ok.output, prior="folk")  # type: ignore[arg-type]
     with pytest.raises(UsageError, match="outside the allowed roots"):
         MatteShotRequest(input="/etc/passwd", output=ok.output)
     with pytest.raises(UsageError, match="--frames"):

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -323,9 +324,10 @@ def test_a_guide_from_a_second_selected_node(nuke: fake_nuke.FakeNuke, tmp_path:
     nuke.select(plate, roto)
     plates, guide = panel.split_selection(nuke.selectedNodes(), nuke.selectedNode())
     assert plates == [plate] and guide is roto
-    nuke.panel_answers.update({"Guide kind": "trimap", "Prompt": "the dancer"})
+    nuke.panel_answers.update({"Guide kind": "trimap", "Prompt": "the dancer", "Subject prior": "people"})
     choice = panel.ask(plates, guide)
     assert choice is not None and nuke.panels[-1].fields["Guide kind"] == "auto trimap mask scribble"
+    assert nuke.panels[-1].fields["Subject prior"] == "u2netp people none"
     # A Roto rendered on a keyframe only is a valid guide; the dialog says which frames are keyframes.
     assert nuke.panels[-1].fields["Guide frames"] == "keyframes 1001: carried to the other frames"
     (tmp_path / "roto.1002.png").write_bytes(b"")
@@ -337,12 +339,17 @@ def test_a_guide_from_a_second_selected_node(nuke: fake_nuke.FakeNuke, tmp_path:
     assert (request.first, request.last, request.colorspace) == (1001, 1002, "ACES - ACEScg")
     params = request.flow_parameters()  # farm mode
     assert (params["guide"], params["guide_kind"], params["frames"]) == (guide_file, "trimap", "1001-1002")
+    assert request.prior == params["prior"] == "people"
+    # The default prior is not sent: a farm on a flow from before the parameter still takes the job.
+    assert "prior" not in replace(request, prior="u2netp").flow_parameters()
+    with pytest.raises(BridgeError, match="prior 'folk': choose one of u2netp, people, none"):
+        replace(request, prior="folk")
     # Local mode: the real CLI has --guide, and its parser reads the guide and kind as values.
     command = [sys.executable, "-m", "vfxmatte.cli"]
     argv = matte_arguments(request, command, child_environment())
     args = build_parser().parse_args(argv[len(command) :])
     assert (args.guide, args.guide_kind, args.prompt) == (guide_file, "trimap", "the dancer")
-    assert args.frames == "1001-1002"
+    assert args.frames == "1001-1002" and args.prior == "people"
 
     # Two Reads: the dialog asks which is the plate (the last clicked first); the other is the guide.
     mask = nuke.nodes.Read(file=str(tmp_path / "mask.####.exr"), first=1001, last=1002)

@@ -40,6 +40,10 @@ def add_flow_parser(sub: Any) -> None:
     run.add_argument("--guide-channel", help="EXR channel holding the guide (default: its alpha)")
     run.add_argument("--guide-frame", type=int, metavar="N", help="the single --guide image is frame N's keyframe")
     run.add_argument("--seed", type=int, default=0)
+    run.add_argument(
+        "--prior", choices=("u2netp", "people", "none"), default="u2netp",
+        help="subject prior without a guide, as vfxmatte matte --prior (people: for shots of people)",
+    )
     run.add_argument("--colorspace")
     run.add_argument("--overwrite", action="store_true")
     run.add_argument("--chunk-size", type=int, default=24, help="frames per task (default 24)")
@@ -148,6 +152,7 @@ def _run(args: argparse.Namespace) -> int:
             colorspace=args.colorspace,
             overwrite=args.overwrite,
             chunk_size=args.chunk_size,
+            prior=args.prior,
             review=not args.no_review,
             return_state=True,
         )

@@ -22,6 +22,7 @@ from nuke_bridge.client import BridgeError
 from nuke_bridge.jobs import (
     GUIDE_KINDS,
     PRESETS,
+    PRIORS,
     Job,
     JobStatus,
     ShotRequest,
@@ -141,6 +142,8 @@ def ask(plates: list[Any], guide: Any) -> dict[str, Any] | None:
         panel.addEnumerationPulldown("Plate", " ".join(n.name() for n in plates))
     panel.addSingleLineInput("Prompt", "")
     panel.addEnumerationPulldown("Preset", " ".join(("standard", *[p for p in PRESETS if p != "standard"])))
+    # Without a trimap or scribble: which subject prior (people: heads and hats on shots of people).
+    panel.addEnumerationPulldown("Subject prior", " ".join(PRIORS))
     if guide is not None or len(plates) > 1:
         panel.addEnumerationPulldown("Guide kind", " ".join(GUIDE_KINDS))
     if guide is not None:
@@ -165,6 +168,7 @@ def ask(plates: list[Any], guide: Any) -> dict[str, Any] | None:
         "guide": guide,
         "prompt": str(panel.value("Prompt") or "").strip() or None,
         "preset": str(panel.value("Preset") or "standard"),
+        "prior": str(panel.value("Subject prior") or "u2netp"),
         "guide_kind": str(panel.value("Guide kind") or "auto") if guide is not None else "auto",
         "output": output,
         "mode": str(panel.value("Run on")) if farm_configured() else "local",
@@ -187,6 +191,7 @@ def build_request(choice: dict[str, Any]) -> ShotRequest:
         guide_kind=choice["guide_kind"],
         colorspace=ocio_colorspace(plate["colorspace"].value()),
         overwrite=choice["overwrite"],
+        prior=choice.get("prior", "u2netp"),
     )
 
 
