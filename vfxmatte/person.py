@@ -4,9 +4,10 @@ U²-Netp (:mod:`vfxmatte.prior`) finds *salient objects*; on film plates it lose
 or head against dark trees and keeps the coat below it (``chaplin.mp4``: both men's heads
 missing or see-through on most frames).  MediaPipe's selfie segmentation model (Google,
 "MediaPipe Selfie Segmentation", model card 2021; Apache-2.0) is trained to find people,
-heads and hair included.  :meth:`SalientPrior.predict_subjects` uses it to *complete* the
-subjects U²-Netp found: a person region that touches one of them is added to it, so a head
-joins its body; a person U²-Netp did not pick is not added (the prior's choice of subject
+heads and hair included.  The ``people`` prior (``--prior people``,
+:meth:`vfxmatte.prior.SalientPrior.complete_subjects`) uses it to *complete* the subjects
+U²-Netp found: the part of a person region that lies above a subject it overlaps is added, so a
+head joins its body; a person U²-Netp did not pick is not added (the prior's choice of subject
 stays U²-Netp's).
 
 The weights are the unmodified ``selfie_segmentation.tflite`` (256×256 general model, as
@@ -215,6 +216,8 @@ class Graph:
                     y = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=bool(op["align_corners"]))
                 elif kind == "TRANSPOSE_CONV_BIAS":
                     weight = self.weights[ins[1]]
+                    if tuple(weight.shape[2:]) != tuple(op["stride"]):  # kernel = stride: no padding to place
+                        raise ModelError("unsupported transposed convolution: kernel and stride differ")
                     y = F.conv_transpose2d(x, weight, get(ins[2]), stride=op["stride"])
                 else:  # DEQUANTIZE of an activation
                     y = x.float()

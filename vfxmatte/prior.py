@@ -273,8 +273,7 @@ class SalientPrior:
         of the crop's side where the crop's edge lies inside the frame.  Crops over
         ``max_area`` of the frame gain nothing and are skipped, so a subject that fills the
         frame (GT01–GT20 mostly) gets exactly :meth:`predict`.  ``zoom`` None uses
-        :data:`ZOOM`; ``ZoomSettings(enabled=False)`` is the plain mask.  Last, the people the
-        subjects belong to are completed (:func:`complete_people`, ``person``; None: :data:`PERSON`).
+        :data:`ZOOM`; ``ZoomSettings(enabled=False)`` is the plain mask.
         """
         from scipy import ndimage
 
@@ -458,6 +457,7 @@ def _edge_ramp(height: int, width: int, feather: float, inner: tuple[bool, bool,
 #: looked at again from close up").
 ZOOM = ZoomSettings()
 
+
 @dataclass(frozen=True)
 class PersonSettings:
     """:func:`complete_people`: the person-segmentation network completes the subjects U²-Netp
@@ -491,10 +491,11 @@ def complete_people(mask: np.ndarray, people: np.ndarray | None, settings: Perso
     inside a subject of ``mask`` (over 0.5).
 
     U²-Netp keeps a coat and loses the dark head and hat above it against dark trees; the person
-    network sees the whole person.  It adds no person the mask did not already pick.  It is the
-    ``people`` prior, not the default: the selfie network calls most salient things a person
-    (dolls, a koala, plants), and on such shots it adds their surroundings (docs/BENCHMARKS.md,
-    "People completed").
+    network sees the whole person.  It adds no person the mask did not already pick, and with
+    :attr:`PersonSettings.upward` only what lies above a subject.  It is the ``people`` prior, not
+    the default: the selfie network calls most salient things a person (dolls, a koala, an
+    ostrich), and a real person standing behind such a subject is added above it
+    (docs/BENCHMARKS.md, "people completed").
     """
     from scipy import ndimage
 
@@ -505,9 +506,9 @@ def complete_people(mask: np.ndarray, people: np.ndarray | None, settings: Perso
     if count == 0:
         return mask
     index = np.arange(1, count + 1)
-    inside = np.asarray(ndimage.sum(mask > 0.5, labels, index))
+    shared = np.asarray(ndimage.sum(mask > 0.5, labels, index))
     area = np.asarray(ndimage.sum(np.ones(mask.shape, bool), labels, index))
-    wanted = index[inside >= settings.overlap * area]
+    wanted = index[shared >= settings.overlap * area]
     if wanted.size == 0:
         return mask
     region = np.isin(labels, wanted)
