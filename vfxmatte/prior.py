@@ -330,9 +330,11 @@ class SalientPrior:
         self, image: np.ndarray, mask: np.ndarray, zoom: ZoomSettings | None, person: PersonSettings
     ) -> np.ndarray:
         """``mask`` (subjects of ``image``, at any size) completed by the person network
-        (:func:`complete_people`), which sees the whole image and, from close up, each subject's
-        crop (as :meth:`_subjects` takes them) raised by :attr:`PersonSettings.headroom`: the
-        salient subject often starts at the shoulders, and the head is what it missed."""
+        (:func:`complete_people`), which sees the whole image and then, from close up, each
+        subject of the mask and each person it found there that overlaps one: square crops
+        (sized as :meth:`_subjects` sizes its crops) raised by :attr:`PersonSettings.headroom`,
+        the larger value kept.  The people's own crops matter where the mask joins two people
+        through a shadow on the ground: one region too large for a close look."""
         from scipy import ndimage
 
         if not person.enabled or not (mask > 0.5).any():
@@ -346,8 +348,14 @@ class SalientPrior:
         if zoom.enabled:
             full_h, full_w = image.shape[:2]
             sy, sx = full_h / h, full_w / w
-            labels, _ = ndimage.label(mask > 0.5)
-            for box in ndimage.find_objects(labels):
+            labels, count = ndimage.label(people > person.level)
+            index = np.arange(1, count + 1)
+            shared = np.asarray(ndimage.sum(mask > 0.5, labels, index))
+            area = np.asarray(ndimage.sum(np.ones(mask.shape, bool), labels, index))
+            found = ndimage.find_objects(labels)
+            boxes = [found[n - 1] for n in index[shared >= person.overlap * np.maximum(area, 1)]]
+            boxes += ndimage.find_objects(ndimage.label(mask > 0.5)[0])  # and each subject, as the close look
+            for box in boxes:
                 if box is None:
                     continue
                 y0, y1, x0, x1 = box[0].start, box[0].stop, box[1].start, box[1].stop
