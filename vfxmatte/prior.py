@@ -290,12 +290,8 @@ class SalientPrior:
             """Run the network on the full-resolution crop and keep the larger value inside it."""
             top, bottom = max(0, round(top)), min(full_h, round(bottom))
             left, right = max(0, round(left)), min(full_w, round(right))
-            # The crop's place in the mask, whole mask pixels; the crop snapped to match.
-            my0, my1 = int(top / sy), max(int(top / sy) + 1, round(bottom / sy))
-            mx0, mx1 = int(left / sx), max(int(left / sx) + 1, round(right / sx))
-            my1, mx1 = min(h, my1), min(w, mx1)
-            crop = image[round(my0 * sy) : max(round(my0 * sy) + 1, round(my1 * sy)),
-                         round(mx0 * sx) : max(round(mx0 * sx) + 1, round(mx1 * sx))]  # fmt: skip
+            my0, my1, mx0, mx1 = window = _mask_window(top, bottom, left, right, (sy, sx), (h, w))
+            crop = _cut(image, window, (sy, sx))
             if min(crop.shape[:2]) < 8:
                 return
             close = self.predict(crop, mirror=zoom.mirror, size=(my1 - my0, mx1 - mx0))
@@ -308,21 +304,16 @@ class SalientPrior:
 
         labels, _ = ndimage.label(mask > 0.5)
         for box in ndimage.find_objects(labels):
-            if box is None:
+            if box is None or _speck(box, (h, w), zoom):
                 continue
+            crop = _close_crop(box, (sy, sx), (full_h, full_w), zoom)
+            if crop is not None:
+                look(*crop)
             y0, y1, x0, x1 = box[0].start, box[0].stop, box[1].start, box[1].stop
-            if (y1 - y0) * (x1 - x0) < zoom.min_area * h * w:
-                continue
             box_h, box_w = (y1 - y0) * sy, (x1 - x0) * sx
-            side = max(box_h, box_w) * (1.0 + zoom.pad)
-            cy, cx = (y0 + y1) / 2 * sy, (x0 + x1) / 2 * sx
-            top, bottom = max(0, round(cy - side / 2)), min(full_h, round(cy + side / 2))
-            left, right = max(0, round(cx - side / 2)), min(full_w, round(cx + side / 2))
-            if (bottom - top) * (right - left) <= zoom.max_area * full_h * full_w:
-                look(top, bottom, left, right)
             if zoom.head is not None and box_h >= 1.5 * box_w:
                 # A standing subject: its top again, a square head-and-shoulders crop.
-                side = zoom.head * box_w
+                side, cx = zoom.head * box_w, (x0 + x1) / 2 * sx
                 look(y0 * sy - side / 3, y0 * sy - side / 3 + side, cx - side / 2, cx + side / 2)
         return out
 
@@ -348,35 +339,64 @@ class SalientPrior:
         if zoom.enabled:
             full_h, full_w = image.shape[:2]
             sy, sx = full_h / h, full_w / w
-            labels, count = ndimage.label(people > person.level)
-            index = np.arange(1, count + 1)
-            shared = np.asarray(ndimage.sum(mask > 0.5, labels, index))
-            area = np.asarray(ndimage.sum(np.ones(mask.shape, bool), labels, index))
+            labels, wanted = _overlapping(mask, people, person)
             found = ndimage.find_objects(labels)
-            boxes = [found[n - 1] for n in index[shared >= person.overlap * np.maximum(area, 1)]]
+            boxes = [found[n - 1] for n in wanted]
             boxes += ndimage.find_objects(ndimage.label(mask > 0.5)[0])  # and each subject, as the close look
             for box in boxes:
-                if box is None:
+                if box is None or _speck(box, (h, w), zoom):
                     continue
-                y0, y1, x0, x1 = box[0].start, box[0].stop, box[1].start, box[1].stop
-                if (y1 - y0) * (x1 - x0) < zoom.min_area * h * w:
+                close_crop = _close_crop(box, (sy, sx), (full_h, full_w), zoom)
+                if close_crop is None:
                     continue
-                side = max((y1 - y0) * sy, (x1 - x0) * sx) * (1.0 + zoom.pad)
-                cy, cx = (y0 + y1) / 2 * sy, (x0 + x1) / 2 * sx
-                top, bottom = max(0, round(cy - side / 2)), min(full_h, round(cy + side / 2))
-                left, right = max(0, round(cx - side / 2)), min(full_w, round(cx + side / 2))
-                if (bottom - top) * (right - left) > zoom.max_area * full_h * full_w:
-                    continue
-                my0 = int(max(0.0, top - person.headroom * (bottom - top)) / sy)
-                my1 = min(h, max(my0 + 1, round(bottom / sy)))
-                mx0, mx1 = int(left / sx), min(w, max(int(left / sx) + 1, round(right / sx)))
-                crop = image[round(my0 * sy) : max(round(my0 * sy) + 1, round(my1 * sy)),
-                             round(mx0 * sx) : max(round(mx0 * sx) + 1, round(mx1 * sx))]  # fmt: skip
+                top, bottom, left, right = close_crop
+                raised = max(0.0, top - person.headroom * (bottom - top))
+                my0, my1, mx0, mx1 = window = _mask_window(raised, bottom, left, right, (sy, sx), (h, w))
+                crop = _cut(image, window, (sy, sx))
                 if min(crop.shape[:2]) < 8:
                     continue
                 close = network.predict(crop, size=(my1 - my0, mx1 - mx0))
                 people[my0:my1, mx0:mx1] = np.maximum(people[my0:my1, mx0:mx1], close)
         return complete_people(mask, people, person)
+
+
+def _speck(box: tuple[slice, slice], size: tuple[int, int], zoom: ZoomSettings) -> bool:
+    """A mask region whose bounding ``box`` covers less than ``zoom.min_area`` of the mask: a speck."""
+    return (box[0].stop - box[0].start) * (box[1].stop - box[1].start) < zoom.min_area * size[0] * size[1]
+
+
+def _close_crop(
+    box: tuple[slice, slice], scale: tuple[float, float], frame: tuple[int, int], zoom: ZoomSettings
+) -> tuple[int, int, int, int] | None:
+    """The square close-look crop around a mask region's bounding ``box``: (top, bottom, left,
+    right) in the image's pixels (``scale`` of a mask pixel, ``frame`` the image's size), ``pad``
+    larger than the box and inside the frame; None where it would cover over ``max_area`` of it."""
+    (sy, sx), (full_h, full_w) = scale, frame
+    y0, y1, x0, x1 = box[0].start, box[0].stop, box[1].start, box[1].stop
+    side = max((y1 - y0) * sy, (x1 - x0) * sx) * (1.0 + zoom.pad)
+    cy, cx = (y0 + y1) / 2 * sy, (x0 + x1) / 2 * sx
+    top, bottom = max(0, round(cy - side / 2)), min(full_h, round(cy + side / 2))
+    left, right = max(0, round(cx - side / 2)), min(full_w, round(cx + side / 2))
+    if (bottom - top) * (right - left) > zoom.max_area * full_h * full_w:
+        return None
+    return top, bottom, left, right
+
+
+def _mask_window(
+    top: float, bottom: float, left: float, right: float, scale: tuple[float, float], size: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """A crop's place in the mask (``size``; ``scale`` image pixels per mask pixel), in whole mask
+    pixels: (top, bottom, left, right)."""
+    (sy, sx), (h, w) = scale, size
+    my0, mx0 = int(top / sy), int(left / sx)
+    return my0, min(h, max(my0 + 1, round(bottom / sy))), mx0, min(w, max(mx0 + 1, round(right / sx)))
+
+
+def _cut(image: np.ndarray, window: tuple[int, int, int, int], scale: tuple[float, float]) -> np.ndarray:
+    """The image under a mask ``window`` (:func:`_mask_window`), snapped to it."""
+    (my0, my1, mx0, mx1), (sy, sx) = window, scale
+    return image[round(my0 * sy) : max(round(my0 * sy) + 1, round(my1 * sy)),
+                 round(mx0 * sx) : max(round(mx0 * sx) + 1, round(mx1 * sx))]  # fmt: skip
 
 
 #: A line of the frame (row or column) whose every pixel is at or below this (display-referred,
@@ -510,13 +530,7 @@ def complete_people(mask: np.ndarray, people: np.ndarray | None, settings: Perso
     settings = settings or PERSON
     if people is None or not settings.enabled:
         return mask
-    labels, count = ndimage.label(people > settings.level)
-    if count == 0:
-        return mask
-    index = np.arange(1, count + 1)
-    shared = np.asarray(ndimage.sum(mask > 0.5, labels, index))
-    area = np.asarray(ndimage.sum(np.ones(mask.shape, bool), labels, index))
-    wanted = index[shared >= settings.overlap * area]
+    labels, wanted = _overlapping(mask, people, settings)
     if wanted.size == 0:
         return mask
     region = np.isin(labels, wanted)
@@ -527,6 +541,18 @@ def complete_people(mask: np.ndarray, people: np.ndarray | None, settings: Perso
         top = np.where(inside.any(axis=0), inside.argmax(axis=0), -1)
         region &= np.arange(mask.shape[0])[:, None] < top[None, :]
     return np.maximum(mask, np.where(region, people, 0.0)).astype(np.float32)
+
+
+def _overlapping(mask: np.ndarray, people: np.ndarray, settings: PersonSettings) -> tuple[np.ndarray, np.ndarray]:
+    """The person regions of ``people`` (over ``settings.level``, labelled) and the labels of those
+    lying at least ``settings.overlap`` inside a subject of ``mask`` (over 0.5)."""
+    from scipy import ndimage
+
+    labels, count = ndimage.label(people > settings.level)
+    index = np.arange(1, count + 1)
+    shared = np.asarray(ndimage.sum(mask > 0.5, labels, index))
+    area = np.asarray(ndimage.sum(np.ones(mask.shape, bool), labels, index))
+    return labels, index[shared >= settings.overlap * area]
 
 
 _CACHE: dict[str, SalientPrior] = {}
