@@ -22,6 +22,7 @@ from scipy import ndimage
 
 from vfxmatte import __version__, carry, hr, steady
 from vfxmatte import guide as guidance
+from vfxmatte import temporal as temporal_module
 from vfxmatte.config import MatteParams, RunOptions
 from vfxmatte.errors import FrameError, InputError, OutputError, UsageError
 from vfxmatte.io import color
@@ -41,7 +42,7 @@ from vfxmatte.person import SHA256 as PERSON_SHA256
 from vfxmatte.prior import SHA256 as PRIOR_SHA256
 from vfxmatte.prior import PersonSettings, ZoomSettings, load_prior
 from vfxmatte.sampling import encode_image, lr_ensemble, lr_shape, resize
-from vfxmatte.temporal import MAX_FOLLOW, TemporalState, temporal_state
+from vfxmatte.temporal import TemporalState, temporal_state
 from vfxmatte.uncertainty import estimate as estimate_uncertainty
 
 Status = Literal["written", "skipped", "failed"]
@@ -335,7 +336,7 @@ def matte_plate(
             elif jumped:
                 plate.warnings.append(
                     f"{plate.path}: the prior's subject differs from the previous frame's matte (IoU "
-                    f"{agreement:.2f}) after {MAX_FOLLOW} frames that followed it; the prior is taken"
+                    f"{agreement:.2f}) after {temporal_module.MAX_FOLLOW} frames that followed it; the prior is taken"
                 )
         prior_mask = mask
         start, strength = mask_latents(model, mask, params.seeds), params.prior_strength
