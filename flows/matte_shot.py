@@ -36,7 +36,7 @@ from prefect.states import Failed, State
 from prefect.tasks import exponential_backoff
 from pydantic import ValidationError
 
-from flows.params import GuideKind, MatteShotRequest, Preset, Prior, check_chunks
+from flows.params import CleanPlate, GuideKind, MatteShotRequest, Preset, Prior, check_chunks
 from flows.settings import FlowSettings
 from vfxmatte.carry import next_keyframes
 from vfxmatte.config import RunOptions
@@ -243,6 +243,7 @@ def matte_shot(
     chunk_size: int = 24,
     review: bool = True,
     prior: Prior = "u2netp",
+    clean_plate: CleanPlate = "auto",
 ) -> dict[str, Any] | State[Any]:
     """Matte one shot in chunks on the worker's GPU; see the module docstring.
 
@@ -265,6 +266,7 @@ def matte_shot(
             overwrite=overwrite,
             chunk_size=chunk_size,
             prior=prior,
+            clean_plate=clean_plate,
             review=review,
         )
         return run_shot(request, FlowSettings.from_env())

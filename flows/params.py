@@ -21,6 +21,8 @@ Preset = Literal["draft", "standard", "final"]
 GuideKind = Literal["auto", "trimap", "mask", "scribble"]
 #: The subject prior of runs without a trimap or scribble guide (``vfxmatte matte --prior``).
 Prior = Literal["u2netp", "people", "none"]
+#: Whether a trimap-free run on a locked-off shot uses the shot's clean plate (``--clean-plate``).
+CleanPlate = Literal["auto", "off"]
 assert set(PRESETS) == {"draft", "standard", "final"}, "flows.params.Preset must list vfxmatte.config.PRESETS"
 
 #: Most frames one matte-shot run may do (about 70 minutes at 24 fps); split longer work into runs.
@@ -56,6 +58,9 @@ class MatteShotRequest(BaseModel):
     chunk_size: int = Field(24, ge=1, le=10_000)
     review: bool = True
     prior: Prior = Field("u2netp", description="subject prior without a guide: u2netp, people (shots of people), none")
+    clean_plate: CleanPlate = Field(
+        "auto", description="trimap-free on a locked-off shot: clear what still shows its clean plate (auto, off)"
+    )
 
     @field_validator("input", "output", "guide")
     @classmethod
@@ -89,6 +94,7 @@ class MatteShotRequest(BaseModel):
         """MatteParams of the preset plus the request's overrides (guides only where the library has them)."""
         overrides: dict[str, object] = {
             "seed": self.seed, "prompt": self.prompt, "colorspace": self.colorspace, "prior": self.prior,
+            "clean_plate": self.clean_plate,
         }
         known = {f.name for f in fields(MatteParams)}
         if self.guide is not None:

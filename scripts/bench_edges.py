@@ -147,7 +147,7 @@ def pillarbox(shot: Any, bars: int, folder: Path) -> str:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from dataclasses import replace
 
-    from vfxmatte import hr, prior, steady, temporal
+    from vfxmatte import cleanplate, hr, prior, steady, temporal
     from vfxmatte.composite_shot import build_composite_shot, frame_path, read_channels
     from vfxmatte.config import MatteParams, RunOptions
     from vfxmatte.io.exr import read_plate
@@ -222,6 +222,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         shot = build_composite_shot(
             folder, frames=args.frames, width=args.width, height=args.height, target=target,
             distractor=args.distractor if args.distractor != target else "GT14", seed=args.seed,
+            camera=args.camera,
         )  # fmt: skip
         plate_pattern = shot.plate if not args.bars else pillarbox(shot, args.bars, folder / "bars")
         windows = [int(text) for text in args.windows.split(",") if text]
@@ -229,9 +230,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         trusts: list[float | None] = [float(text) for text in args.trust.split(",") if text] or [None]
         shot_bands: list[str | None] = [None, *(args.band if args.shot_bands else [])]
         follows: list[int | None] = [int(text) for text in args.follows.split(",") if text] or [None]
-        for window, jump, trust, spec, follow in (
-            (w, j, t, b, f) for w in windows for j in jumps for t in trusts for b in shot_bands for f in follows
-        ):
+        cleans: list[str | None] = list(args.clean) or [None]
+        for window, jump, trust, spec, follow, clean in (
+            (w, j, t, b, f, c)
+            for w in windows for j in jumps for t in trusts for b in shot_bands for f in follows for c in cleans
+        ):  # fmt: skip
             # The whole shot through matte_shot (the CLI's run), so the prior can see its neighbours.
             shot_params = replace(MatteParams(), prior_window=window)
             name = f"shot, prior window {window}"
@@ -243,13 +246,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 name = f"{name}, prior band {spec}"
             if follow is not None:
                 name = f"{name}, at most {follow} frames follow"
+            settings = cleanplate.SETTINGS
+            if clean == "off":
+                shot_params, name = replace(shot_params, clean_plate="off"), f"{name}, no clean plate"
+            elif clean is not None:
+                name = f"{name}, clean plate {clean}"
+                if clean != "auto":
+                    cleanplate.SETTINGS = cleanplate.CleanPlateSettings(**{
+                        key: float(text) if "." in text else int(text)
+                        for key, text in (item.split("=", 1) for item in clean.split(","))
+                    })  # fmt: skip
             out = folder / name.replace(", ", "_").replace(" ", "-").replace("=", "-") / "m.####.exr"
             hr.refine = refines[f"prior band {spec}"] if spec is not None else original
             try:
                 with steady.trusting(trust), temporal.following(follow):
                     summary = matte_shot(plate_pattern, str(out), shot_params, RunOptions(overwrite=True), model=model)
             finally:
-                hr.refine = original
+                hr.refine, cleanplate.SETTINGS = original, settings
+            print(target, name, "; ".join(summary.notes), file=sys.stderr)
             if summary.exit_code:
                 raise SystemExit(f"{shot.plate}: the run failed: {summary.results}")
             followed = sorted({r.frame for r in summary.results for w in r.warnings if "prior's subject jumped" in w})
@@ -333,6 +347,15 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="with --windows and a --jumps value above 0: run with these bounds on the frames in a row that "
         "follow the previous matte (vfxmatte.temporal.MAX_FOLLOW), e.g. 1,2,4",
+    )
+    parser.add_argument(
+        "--camera", choices=("moving", "locked"), default="moving",
+        help="the composite shots' camera: moving (pans and pushes in; the default) or locked (a locked-off shot)",
+    )
+    parser.add_argument(
+        "--clean", action="append", default=[], metavar="SPEC",
+        help="with --windows: run the whole-shot runs with a clean plate setting each: off, auto (the default "
+        "settings) or fields of vfxmatte.cleanplate.CleanPlateSettings, e.g. match=2.0 (repeatable)",
     )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)

@@ -327,7 +327,11 @@ def test_missing_frames_and_resolution_change(tmp_path: Path, cli: Runner) -> No
     assert summary["frames"]["skipped"] == [1001, 1004]  # resumed: same parameters
     assert summary["frames"]["written"] == []
     assert [f["frame"] for f in summary["frames"]["failed"]] == [1002, 1003, 1005]
-    assert summary["notes"] == ["missing on disk: frames 1002,1005"]
+    assert summary["notes"] == [
+        "missing on disk: frames 1002,1005",
+        # The frame of another size is left out of the clean plate too (vfxmatte.cleanplate).
+        "no clean plate: 2 frame(s) of the shot's size to gather from, at least 3 needed",
+    ]
 
 
 def test_damaged_frame_in_the_middle(shared_data: Path, tmp_path: Path, cli: Runner) -> None:

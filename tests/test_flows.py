@@ -99,6 +99,11 @@ def test_request_refuses_unknown_keys_bad_enums_and_paths(tmp_path: Path, monkey
     assert people.matte_params().prior == "people" and people.matte_params().steps == ok.matte_params().steps
     with pytest.raises(ValidationError, match="prior"):
         MatteShotRequest(input=ok.input, output=ok.output, prior="folk")  # type: ignore[arg-type]
+    assert ok.clean_plate == "auto" and ok.matte_params().clean_plate == "auto"
+    off = MatteShotRequest(input=ok.input, output=ok.output, clean_plate="off")
+    assert off.matte_params().clean_plate == "off"
+    with pytest.raises(ValidationError, match="clean_plate"):
+        MatteShotRequest(input=ok.input, output=ok.output, clean_plate="on")  # type: ignore[arg-type]
     with pytest.raises(UsageError, match="outside the allowed roots"):
         MatteShotRequest(input="/etc/passwd", output=ok.output)
     with pytest.raises(UsageError, match="--frames"):

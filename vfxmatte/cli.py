@@ -101,6 +101,13 @@ def _add_matte(sub: Any) -> None:
         "of their masks moved by optical flow), so what it finds on one frame and loses on the next "
         "does not flicker in the matte (default 3; 0: each frame's own prior)",
     )
+    p.add_argument(
+        "--clean-plate", choices=("auto", "off"),
+        help="trimap-free on a locked-off shot: gather the background from frames where no subject stands "
+        "over it, and wherever a frame still shows it unchanged outside the prior's contour, the matte is 0 "
+        "there (streaks and fringe off the subject's edge go). auto (default): used when the camera holds "
+        "still, noted when it does not; off: never",
+    )
     p.add_argument(  # no argparse choices: a removed mode (prev-latent) gets its reason from MatteParams
         "--temporal", metavar="{off,shared}",
         help="temporal stability: off (independent noise per frame), shared (one noise for every frame); "
@@ -195,6 +202,7 @@ def _cmd_matte(args: argparse.Namespace) -> int:
         prior_strength=args.prior_strength,
         prior_jump_iou=args.prior_jump_iou,
         prior_window=args.prior_window,
+        clean_plate=args.clean_plate,
     )
     if args.colorspace:
         from vfxmatte.io.color import is_linear

@@ -126,6 +126,7 @@ class CompositeShot:
     roto_radius: int
     source: str
     footage_frames: list[int] = field(default_factory=list)
+    camera: str = "moving"
 
     def true_alpha(self, frame: int) -> np.ndarray:
         """The target's true alpha of one frame, float32 (H, W)."""
@@ -330,6 +331,7 @@ def build_composite_shot(
     footage_start: int = 0,
     seed: int = 0,
     roto_radius: int | None = None,
+    camera: str = "moving",
 ) -> CompositeShot:
     """Build and write a composite shot into ``folder`` (created; files of the same names replaced).
 
@@ -337,11 +339,15 @@ def build_composite_shot(
     ``footage_start``; ``data_root`` defaults to :func:`default_data_root`.  The seed picks the
     directions and extents of the moves; the same arguments give the same files.
     ``roto_radius`` (px) defaults to 0.5 % of the frame's long side, at least 1.
+    ``camera`` ``locked``: the window holds still at its first place (a locked-off shot, where a
+    clean plate of the background can be gathered); ``moving`` (default): it pans and pushes in.
     """
     if frames < 2 or width < 16 or height < 16:
         raise UsageError(f"a composite shot needs at least 2 frames of 16x16 px (asked {frames} of {width}x{height})")
     if target == distractor:
         raise UsageError(f"{target}: the target and the distractor must be different subjects")
+    if camera not in ("moving", "locked"):
+        raise UsageError(f"camera {camera!r}: choose moving or locked")
     data = Path(data_root) if data_root is not None else default_data_root()
     movie = Path(background) if background is not None else data / "video" / "chaplin.mp4"
     radius = roto_radius if roto_radius is not None else max(1, round(0.005 * max(width, height)))
@@ -408,14 +414,16 @@ def build_composite_shot(
         roto_radius=radius,
         source=str(movie.name),
         footage_frames=list(range(footage_start, footage_start + frames)),
+        camera=camera,
     )
     fps = Fraction(25)
     from PIL import Image
 
     for index, number in enumerate(shot.frames):
         phase = index / (frames - 1)
+        view = window(phase if camera == "moving" else 0.0)
         bg = color.convert(
-            _camera(footage[index], area, window(phase), (height, width)), color.NETWORK_SPACE, color.LINEAR_REC709
+            _camera(footage[index], area, view, (height, width)), color.NETWORK_SPACE, color.LINEAR_REC709
         )
         d_prem, d_alpha = _place(distractor_layer, *distractor_path.at(phase), height, width)
         behind = d_prem + bg * (1.0 - d_alpha[..., None])

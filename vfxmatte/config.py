@@ -58,6 +58,10 @@ class MatteParams:
     # on either side, moved onto it by optical flow (vfxmatte.steady; 0: each frame's own).
     # 3 was picked on the shots built from GT01–GT10 and from GT11–GT20 alike (docs/VIDEO.md).
     prior_window: int = 3
+    # Trimap-free on a locked-off shot: the background gathered where no subject stood
+    # (vfxmatte.cleanplate) is background wherever a frame still shows it outside the prior's
+    # contour (auto), or not used (off).  A moving camera leaves none, and the run says so.
+    clean_plate: str = "auto"
 
     def __post_init__(self) -> None:
         from vfxmatte.errors import UsageError
@@ -90,6 +94,8 @@ class MatteParams:
             raise UsageError(f"--prior-strength {self.prior_strength}: must be in (0, 1]")
         if not 0.0 <= self.prior_jump_iou < 1.0:
             raise UsageError(f"--prior-jump-iou {self.prior_jump_iou}: must be in [0, 1)")
+        if self.clean_plate not in ("auto", "off"):
+            raise UsageError(f"--clean-plate {self.clean_plate}: choose auto or off")
         if not 0 <= self.prior_window <= 12:
             raise UsageError(f"--prior-window {self.prior_window}: must be between 0 and 12 frames")
 

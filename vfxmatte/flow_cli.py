@@ -44,6 +44,10 @@ def add_flow_parser(sub: Any) -> None:
         "--prior", choices=("u2netp", "people", "none"), default="u2netp",
         help="subject prior without a guide, as vfxmatte matte --prior (people: for shots of people)",
     )
+    run.add_argument(
+        "--clean-plate", choices=("auto", "off"), default="auto",
+        help="trimap-free on a locked-off shot: use the shot's clean plate, as vfxmatte matte --clean-plate",
+    )
     run.add_argument("--colorspace")
     run.add_argument("--overwrite", action="store_true")
     run.add_argument("--chunk-size", type=int, default=24, help="frames per task (default 24)")
@@ -153,6 +157,7 @@ def _run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             chunk_size=args.chunk_size,
             prior=args.prior,
+            clean_plate=args.clean_plate,
             review=not args.no_review,
             return_state=True,
         )

@@ -831,6 +831,8 @@ class Refined:
     #: (top, bottom, left, right) of the picture inside black bars a trimap-free run cut off
     #: (:func:`vfxmatte.prior.picture_area`); None: no bars, or a guided run.
     picture: tuple[int, int, int, int] | None = None
+    #: The share of the frame the clean plate made known background; None: no clean plate.
+    known_share: float | None = None
 
 
 def _bars(area: tuple[int, int, int, int] | None, height: int, width: int) -> np.ndarray | None:
@@ -860,6 +862,7 @@ def refine(
     prior: np.ndarray | None = None,
     prior_band: PriorBandSettings | None = None,
     guided_solver: str | None = None,
+    known_background: np.ndarray | None = None,
 ) -> Refined:
     """Full-resolution matte for ``mode`` (already resolved: diffusion, pymatting or off).
 
@@ -875,20 +878,27 @@ def refine(
     must not let it subtract.  Trimap-free (``prior`` given), black bars around the picture
     (:func:`vfxmatte.prior.picture_area`) are background in every mode.  ``guided_solver``
     (default :data:`GUIDED_SOLVER`) picks how a guide trimap's band is solved: ``shared`` or
-    ``closed-form``.
+    ``closed-form``.  ``known_background`` ((H, W) bool, trimap-free only): where the frame shows
+    the shot's clean plate unchanged (:func:`vfxmatte.cleanplate.background_match`, outside the
+    prior's contour): background in every mode, as the bars are.
     """
     height, width = linear.shape[:2]
     lr_alpha = np.clip(resize(lr_mean, height, width), 0.0, 1.0)
-    # Trimap-free, black bars around the picture are no subject's: background in every mode.
+    # Trimap-free, black bars around the picture are no subject's: background in every mode (and,
+    # with a clean plate, what still shows it: vfxmatte.cleanplate).
     picture = picture_area(display) if prior is not None and guide_trimap is None else None
-    bars = _bars(picture, height, width)
+    known = _bars(picture, height, width)
+    share: float | None = None
+    if prior is not None and guide_trimap is None and known_background is not None:
+        known = known_background if known is None else known | known_background
+        share = float(known_background.mean())
     if mode == "off":
-        if bars is not None:
-            lr_alpha[bars] = 0.0
+        if known is not None:
+            lr_alpha[known] = 0.0
         trimap = auto_trimap(lr_mean, lr_std, height, width) if want_trimap else None
-        if trimap is not None and bars is not None:
-            trimap[bars] = BACKGROUND
-        return Refined(alpha=lr_alpha, trimap=trimap, picture=picture)
+        if trimap is not None and known is not None:
+            trimap[known] = BACKGROUND
+        return Refined(alpha=lr_alpha, trimap=trimap, picture=picture, known_share=share)
     if guide_trimap is not None:
         # A guide's trimap is the whole answer to "where is the edge": its grey band is solved
         # in full, even where the LR ensemble was confident, and the LR matte only enters as
@@ -898,14 +908,15 @@ def refine(
         band = prior_band or PriorBandSettings()
         mask = np.clip(resize(prior, height, width), 0.0, 1.0)
         trimap = prior_band_trimap(mask, lr_mean, lr_std, height, width, band)
-        if bars is not None:  # known background, not solved (the prior gave them 0)
-            mask[bars], trimap[bars] = 0.0, BACKGROUND
+        if known is not None:  # known background, not solved (the prior is under 0.5 there)
+            mask[known], trimap[known] = 0.0, BACKGROUND
         if band.solver == "shared":
             alpha = solve_shared(display, trimap)
         else:
             guide = mask if band.guide == "prior" else lr_alpha
             alpha = solve_prior_band(display, trimap, mask, lr_mean, lr_std, guide, band)
-        return Refined(alpha=alpha, foreground=foreground_by_tiles(linear, alpha), trimap=trimap, picture=picture)
+        foreground = foreground_by_tiles(linear, alpha)
+        return Refined(alpha=alpha, foreground=foreground, trimap=trimap, picture=picture, known_share=share)
     else:
         trimap = auto_trimap(lr_mean, lr_std, height, width)
         if scribbles is not None:  # the strokes are known, the rest keeps the ensemble's own band
@@ -929,14 +940,15 @@ def refine(
     if mode == "diffusion":
         result = refine_diffusion(model, display, lr_mean, lr_std, steps=steps, seed=seed, lr_size=lr_size)
         alpha = result.alpha
-        if bars is not None:
-            alpha[bars] = 0.0
-            trimap[bars] = BACKGROUND
+        if known is not None:
+            alpha[known] = 0.0
+            trimap[known] = BACKGROUND
         return Refined(
             alpha=alpha,
             foreground=foreground_by_tiles(linear, alpha),
             trimap=trimap,
             notes={"patches": float(len(result.positions)), "unet_evaluations": float(result.unet_evaluations)},
             picture=picture,
+            known_share=share,
         )
     raise UsageError(f"--hr {mode}: choose one of {', '.join(HR_MODES)}")

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from vfxmatte import __version__, carry, hr, steady
+from vfxmatte import __version__, carry, cleanplate, hr, steady
 from vfxmatte import guide as guidance
 from vfxmatte import temporal as temporal_module
 from vfxmatte.config import MatteParams, RunOptions
@@ -148,6 +148,9 @@ class Matte:
     #: (top, bottom, left, right) of the picture inside black bars that a trimap-free run cut off
     #: (header ``vfxmatte:picture``); None: no bars were found, or a guide was given.
     picture: tuple[int, int, int, int] | None = None
+    #: The share of the frame a locked-off shot's clean plate made known background (header
+    #: ``vfxmatte:clean_plate``); None: no clean plate was used on this frame.
+    clean_plate: float | None = None
 
     @property
     def premultiplied(self) -> np.ndarray:
@@ -255,6 +258,7 @@ def matte_plate(
     temporal: TemporalState | None = None,
     subject: carry.CarriedSubject | None = None,
     steady_prior: tuple[np.ndarray, float] | None = None,
+    clean: cleanplate.CleanPlate | None = None,
 ) -> Matte:
     """Matte one decoded plate: LR ensemble → upsampled matte + uncertainty → foreground.
 
@@ -263,7 +267,9 @@ def matte_plate(
     guide carried to this frame from the keyframes (:mod:`vfxmatte.carry`); a keyframe run
     needs it on every frame.  ``steady_prior`` is this frame's prior mask at the LR size,
     steadied over its neighbours (:mod:`vfxmatte.steady`), with the seconds it took: used
-    instead of the frame's own prior on trimap-free runs.
+    instead of the frame's own prior on trimap-free runs.  ``clean`` is the shot's clean plate
+    (:mod:`vfxmatte.cleanplate`, trimap-free runs on a locked-off shot): where this frame still
+    shows it outside the prior's contour is background.
     """
     linear, linear_space, lr_h, lr_w = _linear_view(plate, params, model)
     height, width = linear.shape[:2]
@@ -354,6 +360,14 @@ def matte_plate(
     )
     temporal.update(plate.frame, ensemble.mean, picture)
     lr_mean, lr_std = ensemble.mean, ensemble.std
+    known: np.ndarray | None = None
+    if clean is not None and prior_mask is not None and spatial is None:
+        known, own = cleanplate.background_match(display, clean, prior_mask)
+        if known is None:
+            plate.warnings.append(
+                f"{plate.path}: the background differs from the shot's clean plate (residual {own:.4f} against "
+                f"{clean.residual:.4f}); matted without it"
+            )
     refined = hr.refine(
         mode,
         model,
@@ -369,6 +383,7 @@ def matte_plate(
         scribbles=(spatial.known, spatial.values) if spatial is not None and spatial.kind == "scribble" else None,
         # Trimap-free: the prior's confident core is kept, only its edge band is solved (hr.prior_band_trimap).
         prior=prior_mask if spatial is None else None,
+        known_background=known,
     )
     if spatial is not None:
         refined.alpha = guidance.apply_to_matte(refined.alpha, spatial, params.clamp_known)
@@ -384,6 +399,7 @@ def matte_plate(
         prior_seconds=prior_seconds,
         keyframe_doubt=subject.score() if subject is not None else None,
         picture=refined.picture,
+        clean_plate=refined.known_share,
     )
 
 
@@ -609,6 +625,7 @@ def matte_shot(
         carried, summary.carry_seconds = result.subjects, result.seconds
         summary.notes.extend(result.notes)
     steadied = _steady_priors(input_path, shot, params, options, model, to_do)
+    clean = _clean_plate(input_path, shot, params, options, model, to_do, summary.notes)
     if on_start is not None:
         on_start(len(shot.frames) + len(shot.missing))
     for frame in shot.missing:
@@ -653,7 +670,7 @@ def matte_shot(
             try:
                 prior = steadied(plate.frame) if steadied is not None else None
                 matte = matte_plate(
-                    model, plate, params, options.batch_size, temporal, carried.get(plate.frame), prior
+                    model, plate, params, options.batch_size, temporal, carried.get(plate.frame), prior, clean
                 )
                 if movie_out:
                     if writer is None:
@@ -802,6 +819,43 @@ def _steady_priors(
     return lookup
 
 
+def _clean_plate(
+    input_path: str,
+    shot: Shot,
+    params: MatteParams,
+    options: RunOptions,
+    model: MattingModel,
+    to_do: set[int],
+    notes: list[str],
+) -> cleanplate.CleanPlate | None:
+    """A trimap-free run's clean plate (:mod:`vfxmatte.cleanplate`), gathered from frames spread
+    over the whole input (so every chunk of a shot gathers the same), each with its prior's
+    subjects left out; None, with a note saying why, where the shot gives none."""
+    if params.clean_plate == "off" or params.prior == "none" or params.guide or not to_do:
+        return None
+    settings = cleanplate.SETTINGS
+    ordered = shot.ordered or shot.frames
+    if len(ordered) < settings.min_seen:  # a still or a very short clip: nothing to gather, nothing to say
+        return None
+    frames = cleanplate.sample_frames(ordered, settings.samples)
+
+    def samples() -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        for item in _plate_reader(input_path, params, options)(frames):
+            if isinstance(item, int):
+                continue
+            linear, linear_space, lr_h, lr_w = _linear_view(item, params, model)
+            display = color.to_network(linear, linear_space)
+            mask, _ = _run_prior(params.prior, display, lr_h, lr_w, zoom=False, complete=False)
+            yield item.frame, display, mask
+
+    found = cleanplate.gather(samples(), settings)
+    if isinstance(found, str):
+        notes.append(f"no clean plate: {found}")
+        return None
+    notes.append(found.describe())
+    return found
+
+
 def _plate_reader(
     input_path: str, params: MatteParams, options: RunOptions
 ) -> Callable[[list[int]], Iterator[Plate | int]]:
@@ -875,6 +929,8 @@ def write_matte(
     }
     if matte.keyframe_doubt is not None:
         attributes["vfxmatte:keyframe_doubt"] = float(matte.keyframe_doubt)
+    if matte.clean_plate is not None:
+        attributes["vfxmatte:clean_plate"] = float(matte.clean_plate)
     if matte.picture is not None:
         # The picture inside the black bars, as an EXR box: xMin yMin xMax yMax (inclusive), in
         # the file's pixel coordinates.

@@ -1,0 +1,134 @@
+"""The clean plate of a locked-off shot (vfxmatte.cleanplate): gathered, refused, matched."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vfxmatte import cleanplate, hr
+from vfxmatte.cleanplate import CleanPlate, CleanPlateSettings, background_match, gather, sample_frames
+
+H, W = 96, 160
+
+
+def textured_background(rng: np.random.Generator) -> np.ndarray:
+    """Rows of dark and light 'lawn' with a grey band: a background with the subject's dark colour."""
+    rows = np.where((np.arange(H) // 2) % 2 == 0, 0.12, 0.45)[:, None, None]
+    base = np.broadcast_to(rows, (H, W, 3)).copy()
+    base[:20] = 0.7
+    return np.clip(base + rng.normal(0.0, 0.01, base.shape), 0.0, 1.0).astype(np.float32)
+
+
+def frame_with_subject(background: np.ndarray, left: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A dark subject 24 px wide over the background (fresh grain), and a prior mask of it."""
+    image = np.clip(background + rng.normal(0.0, 0.01, background.shape), 0.0, 1.0).astype(np.float32)
+    image[30:90, left : left + 24] = 0.1
+    prior = np.zeros((H, W), np.float32)
+    prior[30:90, left : left + 24] = 1.0
+    return image, prior
+
+
+def test_sample_frames_spread_over_the_whole_input() -> None:
+    assert sample_frames(list(range(1001, 1006)), 12) == list(range(1001, 1006))
+    picked = sample_frames(list(range(1001, 1241)), 12)
+    assert len(picked) == 12 and picked[0] == 1001 and picked[-1] == 1240
+    assert picked == sorted(picked)
+
+
+def test_a_locked_off_shot_gives_its_background_back() -> None:
+    rng = np.random.default_rng(0)
+    background = textured_background(rng)
+    samples = [(1001 + i, *frame_with_subject(background, 10 + 12 * i, rng)) for i in range(10)]
+    plate = gather(samples)
+    assert isinstance(plate, CleanPlate), plate
+    assert plate.frames == list(range(1001, 1011))
+    # Seen without the subject nearly everywhere; within grain of the true background there.
+    assert plate.seen.mean() > 0.9
+    error = np.abs(plate.image - background).mean(axis=2)[plate.seen]
+    assert np.median(error) < 0.01
+    assert 0.0 < plate.residual < 0.02
+    assert "residual" in plate.describe()
+
+
+def test_a_moving_camera_or_too_few_frames_give_no_plate() -> None:
+    rng = np.random.default_rng(1)
+    texture = hr.ndimage.gaussian_filter(rng.random((H, W * 2)), 2.0)
+    texture = (texture - texture.min()) / (texture.max() - texture.min())
+    panned = []
+    for i in range(8):  # the camera pans 9 px a frame over a picture with detail everywhere
+        view = np.repeat(np.roll(texture, -9 * i, axis=1)[:, :W, None], 3, axis=2).astype(np.float32)
+        panned.append((1001 + i, view, np.zeros((H, W), np.float32)))
+    reason = gather(panned)
+    assert isinstance(reason, str) and "camera moves" in reason
+    reason = gather(panned[:2])
+    assert isinstance(reason, str) and "at least 3" in reason
+    mixed = [panned[0], (1002, panned[1][1][:50], panned[1][2]), panned[2]]
+    reason = gather(mixed)
+    assert isinstance(reason, str) and "2 frame(s) of the shot's size" in reason
+
+
+def test_the_match_finds_background_and_never_the_subject_or_its_edge() -> None:
+    rng = np.random.default_rng(2)
+    background = textured_background(rng)
+    plate = gather([(1001 + i, *frame_with_subject(background, 10 + 12 * i, rng)) for i in range(10)])
+    assert isinstance(plate, CleanPlate)
+    image, prior = frame_with_subject(background, 70, rng)
+    known, own = background_match(image, plate, prior)
+    assert known is not None and own < 2 * plate.residual
+    subject = prior > 0.5
+    radius = max(1, round(CleanPlateSettings().radius * W))
+    # Dark on dark lawn rows: a window of subject is never lawn, nor one across its sides.  (Where
+    # the subject's own last rows equal the lawn's dark rows, a window across that edge can match:
+    # a sliver within ``radius`` px, cleared only outside the prior's contour.)
+    assert not known[hr.ndimage.binary_erosion(subject, iterations=radius + 1)].any()
+    sides = np.zeros_like(subject)
+    sides[32:88, 70 - radius : 70 + radius + 1] = sides[32:88, 93 - radius : 93 + radius + 1] = True
+    assert not known[sides].any()
+    away = np.zeros_like(subject)
+    away[25:95, 40:60] = True  # lawn beside the subject, seen on other frames
+    assert known[away].mean() > 0.95
+    # A frame whose background changed as a whole (a flash) is matted without the plate.
+    flashed = np.clip(image * 1.5, 0, 1)
+    known, own = background_match(flashed, plate, prior)
+    assert known is None and own > 2 * plate.residual
+
+
+def test_the_plate_clears_spill_outside_the_prior_contour_only() -> None:
+    """What the frame shows unchanged from the plate is known background for the refine, outside
+    the prior's contour: what the prior calls the subject is never cleared (unless asked)."""
+    rng = np.random.default_rng(3)
+    background = textured_background(rng)
+    plate = gather([(1001 + i, *frame_with_subject(background, 10 + 12 * i, rng)) for i in range(10)])
+    assert isinstance(plate, CleanPlate)
+    image, prior = frame_with_subject(background, 70, rng)
+    # A prior with a soft edge (a band to solve) that also calls a piece of lawn the subject.
+    soft = hr.ndimage.gaussian_filter(prior, 3.0)
+    soft[40:60, 30:50] = 1.0
+    known, _ = background_match(image, plate, soft)
+    assert known is not None
+    inside = hr.resize(soft, H, W) >= 0.5
+    assert not known[inside].any() and known[~inside].mean() > 0.8
+    everything, _ = background_match(image, plate, soft, CleanPlateSettings(inside=True))
+    assert everything is not None and everything[40:60, 30:50].all()
+    lr = np.zeros((24, 40), np.float32)
+    common = dict(steps=1, seed=0, lr_size=64, prior=soft)
+    without = hr.refine("pymatting", None, image, image, lr, lr, **common)  # type: ignore[arg-type]
+    cleared = hr.refine("pymatting", None, image, image, lr, lr, known_background=known, **common)  # type: ignore[arg-type]
+    assert not cleared.alpha[known].any() and cleared.known_share == pytest.approx(known.mean())
+    assert without.known_share is None and without.alpha[known].max() > 0.0
+    assert cleared.alpha[soft > 0.9].min() > 0.99  # the subject and the lawn the prior called subject stay
+    # A guided run has no prior's subject to clear around: the plate is not applied.
+    guided = hr.refine(
+        "pymatting", None, image, image, lr, lr, steps=1, seed=0, lr_size=64,
+        guide_trimap=np.where(prior > 0.5, 1.0, 0.0).astype(np.float32), known_background=known,
+    )  # type: ignore[arg-type]  # fmt: skip
+    assert guided.known_share is None
+
+
+def test_settings_are_read_when_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(4)
+    background = textured_background(rng)
+    samples = [(1001 + i, *frame_with_subject(background, 10 + 12 * i, rng)) for i in range(4)]
+    monkeypatch.setattr(cleanplate, "SETTINGS", CleanPlateSettings(min_seen=5))
+    reason = gather(samples)
+    assert isinstance(reason, str) and "at least 5" in reason
