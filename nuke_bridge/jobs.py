@@ -23,6 +23,7 @@ DEFAULT_DEPLOYMENT = "matte-shot/vfxmatte"
 PRESETS = ("draft", "standard", "final")
 GUIDE_KINDS = ("auto", "trimap", "mask", "scribble")
 PRIORS = ("u2netp", "people", "none")  # the subject prior without a guide (vfxmatte matte --prior)
+CLEAN_PLATES = ("auto", "off")  # a locked-off shot's clean plate, trimap-free (vfxmatte matte --clean-plate)
 PROGRESS_KEY = "vfxmatte-progress"
 SUMMARY_KEY = "vfxmatte-summary"
 RESULT_KEY = "vfxmatte-result"
@@ -107,6 +108,7 @@ class ShotRequest:
     overwrite: bool = False
     review: bool = True
     prior: str = "u2netp"
+    clean_plate: str = "auto"
 
     def __post_init__(self) -> None:
         for name, limit in (("input", MAX_PATH_LENGTH), ("output", MAX_PATH_LENGTH), ("guide", MAX_PATH_LENGTH),
@@ -124,6 +126,8 @@ class ShotRequest:
             raise BridgeError(f"guide kind {self.guide_kind!r}: choose one of {', '.join(GUIDE_KINDS)}", "usage")
         if self.prior not in PRIORS:
             raise BridgeError(f"prior {self.prior!r}: choose one of {', '.join(PRIORS)}", "usage")
+        if self.clean_plate not in CLEAN_PLATES:
+            raise BridgeError(f"clean plate {self.clean_plate!r}: choose one of {', '.join(CLEAN_PLATES)}", "usage")
         if self.last < self.first:
             raise BridgeError(f"frame range {self.first}-{self.last}: the last frame is before the first", "usage")
         if not has_frame_token(self.output):
@@ -141,7 +145,8 @@ class ShotRequest:
 
     def flow_parameters(self) -> dict[str, Any]:
         """The ``matte-shot`` parameters (FLOW_CONTRACT); ``chunk_size`` is left to the deployment.
-        ``prior`` only when it is not the default, so a farm on an earlier flow still takes the rest."""
+        ``prior`` and ``clean_plate`` only when they are not the default, so a farm on an earlier flow
+        still takes the rest."""
         parameters: dict[str, Any] = {
             "input": self.input,
             "output": self.output,
@@ -157,6 +162,8 @@ class ShotRequest:
         }
         if self.prior != "u2netp":
             parameters["prior"] = self.prior
+        if self.clean_plate != "auto":
+            parameters["clean_plate"] = self.clean_plate
         return parameters
 
 

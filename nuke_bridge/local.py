@@ -84,6 +84,8 @@ def matte_arguments(request: ShotRequest, command: Sequence[str], environ: Mappi
         argv.append("--overwrite")
     if request.prior != "u2netp":
         argv.append(f"--prior={request.prior}")
+    if request.clean_plate != "auto":
+        argv.append(f"--clean-plate={request.clean_plate}")
     if is_movie(request.input):  # Nuke numbers a movie's frames from the Read's first frame
         argv.append(f"--start-frame={request.first}")
     if environ.get("VFXMATTE_MODEL"):

@@ -237,7 +237,8 @@ class Panel:
         return default.split()[0] if isinstance(default, str) and name in self._pulldowns() else default
 
     def _pulldowns(self) -> set[str]:
-        return {n for n in self.fields if n in ("Plate", "Preset", "Guide kind", "Run on", "Subject prior")}
+        pulldowns = ("Plate", "Preset", "Guide kind", "Run on", "Subject prior", "Clean plate")
+        return {n for n in self.fields if n in pulldowns}
 
 
 class ProgressTask:

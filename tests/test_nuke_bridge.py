@@ -324,10 +324,13 @@ def test_a_guide_from_a_second_selected_node(nuke: fake_nuke.FakeNuke, tmp_path:
     nuke.select(plate, roto)
     plates, guide = panel.split_selection(nuke.selectedNodes(), nuke.selectedNode())
     assert plates == [plate] and guide is roto
-    nuke.panel_answers.update({"Guide kind": "trimap", "Prompt": "the dancer", "Subject prior": "people"})
+    nuke.panel_answers.update(
+        {"Guide kind": "trimap", "Prompt": "the dancer", "Subject prior": "people", "Clean plate": "off"}
+    )
     choice = panel.ask(plates, guide)
     assert choice is not None and nuke.panels[-1].fields["Guide kind"] == "auto trimap mask scribble"
     assert nuke.panels[-1].fields["Subject prior"] == "u2netp people none"
+    assert nuke.panels[-1].fields["Clean plate"] == "auto off"
     # A Roto rendered on a keyframe only is a valid guide; the dialog says which frames are keyframes.
     assert nuke.panels[-1].fields["Guide frames"] == "keyframes 1001: carried to the other frames"
     (tmp_path / "roto.1002.png").write_bytes(b"")
@@ -344,12 +347,16 @@ def test_a_guide_from_a_second_selected_node(nuke: fake_nuke.FakeNuke, tmp_path:
     assert "prior" not in replace(request, prior="u2netp").flow_parameters()
     with pytest.raises(BridgeError, match="prior 'folk': choose one of u2netp, people, none"):
         replace(request, prior="folk")
+    assert request.clean_plate == params["clean_plate"] == "off"
+    assert "clean_plate" not in replace(request, clean_plate="auto").flow_parameters()
+    with pytest.raises(BridgeError, match="clean plate 'on': choose one of auto, off"):
+        replace(request, clean_plate="on")
     # Local mode: the real CLI has --guide, and its parser reads the guide and kind as values.
     command = [sys.executable, "-m", "vfxmatte.cli"]
     argv = matte_arguments(request, command, child_environment())
     args = build_parser().parse_args(argv[len(command) :])
     assert (args.guide, args.guide_kind, args.prompt) == (guide_file, "trimap", "the dancer")
-    assert args.frames == "1001-1002" and args.prior == "people"
+    assert args.frames == "1001-1002" and args.prior == "people" and args.clean_plate == "off"
 
     # Two Reads: the dialog asks which is the plate (the last clicked first); the other is the guide.
     mask = nuke.nodes.Read(file=str(tmp_path / "mask.####.exr"), first=1001, last=1002)

@@ -20,6 +20,7 @@ import nuke
 
 from nuke_bridge.client import BridgeError
 from nuke_bridge.jobs import (
+    CLEAN_PLATES,
     GUIDE_KINDS,
     PRESETS,
     PRIORS,
@@ -144,6 +145,8 @@ def ask(plates: list[Any], guide: Any) -> dict[str, Any] | None:
     panel.addEnumerationPulldown("Preset", " ".join(("standard", *[p for p in PRESETS if p != "standard"])))
     # Without a trimap or scribble: which subject prior (people: heads and hats on shots of people).
     panel.addEnumerationPulldown("Subject prior", " ".join(PRIORS))
+    # Without a guide, on a locked-off shot: what still shows the shot's clean plate is background.
+    panel.addEnumerationPulldown("Clean plate", " ".join(CLEAN_PLATES))
     if guide is not None or len(plates) > 1:
         panel.addEnumerationPulldown("Guide kind", " ".join(GUIDE_KINDS))
     if guide is not None:
@@ -169,6 +172,7 @@ def ask(plates: list[Any], guide: Any) -> dict[str, Any] | None:
         "prompt": str(panel.value("Prompt") or "").strip() or None,
         "preset": str(panel.value("Preset") or "standard"),
         "prior": str(panel.value("Subject prior") or "u2netp"),
+        "clean_plate": str(panel.value("Clean plate") or "auto"),
         "guide_kind": str(panel.value("Guide kind") or "auto") if guide is not None else "auto",
         "output": output,
         "mode": str(panel.value("Run on")) if farm_configured() else "local",
@@ -192,6 +196,7 @@ def build_request(choice: dict[str, Any]) -> ShotRequest:
         colorspace=ocio_colorspace(plate["colorspace"].value()),
         overwrite=choice["overwrite"],
         prior=choice.get("prior", "u2netp"),
+        clean_plate=choice.get("clean_plate", "auto"),
     )
 
 
