@@ -219,6 +219,47 @@ def test_the_people_prior_is_named_in_the_header(tmp_path: Path, cli: Runner) ->
     assert code != 0 and "people" in err and not (tmp_path / "bad").exists()
 
 
+def test_a_locked_off_shot_is_matted_with_its_clean_plate(tmp_path: Path, cli: Runner) -> None:
+    """A still background with grain and a subject that moves: the run gathers the clean plate,
+    says so, records the share it cleared in each header, and clears only background."""
+    rng = np.random.default_rng(7)
+    still = (rng.random((64, 96, 3)) * 0.3).astype(np.float32)
+    boxes = {}
+    (tmp_path / "in").mkdir()
+    for i, frame in enumerate(range(1001, 1007)):
+        box = (slice(14, 50), slice(6 + 14 * i, 30 + 14 * i))
+        boxes[frame] = box
+
+        def values(img: np.ndarray, box: tuple[slice, slice] = box) -> None:
+            img[:] = still + rng.normal(0.0, 0.004, still.shape).astype(np.float32)
+            img[box] = (0.9, 0.7, 0.2)
+
+        write_plate(tmp_path / "in" / f"plate.{frame}.exr", values=values)
+    pattern = tmp_path / "in" / "plate.####.exr"
+    code, out, err = cli("matte", pattern, "-o", tmp_path / "on" / "m.####.exr", "--json")
+    assert code == 0, err
+    notes = summary_of(out)["notes"]
+    assert any(n.startswith("clean plate from frames 1001,1002,1003,1004,1005,1006:") for n in notes), notes
+    code, out, err = cli("matte", pattern, "-o", tmp_path / "off" / "m.####.exr", "--json", "--clean-plate", "off")
+    assert code == 0, err
+    assert not any("clean plate" in n for n in summary_of(out)["notes"])
+    cleared = 0.0
+    for frame, (rows, cols) in boxes.items():
+        on_spec = spec_of(tmp_path / "on" / f"m.{frame}.exr")
+        assert 0.0 < float(on_spec.getattribute("vfxmatte:clean_plate")) <= 1.0
+        assert json.loads(on_spec.getattribute("vfxmatte:params"))["clean_plate"] == "auto"
+        assert spec_of(tmp_path / "off" / f"m.{frame}.exr").getattribute("vfxmatte:clean_plate") is None
+        on, off = (pixels_of(tmp_path / d / f"m.{frame}.exr")[..., 3] for d in ("on", "off"))
+        subject = np.zeros(on.shape, bool)
+        subject[rows.start - 3 : rows.stop + 3, max(0, cols.start - 3) : cols.stop + 3] = True
+        assert on[~subject].sum() <= off[~subject].sum() + 1e-3  # only background is cleared
+        cleared += float(off[~subject].sum() - on[~subject].sum())
+        np.testing.assert_allclose(on[rows, cols].mean(), off[rows, cols].mean(), atol=0.02)
+    assert cleared > 1.0, cleared  # the spill past the subject that the colour solve left
+    code, _, err = cli("matte", pattern, "-o", tmp_path / "bad" / "m.####.exr", "--clean-plate", "on")
+    assert code == 2 and "--clean-plate" in err and not (tmp_path / "bad").exists()
+
+
 def test_same_seed_is_bit_identical_other_seed_differs(
     matted: tuple[Path, Path, dict[str, Any]], tmp_path: Path, cli: Runner
 ) -> None:
