@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from vfxmatte import cleanplate, hr
 from vfxmatte.cleanplate import CleanPlate, CleanPlateSettings, background_match, gather, sample_frames
+from vfxmatte.sampling import resize
 
 H, W = 96, 160
 
@@ -52,7 +54,7 @@ def test_a_locked_off_shot_gives_its_background_back() -> None:
 
 def test_a_moving_camera_or_too_few_frames_give_no_plate() -> None:
     rng = np.random.default_rng(1)
-    texture = hr.ndimage.gaussian_filter(rng.random((H, W * 2)), 2.0)
+    texture = ndimage.gaussian_filter(rng.random((H, W * 2)), 2.0)
     texture = (texture - texture.min()) / (texture.max() - texture.min())
     panned = []
     for i in range(8):  # the camera pans 9 px a frame over a picture with detail everywhere
@@ -81,7 +83,7 @@ def test_the_match_finds_background_and_never_the_subject_or_its_edge() -> None:
     # window is mostly subject.  (Where the subject's own last rows equal the lawn's dark rows, a
     # window across that edge can match: a sliver within ``radius`` px, cleared only outside the
     # prior's contour.)
-    assert not known[hr.ndimage.binary_erosion(subject, iterations=radius + 1)].any()
+    assert not known[ndimage.binary_erosion(subject, iterations=radius + 1)].any()
     sides = np.zeros_like(subject)
     sides[32:88, 70] = sides[32:88, 93] = True
     assert not known[sides].any()
@@ -103,11 +105,11 @@ def test_the_plate_clears_spill_outside_the_prior_contour_only() -> None:
     assert isinstance(plate, CleanPlate)
     image, prior = frame_with_subject(background, 70, rng)
     # A prior with a soft edge (a band to solve) that also calls a piece of lawn the subject.
-    soft = hr.ndimage.gaussian_filter(prior, 3.0)
+    soft = ndimage.gaussian_filter(prior, 3.0)
     soft[40:60, 30:50] = 1.0
     known, _ = background_match(image, plate, soft)
     assert known is not None
-    inside = hr.resize(soft, H, W) >= 0.5
+    inside = resize(soft, H, W) >= 0.5
     assert not known[inside].any() and known[~inside].mean() > 0.8
     everything, _ = background_match(image, plate, soft, CleanPlateSettings(inside=True))
     assert everything is not None and everything[40:60, 30:50].all()
@@ -119,10 +121,11 @@ def test_the_plate_clears_spill_outside_the_prior_contour_only() -> None:
     assert without.known_share is None and without.alpha[known].max() > 0.0
     assert cleared.alpha[soft > 0.9].min() > 0.99  # the subject and the lawn the prior called subject stay
     # A guided run has no prior's subject to clear around: the plate is not applied.
+    trimap = np.where(prior > 0.5, 1.0, 0.0).astype(np.float32)
     guided = hr.refine(
-        "pymatting", None, image, image, lr, lr, steps=1, seed=0, lr_size=64,
-        guide_trimap=np.where(prior > 0.5, 1.0, 0.0).astype(np.float32), known_background=known,
-    )  # type: ignore[arg-type]  # fmt: skip
+        "pymatting", None, image, image, lr, lr, steps=1, seed=0, lr_size=64,  # type: ignore[arg-type]
+        guide_trimap=trimap, known_background=known,
+    )  # fmt: skip
     assert guided.known_share is None
 
 
