@@ -258,6 +258,16 @@ def test_a_locked_off_shot_is_matted_with_its_clean_plate(tmp_path: Path, cli: R
     assert cleared > 1.0, cleared  # the spill past the subject that the colour solve left
     code, _, err = cli("matte", pattern, "-o", tmp_path / "bad" / "m.####.exr", "--clean-plate", "on")
     assert code == 2 and "--clean-plate" in err and not (tmp_path / "bad").exists()
+    # A chunk of the shot (a farm task, a resumed run) gathers the same plate from the whole input:
+    # its frames come out as the whole run's.
+    code, out, err = cli("matte", pattern, "-o", tmp_path / "chunk" / "m.####.exr", "--frames", "1005-1006", "--json")
+    assert code == 0, err
+    assert any(n.startswith("clean plate from frames 1001,1002,1003,1004,1005,1006:") for n in summary_of(out)["notes"])
+    for frame in (1005, 1006):
+        chunk, whole = (spec_of(tmp_path / d / f"m.{frame}.exr") for d in ("chunk", "on"))
+        assert chunk.getattribute("vfxmatte:clean_plate") == whole.getattribute("vfxmatte:clean_plate")
+        chunk_alpha, whole_alpha = (pixels_of(tmp_path / d / f"m.{frame}.exr")[..., 3] for d in ("chunk", "on"))
+        np.testing.assert_array_equal(chunk_alpha, whole_alpha)
 
 
 def test_same_seed_is_bit_identical_other_seed_differs(
