@@ -12,15 +12,16 @@ into what the prior calls the subject.
 How:
 
 * ``samples`` frames spread over the whole input (the same for every chunk of a farm run) are
-  read, each with its prior's subjects grown by ``margin`` of the long side; a pixel's clean
-  value is the median of the samples that saw it without a subject, where at least
-  ``min_seen`` did.
+  read, each with its prior's subjects grown by ``margin`` of the long side and by ``headroom``
+  of their height above them (a head the prior misses on someone who stands still must not
+  become the plate); a pixel's clean value is the median of the samples that saw it without a
+  subject, where at least ``min_seen`` did.
 * Matching is by window, not by pixel: a window (radius ``radius`` of the long side) whose
   mean difference from the clean plate is under ``match`` × the plate's own residual (the
   typical such difference on background, grain and compression) is background.  A coat's
   dark pixel can equal a dark lawn pixel by chance; a window of coat against a window of lawn
-  does not, and a window that straddles the subject's edge does not either, so the edge is
-  still solved.
+  does not, and a window that straddles the subject's edge seldom does, so the edge is still
+  solved.
 * A camera that moves leaves no clean plate: the median blurs and the residual exceeds
   ``max_residual`` (display-referred units), and the run says so and goes on without one.
   A frame that differs from the plate as a whole (a flash, a bump, a cloud) by more than
@@ -48,11 +49,10 @@ class CleanPlateSettings:
     margin: float = 0.02
     min_seen: int = 3
     radius: float = 0.0025
-    #: Among 2, 3, 5 and 8 both halves of the locked-off composite shots pick 8 by SAD (larger
-    #: values score better still there), but on ``chaplin.mp4`` 8 takes a dark hat against dark
-    #: trees for background (the right-hand man's head at 1201), which 3 does not: the shots have no
-    #: subject part of the background's colour that the prior misses.  docs/BENCHMARKS.md, "a
-    #: locked-off shot's clean plate".
+    #: Chosen on locked-off composite shots by the half-split protocol among 2, 3, 5, 8 and 12:
+    #: half B picks 3, which holds on half A; half A picks 12, which is worse than no plate on B.
+    #: On ``chaplin.mp4`` 8 takes a dark hat against dark trees for background (the right-hand
+    #: man's head at 1201) and 3 does not.  docs/BENCHMARKS.md, "a locked-off shot's clean plate".
     match: float = 3.0
     max_residual: float = 0.03
     frame_residual: float = 2.0
