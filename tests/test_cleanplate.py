@@ -90,6 +90,9 @@ def test_the_match_finds_background_and_never_the_subject_or_its_edge() -> None:
     away = np.zeros_like(subject)
     away[25:95, 40:60] = True  # lawn beside the subject, seen on other frames
     assert known[away].mean() > 0.95
+    # A frame whose subjects cover all the plate saw: nothing is known, and no warning is due.
+    known, own = background_match(image, plate, np.ones_like(prior))
+    assert known is not None and not known.any() and np.isnan(own)
     # A frame whose background changed as a whole (a flash) is matted without the plate.
     flashed = np.clip(image * 1.5, 0, 1)
     known, own = background_match(flashed, plate, prior)

@@ -177,10 +177,10 @@ def gather(
     if not seen_plate.any():
         return f"no pixel was seen without a subject on {settings.min_seen} of the {len(images)} frames"
     radius = _radius(plate.shape, settings)
-    inside = ndimage.minimum_filter(seen_plate, size=2 * radius + 1)
+    whole_windows = ndimage.minimum_filter(seen_plate, size=2 * radius + 1)  # every pixel of the window seen
     residuals = []
     for image, background in zip(images, backgrounds, strict=True):
-        where = background & inside
+        where = background & whole_windows
         if where.any():
             residuals.append(_window_difference(image, plate, radius)[where])
     if not residuals:
@@ -199,8 +199,9 @@ def background_match(
 ) -> tuple[np.ndarray | None, float]:
     """(H, W) bool: where this frame shows the clean plate unchanged outside the prior's 0.5
     contour (also inside it with ``settings.inside``): known background for the refine; None when
-    the frame as a whole differs from the plate.  And the frame's own residual.  ``prior`` (any
-    size) is this frame's prior mask, whose background the residual is measured on."""
+    the frame as a whole differs from the plate.  And the frame's own residual (NaN where none of
+    its background was seen: then nothing is known).  ``prior`` (any size) is this frame's prior
+    mask, whose background the residual is measured on."""
     settings = settings or SETTINGS
     if display.shape != plate.image.shape:
         return None, float("nan")
@@ -208,8 +209,10 @@ def background_match(
     difference = _window_difference(display, plate.image, radius)
     seen = ndimage.minimum_filter(plate.seen, size=2 * radius + 1)
     where = seen & _background(prior, display.shape[:2], settings)
-    own = float(np.median(difference[where])) if where.any() else float("nan")
-    if not np.isfinite(own) or own > settings.frame_residual * max(plate.residual, 1e-4):
+    if not where.any():  # subjects cover whatever of the frame the plate saw: nothing to match
+        return np.zeros(display.shape[:2], bool), float("nan")
+    own = float(np.median(difference[where]))
+    if own > settings.frame_residual * max(plate.residual, 1e-4):
         return None, own
     level = max(settings.match * plate.residual, 2e-3)
     known = seen & (difference < level)
