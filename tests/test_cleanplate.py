@@ -62,6 +62,12 @@ def test_a_moving_camera_or_too_few_frames_give_no_plate() -> None:
         panned.append((1001 + i, view, np.zeros((H, W), np.float32)))
     reason = gather(panned)
     assert isinstance(reason, str) and "camera moves" in reason
+    # Seen before any prior runs, from the frames alone: the pan, not the locked-off shot.
+    quick = cleanplate.camera_moves([image for _, image, _ in panned])
+    assert quick is not None and "frame-to-frame" in quick and "camera moves" in quick
+    background = textured_background(rng)
+    still = [frame_with_subject(background, 10 + 12 * i, rng)[0] for i in range(8)]
+    assert cleanplate.camera_moves(still) is None and cleanplate.camera_moves(still[:1]) is None
     reason = gather(panned[:2])
     assert isinstance(reason, str) and "at least 3" in reason
     mixed = [panned[0], (1002, panned[1][1][:50], panned[1][2]), panned[2]]

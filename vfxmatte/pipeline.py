@@ -838,15 +838,21 @@ def _clean_plate(
     if len(ordered) < settings.min_seen:  # a still or a very short clip: nothing to gather, nothing to say
         return None
     frames = cleanplate.sample_frames(ordered, settings.samples)
+    read: list[tuple[int, np.ndarray, int, int]] = []
+    for item in _plate_reader(input_path, params, options)(frames):
+        if isinstance(item, int):
+            continue
+        linear, linear_space, lr_h, lr_w = _linear_view(item, params, model)
+        read.append((item.frame, color.to_network(linear, linear_space), lr_h, lr_w))
+    moving = cleanplate.camera_moves([display for _, display, _, _ in read], settings)
+    if moving is not None:  # no prior spent on a moving camera's frames
+        notes.append(f"no clean plate: {moving}")
+        return None
 
     def samples() -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        for item in _plate_reader(input_path, params, options)(frames):
-            if isinstance(item, int):
-                continue
-            linear, linear_space, lr_h, lr_w = _linear_view(item, params, model)
-            display = color.to_network(linear, linear_space)
+        for frame, display, lr_h, lr_w in read:
             mask, _ = _run_prior(params.prior, display, lr_h, lr_w, zoom=False, complete=False)
-            yield item.frame, display, mask
+            yield frame, display, mask
 
     found = cleanplate.gather(samples(), settings)
     if isinstance(found, str):
