@@ -122,10 +122,10 @@ def _with_headroom(subject: np.ndarray, headroom: float) -> np.ndarray:
         if reach < 1:
             continue
         piece = labels[rows, cols] == index
-        top = np.argmax(piece, axis=0) + rows.start  # each column's highest pixel of the piece
-        for column, row in zip(range(cols.start, cols.stop), top, strict=True):
-            if piece[:, column - cols.start].any():
-                grown[max(0, row - reach) : row, column] = True
+        top = np.where(piece.any(axis=0), piece.argmax(axis=0) + rows.start, -1)  # each column's highest
+        start = max(0, rows.start - reach)
+        row = np.arange(start, rows.stop)[:, None]
+        grown[start : rows.stop, cols] |= (row >= top - reach) & (row < top)
     return grown
 
 

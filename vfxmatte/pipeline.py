@@ -779,6 +779,13 @@ def _linear_view(plate: Plate, params: MatteParams, model: MattingModel) -> tupl
     return linear, linear_space, lr_h, lr_w
 
 
+def _display_view(plate: Plate, params: MatteParams, model: MattingModel) -> tuple[np.ndarray, int, int]:
+    """The plate display-referred (what the prior sees) and the run's LR size (height, width): what
+    the passes that read ahead of the matting (the steadied prior, the clean plate) need of a frame."""
+    linear, linear_space, lr_h, lr_w = _linear_view(plate, params, model)
+    return color.to_network(linear, linear_space), lr_h, lr_w
+
+
 def _steady_priors(
     input_path: str, shot: Shot, params: MatteParams, options: RunOptions, model: MattingModel, to_do: set[int]
 ) -> Callable[[int], tuple[np.ndarray, float] | None] | None:
@@ -796,8 +803,8 @@ def _steady_priors(
             if isinstance(item, int):
                 yield item
                 continue
-            linear, linear_space, lr_h, lr_w = _linear_view(item, params, model)
-            mask, _ = _run_prior(params.prior, color.to_network(linear, linear_space), lr_h, lr_w, complete=False)
+            display, lr_h, lr_w = _display_view(item, params, model)
+            mask, _ = _run_prior(params.prior, display, lr_h, lr_w, complete=False)
             yield steady.Seen(item.frame, mask, carry.carry_image(item))
 
     masks = steady.steady_masks(seen(), sorted(to_do), ordered, radius)
@@ -842,8 +849,7 @@ def _clean_plate(
     for item in _plate_reader(input_path, params, options)(frames):
         if isinstance(item, int):
             continue
-        linear, linear_space, lr_h, lr_w = _linear_view(item, params, model)
-        read.append((item.frame, color.to_network(linear, linear_space), lr_h, lr_w))
+        read.append((item.frame, *_display_view(item, params, model)))
     moving = cleanplate.camera_moves([display for _, display, _, _ in read], settings)
     if moving is not None:  # no prior spent on a moving camera's frames
         notes.append(f"no clean plate: {moving}")
