@@ -21,7 +21,7 @@ Preset = Literal["draft", "standard", "final"]
 GuideKind = Literal["auto", "trimap", "mask", "scribble"]
 #: The subject prior of runs without a trimap or scribble guide (``vfxmatte matte --prior``).
 Prior = Literal["u2netp", "people", "none"]
-#: Whether a trimap-free run on a locked-off shot uses the shot's clean plate (``--clean-plate``).
+#: Whether a trimap-free run uses the shot's clean plate (``--clean-plate``; tracked over a moving camera).
 CleanPlate = Literal["auto", "off"]
 assert set(PRESETS) == {"draft", "standard", "final"}, "flows.params.Preset must list vfxmatte.config.PRESETS"
 
@@ -59,7 +59,7 @@ class MatteShotRequest(BaseModel):
     review: bool = True
     prior: Prior = Field("u2netp", description="subject prior without a guide: u2netp, people (shots of people), none")
     clean_plate: CleanPlate = Field(
-        "auto", description="trimap-free on a locked-off shot: clear what still shows its clean plate (auto, off)"
+        "auto", description="trimap-free: clear what still shows the shot's clean plate (auto, off)"
     )
 
     @field_validator("input", "output", "guide")

@@ -52,25 +52,86 @@ def test_a_locked_off_shot_gives_its_background_back() -> None:
     assert "residual" in plate.describe()
 
 
-def test_a_moving_camera_or_too_few_frames_give_no_plate() -> None:
+def world(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A picture with detail everywhere (what a camera pans over)."""
+    texture = ndimage.gaussian_filter(rng.random((height, width, 3)), (1.2, 1.2, 0))
+    return ((texture - texture.min()) / (texture.max() - texture.min())).astype(np.float32)
+
+
+def test_a_panning_camera_gives_a_tracked_plate() -> None:
+    """The camera pans 8 px a frame while a subject crosses the other way: the samples are placed
+    on one another, the plate is a mosaic wider than the frame, and a frame that is not a sample
+    is placed on it by its own features and gets its background back."""
     rng = np.random.default_rng(1)
-    texture = ndimage.gaussian_filter(rng.random((H, W * 2)), 2.0)
-    texture = (texture - texture.min()) / (texture.max() - texture.min())
-    panned = []
-    for i in range(8):  # the camera pans 9 px a frame over a picture with detail everywhere
-        view = np.repeat(np.roll(texture, -9 * i, axis=1)[:, :W, None], 3, axis=2).astype(np.float32)
-        panned.append((1001 + i, view, np.zeros((H, W), np.float32)))
-    reason = gather(panned)
-    assert isinstance(reason, str) and "camera moves" in reason
-    # Seen before any prior runs, from the frames alone: the pan, not the locked-off shot.
-    quick = cleanplate.camera_moves([image for _, image, _ in panned])
+    height, width = 120, 200
+    scene = world(rng, height, width + 8 * 12)
+
+    def frame(i: int) -> tuple[np.ndarray, np.ndarray]:
+        image = scene[:, 8 * i : 8 * i + width] + rng.normal(0.0, 0.005, (height, width, 3)).astype(np.float32)
+        prior = np.zeros((height, width), np.float32)
+        image[40:110, 20 + 11 * i : 46 + 11 * i] = (0.9, 0.3, 0.1)
+        prior[40:110, 20 + 11 * i : 46 + 11 * i] = 1.0
+        return image, prior
+
+    samples = [(1001 + i, *frame(i)) for i in range(10)]
+    quick = cleanplate.camera_moves([image for _, image, _ in samples])  # seen from the frames alone
     assert quick is not None and "frame-to-frame" in quick and "camera moves" in quick
+    plate = gather(samples, moving=True)
+    assert isinstance(plate, CleanPlate) and plate.tracking is not None, plate
+    assert plate.image.shape[1] > width + 50 and plate.residual < 0.01
+    assert plate.describe().startswith("clean plate tracked over a moving camera from frames 1001,")
+    # Without the frame-to-frame hint the samples' features see the camera travel, and it tracks;
+    # with tracking off the camera's move is the reason there is none.
+    assert gather(samples).describe() == plate.describe()
+    off = gather(samples, CleanPlateSettings(track=False))
+    assert isinstance(off, str) and "camera moves" in off
+    # Frame 1005 as a frame between samples: placed on its nearest sample by its own features.
+    tracking = plate.tracking
+    between = CleanPlate(
+        image=plate.image, seen=plate.seen, residual=plate.residual, frames=plate.frames,
+        tracking=cleanplate.Tracking(
+            shape=tracking.shape,
+            to_mosaic={f: h for f, h in tracking.to_mosaic.items() if f != 1005},
+            features={f: x for f, x in tracking.features.items() if f != 1005},
+            settings=tracking.settings,
+        ),
+    )  # fmt: skip
+    image, prior = frame(4)
+    view = between.view(1005, image, ~(prior > 0))
+    assert view is not None
+    back, seen = view
+    assert seen.mean() > 0.8
+    assert np.median(np.abs(back - scene[:, 32 : 32 + width]).mean(axis=2)[seen]) < 0.02
+    known, own = background_match(image, between, prior, frame=1005)
+    assert known is not None and own < 0.02
+    assert known.mean() > 0.5 and not known[40:110, 64:90].any()  # the background, never the subject
+    # A frame the plate's features cannot find (another picture altogether) is not placed.
+    assert between.view(1005, world(rng, height, width), np.ones((height, width), bool)) is None
+
+
+def test_parallax_or_too_few_frames_give_no_plate() -> None:
+    rng = np.random.default_rng(1)
+    height, width = 120, 200
+    layers = [world(rng, height, width + speed * 10) for speed in (3, 12, 24)]
+
+    def frame(i: int) -> np.ndarray:
+        """Three depths that pass the camera at three speeds: no one homography places them."""
+        image = np.empty((height, width, 3), np.float32)
+        for band, (layer, speed) in enumerate(zip(layers, (3, 12, 24), strict=True)):
+            rows = slice(band * height // 3, (band + 1) * height // 3)
+            image[rows] = layer[rows, speed * i : speed * i + width]
+        return image
+
+    parallax = [(1001 + i, frame(i), np.zeros((height, width), np.float32)) for i in range(8)]
+    reason = gather(parallax, moving=True)
+    assert isinstance(reason, str) and "camera moves" in reason, reason
+    assert "parallax" in reason, reason
     background = textured_background(rng)
     still = [frame_with_subject(background, 10 + 12 * i, rng)[0] for i in range(8)]
     assert cleanplate.camera_moves(still) is None and cleanplate.camera_moves(still[:1]) is None
-    reason = gather(panned[:2])
+    reason = gather(parallax[:2])
     assert isinstance(reason, str) and "at least 3" in reason
-    mixed = [panned[0], (1002, panned[1][1][:50], panned[1][2]), panned[2]]
+    mixed = [parallax[0], (1002, parallax[1][1][:50], parallax[1][2]), parallax[2]]
     reason = gather(mixed)
     assert isinstance(reason, str) and "2 frame(s) of the shot's size" in reason
 

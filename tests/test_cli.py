@@ -270,6 +270,61 @@ def test_a_locked_off_shot_is_matted_with_its_clean_plate(tmp_path: Path, cli: R
         np.testing.assert_array_equal(chunk_alpha, whole_alpha)
 
 
+def test_a_panning_shot_is_matted_with_a_tracked_clean_plate(
+    tmp_path: Path, cli: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The camera pans over a detailed background while a subject crosses: the run tracks the
+    samples into one plate, places the frames between them by their own features, clears only
+    background, and a chunk of the shot gives the whole run's frames."""
+    from scipy import ndimage
+
+    from vfxmatte import cleanplate
+
+    # Four samples of seven frames, so that three are placed between samples (the default is 12).
+    monkeypatch.setattr(cleanplate, "SETTINGS", cleanplate.CleanPlateSettings(samples=4))
+    rng = np.random.default_rng(5)
+    height, width, step = 120, 200, 8
+    texture = ndimage.gaussian_filter(rng.random((height, width + step * 8, 3)), (1.2, 1.2, 0))
+    scene = (0.3 * (texture - texture.min()) / (texture.max() - texture.min())).astype(np.float32)
+    boxes = {}
+    (tmp_path / "in").mkdir()
+    for i, frame in enumerate(range(1001, 1008)):
+        box = (slice(30, 100), slice(20 + 14 * i, 50 + 14 * i))
+        boxes[frame] = box
+
+        def values(img: np.ndarray, i: int = i, box: tuple[slice, slice] = box) -> None:
+            img[:] = scene[:, step * i : step * i + width] + rng.normal(0.0, 0.003, img.shape).astype(np.float32)
+            img[box] = (0.9, 0.7, 0.2)
+
+        write_plate(tmp_path / "in" / f"plate.{frame}.exr", size=(width, height), values=values)
+    pattern = tmp_path / "in" / "plate.####.exr"
+    code, out, err = cli("matte", pattern, "-o", tmp_path / "on" / "m.####.exr", "--json")
+    assert code == 0, err
+    summary = summary_of(out)
+    note = "clean plate tracked over a moving camera from frames 1001,1003,1005,1007:"
+    assert any(n.startswith(note) for n in summary["notes"]), summary["notes"]
+    assert summary["warnings"] == [], summary["warnings"]
+    code, out, err = cli("matte", pattern, "-o", tmp_path / "off" / "m.####.exr", "--clean-plate", "off")
+    assert code == 0, err
+    cleared = 0.0
+    for frame, (rows, cols) in boxes.items():
+        share = spec_of(tmp_path / "on" / f"m.{frame}.exr").getattribute("vfxmatte:clean_plate")
+        assert 0.1 < float(share) <= 1.0, (frame, share)  # the frames between samples too
+        on, off = (pixels_of(tmp_path / d / f"m.{frame}.exr")[..., 3] for d in ("on", "off"))
+        subject = np.zeros(on.shape, bool)
+        subject[rows.start - 3 : rows.stop + 3, max(0, cols.start - 3) : cols.stop + 3] = True
+        assert on[~subject].sum() <= off[~subject].sum() + 1e-3  # only background is cleared
+        cleared += float(off[~subject].sum() - on[~subject].sum())
+        np.testing.assert_allclose(on[rows, cols].mean(), off[rows, cols].mean(), atol=0.02)
+    assert cleared > 1.0, cleared
+    # A chunk holding a frame between samples gathers the same plate and places it the same way.
+    code, out, err = cli("matte", pattern, "-o", tmp_path / "chunk" / "m.####.exr", "--frames", "1004", "--json")
+    assert code == 0, err
+    assert any(n.startswith(note) for n in summary_of(out)["notes"])
+    chunk, whole = (pixels_of(tmp_path / d / "m.1004.exr")[..., 3] for d in ("chunk", "on"))
+    np.testing.assert_array_equal(chunk, whole)
+
+
 def test_same_seed_is_bit_identical_other_seed_differs(
     matted: tuple[Path, Path, dict[str, Any]], tmp_path: Path, cli: Runner
 ) -> None:

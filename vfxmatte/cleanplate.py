@@ -22,10 +22,19 @@ How:
   dark pixel can equal a dark lawn pixel by chance; a window of coat against a window of lawn
   does not, and a window that straddles the subject's edge seldom does, so the edge is still
   solved.
-* A camera that moves leaves no clean plate: the median blurs and the residual exceeds
-  ``max_residual`` (display-referred units), and the run says so and goes on without one.
-  A frame that differs from the plate as a whole (a flash, a bump, a cloud) by more than
-  ``frame_residual`` × the plate's residual is matted without it.
+* A camera that moves (a pan, a tilt, a push-in, a roll) gets a **tracked** plate, with
+  ``track``: each sample is placed on its neighbour by a similarity (shift, scale, rotation)
+  fitted to features of its background (ORB, RANSAC; the prior's subjects masked out), the
+  samples are warped into the middle sample's view and the median is taken there, over a mosaic
+  larger than the frame.  A frame is placed on the nearest sample the same way and the mosaic
+  warped into its view.  The camera is taken to move where the samples differ from frame to
+  frame by more than ``moving_pairs``, or where, placed on one another, their corners travel
+  more than ``track_still`` of the long side.  A similarity is the motion of a long lens on a
+  tripod or of a background far away; parallax (a dolly past near things) and a wide lens's
+  keystone do not follow it, leave a residual over ``max_residual`` (display-referred units)
+  and no plate, and the run says so and goes on without one.  A frame that differs from the
+  plate as a whole (a flash, a bump, a cloud) by more than ``frame_residual`` × the plate's
+  residual, or that cannot be placed on a tracked plate, is matted without it.
 """
 
 from __future__ import annotations
@@ -33,13 +42,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 from scipy import ndimage
 
 from vfxmatte.sampling import resize
 
 __all__ = [
-    "SETTINGS", "CleanPlate", "CleanPlateSettings", "background_match", "camera_moves", "gather", "sample_frames",
+    "SETTINGS", "CleanPlate", "CleanPlateSettings", "Tracking", "background_match", "camera_moves", "gather",
+    "sample_frames",
 ]
 
 
@@ -73,6 +84,23 @@ class CleanPlateSettings:
     #: plate shows unchanged where the prior saw none on ``min_seen`` samples (a figure of the
     #: background that never moved).  False: only outside it.
     inside: bool = False
+    #: A camera that moves gets a tracked plate (module docstring); False: it
+    #: gets none, as before the tracked plate.
+    track: bool = True
+    #: The samples' corners move less than this share of the long side (the match window's
+    #: radius) from the middle sample's: the camera holds still and the plate is not tracked
+    #: (``chaplin.mp4``'s gate weave: 0.11 %).  A low-contrast pan can pass ``moving_pairs``;
+    #: this sees it.
+    track_still: float = 0.0025
+    #: Tracking (set a priori, not tuned): features are found with the frame's long side at most
+    #: ``track_size`` px; a placement needs ``track_inliers`` features that agree (RANSAC within
+    #: ``track_tolerance`` px at that size); the mosaic may cover at most ``track_canvas`` × the
+    #: frame's area.
+    track_size: int = 960
+    track_features: int = 3000
+    track_inliers: int = 20
+    track_tolerance: float = 1.5
+    track_canvas: float = 4.0
 
 
 #: What the pipeline uses (the benchmarks replace it to compare settings).
@@ -80,19 +108,62 @@ SETTINGS = CleanPlateSettings()
 
 
 @dataclass
+class Tracking:
+    """How a moving camera's frames lie on the tracked plate's mosaic."""
+
+    shape: tuple[int, int]  # the frames' (height, width)
+    #: Each sample's 3 × 3 matrix (a similarity) from its own pixels into the mosaic's.
+    to_mosaic: dict[int, np.ndarray]
+    #: Each sample's background features (points at full size, ORB descriptors), to place
+    #: other frames on it.
+    features: dict[int, tuple[np.ndarray, np.ndarray]]
+    settings: CleanPlateSettings
+
+
+@dataclass
 class CleanPlate:
-    """The gathered plate (display-referred RGB, float32), where it was seen, and its residual."""
+    """The gathered plate (display-referred RGB, float32), where it was seen, and its residual.
+
+    With ``tracking`` (a moving camera) the image is a mosaic in the middle sample's view, larger
+    than a frame; without it the plate is in every frame's own view."""
 
     image: np.ndarray  # (H, W, 3)
     seen: np.ndarray  # (H, W) bool: at least min_seen samples saw the background there
     residual: float  # median windowed difference of the samples' background from the plate
     frames: list[int] = field(default_factory=list)
+    tracking: Tracking | None = None
 
     def describe(self) -> str:
+        if self.tracking is not None:
+            height, width = self.tracking.shape
+            return (
+                f"clean plate tracked over a moving camera from frames {','.join(str(f) for f in self.frames)}: "
+                f"a mosaic {self.seen.size / (height * width):.1f}x the frame, {self.seen.mean():.0%} of it seen "
+                f"without a subject, residual {self.residual:.4f}"
+            )
         return (
             f"clean plate from frames {','.join(str(f) for f in self.frames)}: {self.seen.mean():.0%} of the frame "
             f"seen without a subject, residual {self.residual:.4f}"
         )
+
+    def view(self, frame: int, display: np.ndarray, background: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The plate and where it was seen, in the view of ``frame`` (display-referred, its
+        ``background`` the pixels its prior sees no subject on); None where the frame cannot be
+        placed on a tracked plate, or has another size."""
+        if self.tracking is None:
+            return (self.image, self.seen) if display.shape == self.image.shape else None
+        if display.shape[:2] != self.tracking.shape:
+            return None
+        to_mosaic = _place(frame, display, background, self.tracking)
+        if to_mosaic is None:
+            return None
+        height, width = self.tracking.shape
+        flags = cv2.WARP_INVERSE_MAP
+        image = cv2.warpPerspective(self.image, to_mosaic, (width, height), flags=cv2.INTER_LINEAR | flags)
+        seen = cv2.warpPerspective(
+            self.seen.astype(np.uint8), to_mosaic, (width, height), flags=cv2.INTER_NEAREST | flags
+        )  # fmt: skip
+        return np.asarray(image, np.float32), seen > 0
 
 
 def sample_frames(ordered: list[int], count: int) -> list[int]:
@@ -160,10 +231,15 @@ def camera_moves(images: list[np.ndarray], settings: CleanPlateSettings | None =
 
 
 def gather(
-    samples: Iterable[tuple[int, np.ndarray, np.ndarray]], settings: CleanPlateSettings | None = None
+    samples: Iterable[tuple[int, np.ndarray, np.ndarray]],
+    settings: CleanPlateSettings | None = None,
+    moving: bool = False,
 ) -> CleanPlate | str:
     """The clean plate of ``samples`` (frame, display-referred image, prior mask at any size), or
-    the reason there is none (one line)."""
+    the reason there is none (one line).  The plate is tracked (with ``settings.track``) where
+    ``moving`` (:func:`camera_moves` saw the camera move) or where the samples, placed on one
+    another by their features, travel more than ``track_still``; otherwise it is the plain
+    median of a locked-off shot."""
     settings = settings or SETTINGS
     frames: list[int] = []
     images: list[np.ndarray] = []
@@ -179,6 +255,31 @@ def gather(
     frames, images, backgrounds = [frames[i] for i in keep], [images[i] for i in keep], [backgrounds[i] for i in keep]
     if len(images) < settings.min_seen:
         return f"{len(images)} frame(s) of the shot's size to gather from, at least {settings.min_seen} needed"
+    radius = _radius(images[0].shape, settings)
+    chain = _chain(frames, images, backgrounds, settings) if settings.track else None
+    if not moving and not (isinstance(chain, tuple) and _travel(chain[0], images[0].shape) > settings.track_still):
+        # Locked off (the features say the camera holds still, or cannot say): the plain median.
+        plate = _median(images, backgrounds, settings, radius)
+        if isinstance(plate, CleanPlate) and plate.residual > settings.max_residual:
+            return (
+                f"the background changes between frames (residual {plate.residual:.3f} over {settings.max_residual}): "
+                "the camera moves or the light changes"
+            )
+        if isinstance(plate, CleanPlate):
+            plate.frames = frames
+        return plate
+    if chain is None:
+        return "the camera moves (tracking is off)"
+    if isinstance(chain, str):
+        return chain
+    return _tracked(frames, images, backgrounds, settings, radius, *chain)
+
+
+def _median(
+    images: list[np.ndarray], backgrounds: list[np.ndarray], settings: CleanPlateSettings, radius: int
+) -> CleanPlate | str:
+    """The per-pixel median of ``images`` where their ``backgrounds`` (all in one view) saw no
+    subject, where at least ``min_seen`` did, with its residual (not yet checked)."""
     height, width = images[0].shape[:2]
     plate = np.zeros((height, width, 3), np.float32)
     count = np.zeros((height, width), np.int32)
@@ -201,7 +302,6 @@ def gather(
     seen_plate = count >= settings.min_seen
     if not seen_plate.any():
         return f"no pixel was seen without a subject on {settings.min_seen} of the {len(images)} frames"
-    radius = _radius(plate.shape, settings)
     whole_windows = ndimage.minimum_filter(seen_plate, size=2 * radius + 1)  # every pixel of the window seen
     residuals = []
     for image, background in zip(images, backgrounds, strict=True):
@@ -211,29 +311,178 @@ def gather(
     if not residuals:
         return "no sample saw the background where the plate was gathered"
     residual = float(np.median(np.concatenate(residuals)))
-    if residual > settings.max_residual:
+    return CleanPlate(image=plate, seen=seen_plate, residual=residual)
+
+
+def _features(
+    display: np.ndarray, background: np.ndarray, settings: CleanPlateSettings
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """ORB features of a frame's background: points (in full-size pixels) and descriptors, or
+    None where it has too few."""
+    height, width = display.shape[:2]
+    scale = min(1.0, settings.track_size / max(height, width))
+    grey: np.ndarray = np.round(np.clip(np.asarray(display, np.float32).mean(axis=2), 0.0, 1.0) * 255.0)
+    grey = grey.astype(np.uint8)
+    mask: np.ndarray = background.astype(np.uint8) * 255
+    if scale < 1.0:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        grey = np.asarray(cv2.resize(grey, size, interpolation=cv2.INTER_AREA))
+        mask = np.asarray(cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST))
+    orb = cv2.ORB.create(nfeatures=settings.track_features, fastThreshold=5)
+    keypoints, descriptors = orb.detectAndCompute(grey, mask)
+    if descriptors is None or len(keypoints) < settings.track_inliers:
+        return None
+    points = np.array([k.pt for k in keypoints], np.float32) / scale
+    return points, descriptors
+
+
+def _register(
+    onto: tuple[np.ndarray, np.ndarray],
+    moved: tuple[np.ndarray, np.ndarray],
+    shape: tuple[int, ...],
+    settings: CleanPlateSettings,
+) -> np.ndarray | None:
+    """The similarity (a pan, a tilt, a push-in, a roll; as a 3 × 3 matrix) taking ``moved``'s
+    pixels onto ``onto``'s (both frames' features), or None where too few features agree.  Not a
+    full homography: its perspective terms, fitted to the few features of a small or plain
+    frame, wander (16 px of pan placed 30 px away on a test shot) where the similarity holds."""
+    pairs = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(moved[1], onto[1], k=2)
+    good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < 0.8 * p[1].distance]
+    if len(good) < settings.track_inliers:
+        return None
+    source = moved[0][[m.queryIdx for m in good]]
+    target = onto[0][[m.trainIdx for m in good]]
+    scale = min(1.0, settings.track_size / max(shape[0], shape[1]))
+    similarity, inliers = cv2.estimateAffinePartial2D(
+        source, target, method=cv2.RANSAC, ransacReprojThreshold=settings.track_tolerance / scale, maxIters=5000,
+        confidence=0.999,
+    )  # fmt: skip
+    if similarity is None or inliers is None or int(inliers.sum()) < settings.track_inliers:
+        return None
+    return np.vstack([np.asarray(similarity, np.float64), [0.0, 0.0, 1.0]])
+
+
+def _place(frame: int, display: np.ndarray, background: np.ndarray, tracking: Tracking) -> np.ndarray | None:
+    """``frame``'s matrix into the tracked mosaic: a sample's own, or placed on the samples
+    nearest it (the nearest that places it)."""
+    if frame in tracking.to_mosaic:
+        return tracking.to_mosaic[frame]
+    features = _features(display, background, tracking.settings)
+    if features is None:
+        return None
+    for sample in sorted(tracking.features, key=lambda s: (abs(s - frame), s))[:3]:
+        onto = _register(tracking.features[sample], features, display.shape, tracking.settings)
+        if onto is not None:
+            return tracking.to_mosaic[sample] @ onto
+    return None
+
+
+def _chain(
+    frames: list[int], images: list[np.ndarray], backgrounds: list[np.ndarray], settings: CleanPlateSettings
+) -> tuple[list[np.ndarray], list[tuple[np.ndarray, np.ndarray] | None]] | str:
+    """Each sample's matrix into the middle sample's view, each placed on its neighbour
+    towards the middle, and the samples' features; or why they cannot be placed."""
+    features = [_features(image, background, settings) for image, background in zip(images, backgrounds, strict=True)]
+    middle = len(images) // 2
+    chain: list[np.ndarray | None] = [None] * len(images)
+    chain[middle] = np.eye(3)
+    for step in (1, -1):  # outwards from the middle sample
+        for i in range(middle + step, len(images) if step > 0 else -1, step):
+            a, b = features[i - step], features[i]
+            onto = _register(a, b, images[i].shape, settings) if a is not None and b is not None else None
+            previous = chain[i - step]
+            if onto is None or previous is None:
+                return (
+                    f"the camera moves, and frames {frames[i - step]} and {frames[i]} share too few background "
+                    "features to be placed on one another"
+                )
+            chain[i] = previous @ onto
+    return [h for h in chain if h is not None], features
+
+
+def _travel(matrices: list[np.ndarray], shape: tuple[int, ...]) -> float:
+    """How far the frames' corners lie from the middle sample's, at most, in shares of the long side."""
+    height, width = shape[:2]
+    corners = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float32).reshape(-1, 1, 2)
+    moved = max(float(np.abs(cv2.perspectiveTransform(corners, h) - corners).max()) for h in matrices)
+    return moved / max(height, width)
+
+
+def _tracked(
+    frames: list[int],
+    images: list[np.ndarray],
+    backgrounds: list[np.ndarray],
+    settings: CleanPlateSettings,
+    radius: int,
+    matrices: list[np.ndarray],
+    features: list[tuple[np.ndarray, np.ndarray] | None],
+) -> CleanPlate | str:
+    """A moving camera's plate: the samples warped into the middle sample's view (a mosaic) by
+    their ``matrices``, and their median taken there."""
+    height, width = images[0].shape[:2]
+    corners = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float32).reshape(-1, 1, 2)
+    placed = np.concatenate([cv2.perspectiveTransform(corners, h) for h in matrices])
+    low, high = np.floor(placed.min(axis=(0, 1))), np.ceil(placed.max(axis=(0, 1)))
+    mosaic_w, mosaic_h = int(high[0] - low[0]), int(high[1] - low[1])
+    if mosaic_w * mosaic_h > settings.track_canvas * width * height:
         return (
-            f"the background changes between frames (residual {residual:.3f} over {settings.max_residual}): "
-            "the camera moves or the light changes"
+            f"the camera moves too far for one plate (the frames span {mosaic_w * mosaic_h / (width * height):.1f}x "
+            f"the frame, at most {settings.track_canvas})"
         )
-    return CleanPlate(image=plate, seen=seen_plate, residual=residual, frames=frames)
+    shift = np.array([[1.0, 0.0, -low[0]], [0.0, 1.0, -low[1]], [0.0, 0.0, 1.0]])
+    to_mosaic = [shift @ h for h in matrices]
+    warped: list[np.ndarray] = []
+    seen: list[np.ndarray] = []
+    inside = np.ones((height, width), np.uint8)
+    for image, background, matrix in zip(images, backgrounds, to_mosaic, strict=True):
+        size = (mosaic_w, mosaic_h)
+        warped.append(
+            cv2.warpPerspective(image.astype(np.float32), matrix, size, flags=cv2.INTER_LINEAR).astype(np.float16)
+        )
+        # Inside the warped frame by more than a window: no window of the residual reaches past it.
+        valid = cv2.warpPerspective(inside, matrix, size, flags=cv2.INTER_NEAREST) > 0
+        valid = ndimage.binary_erosion(valid, iterations=radius + 2)
+        kept = cv2.warpPerspective(background.astype(np.uint8), matrix, size, flags=cv2.INTER_NEAREST) > 0
+        seen.append(valid & kept)
+    plate = _median(warped, seen, settings, radius)
+    if isinstance(plate, str):
+        return plate
+    if plate.residual > settings.max_residual:
+        return (
+            f"the camera moves and the background does not move as one picture (residual {plate.residual:.3f} over "
+            f"{settings.max_residual}): parallax, a wide lens's keystone, or the light changes"
+        )
+    plate.frames = frames
+    found = {frame: f for frame, f in zip(frames, features, strict=True) if f is not None}
+    plate.tracking = Tracking(
+        shape=(height, width), to_mosaic=dict(zip(frames, to_mosaic, strict=True)), features=found, settings=settings
+    )
+    return plate
 
 
 def background_match(
-    display: np.ndarray, plate: CleanPlate, prior: np.ndarray, settings: CleanPlateSettings | None = None
+    display: np.ndarray,
+    plate: CleanPlate,
+    prior: np.ndarray,
+    settings: CleanPlateSettings | None = None,
+    frame: int = 0,
 ) -> tuple[np.ndarray | None, float]:
     """(H, W) bool: where this frame shows the clean plate unchanged outside the prior's 0.5
     contour (also inside it with ``settings.inside``): known background for the refine; None when
-    the frame as a whole differs from the plate.  And the frame's own residual (NaN where none of
+    the frame as a whole differs from the plate, or cannot be placed on a tracked one (``frame``
+    is its number, which places a sample frame by its own matrix).  And the frame's own residual (NaN where none of
     its background was seen: then nothing is known).  ``prior`` (any size) is this frame's prior
     mask, whose background the residual is measured on."""
     settings = settings or SETTINGS
-    if display.shape != plate.image.shape:
+    background = _background(prior, display.shape[:2], settings)
+    view = plate.view(frame, display, background)
+    if view is None:
         return None, float("nan")
+    image, seen_plate = view
     radius = _radius(display.shape, settings)
-    difference = _window_difference(display, plate.image, radius)
-    seen = ndimage.minimum_filter(plate.seen, size=2 * radius + 1)
-    where = seen & _background(prior, display.shape[:2], settings)
+    difference = _window_difference(display, image, radius)
+    seen = ndimage.minimum_filter(seen_plate, size=2 * radius + 1)
+    where = seen & background
     if not where.any():  # subjects cover whatever of the frame the plate saw: nothing to match
         return np.zeros(display.shape[:2], bool), float("nan")
     own = float(np.median(difference[where]))

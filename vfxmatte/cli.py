@@ -103,10 +103,10 @@ def _add_matte(sub: Any) -> None:
     )
     p.add_argument(
         "--clean-plate", choices=("auto", "off"),
-        help="trimap-free on a locked-off shot: gather the background from frames where no subject stands "
-        "over it, and wherever a frame still shows it unchanged outside the prior's contour, the matte is 0 "
-        "there (streaks and fringe off the subject's edge go). auto (default): used when the camera holds "
-        "still, noted when it does not; off: never",
+        help="trimap-free on a multi-frame shot: gather the background from frames where no subject stands "
+        "over it (tracked over a pan, tilt or push-in), and wherever a frame still shows it unchanged outside "
+        "the prior's contour, the matte is 0 there (spill and fringe off the subject's edge go). auto "
+        "(default): used where the shot gives one, noted where it does not; off: never",
     )
     p.add_argument(  # no argparse choices: a removed mode (prev-latent) gets its reason from MatteParams
         "--temporal", metavar="{off,shared}",

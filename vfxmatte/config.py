@@ -58,9 +58,10 @@ class MatteParams:
     # on either side, moved onto it by optical flow (vfxmatte.steady; 0: each frame's own).
     # 3 was picked on the shots built from GT01–GT10 and from GT11–GT20 alike (docs/VIDEO.md).
     prior_window: int = 3
-    # Trimap-free on a locked-off shot: the background gathered where no subject stood
-    # (vfxmatte.cleanplate) is background wherever a frame still shows it outside the prior's
-    # contour (auto), or not used (off).  A moving camera leaves none, and the run says so.
+    # Trimap-free on a multi-frame shot: the background gathered where no subject stood
+    # (vfxmatte.cleanplate; tracked where the camera pans, tilts or pushes in) is background
+    # wherever a frame still shows it outside the prior's contour (auto), or not used (off).
+    # Where the shot gives none (parallax, changing light, too few frames) the run says so.
     clean_plate: str = "auto"
 
     def __post_init__(self) -> None:

@@ -46,7 +46,7 @@ def add_flow_parser(sub: Any) -> None:
     )
     run.add_argument(
         "--clean-plate", choices=("auto", "off"), default="auto",
-        help="trimap-free on a locked-off shot: use the shot's clean plate, as vfxmatte matte --clean-plate",
+        help="trimap-free: use the shot's clean plate (tracked over a moving camera), as vfxmatte matte --clean-plate",
     )
     run.add_argument("--colorspace")
     run.add_argument("--overwrite", action="store_true")

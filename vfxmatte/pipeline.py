@@ -7,6 +7,7 @@ The CLI, the Prefect flows and the Nuke bridge all call :func:`matte_shot` (or
 from __future__ import annotations
 
 import bisect
+import math
 import os
 import sys
 import time
@@ -148,7 +149,7 @@ class Matte:
     #: (top, bottom, left, right) of the picture inside black bars that a trimap-free run cut off
     #: (header ``vfxmatte:picture``); None: no bars were found, or a guide was given.
     picture: tuple[int, int, int, int] | None = None
-    #: The share of the frame a locked-off shot's clean plate made known background (header
+    #: The share of the frame the shot's clean plate made known background (header
     #: ``vfxmatte:clean_plate``); None: no clean plate was used on this frame.
     clean_plate: float | None = None
 
@@ -268,7 +269,7 @@ def matte_plate(
     needs it on every frame.  ``steady_prior`` is this frame's prior mask at the LR size,
     steadied over its neighbours (:mod:`vfxmatte.steady`), with the seconds it took: used
     instead of the frame's own prior on trimap-free runs.  ``clean`` is the shot's clean plate
-    (:mod:`vfxmatte.cleanplate`, trimap-free runs on a locked-off shot): where this frame still
+    (:mod:`vfxmatte.cleanplate`, trimap-free runs; tracked where the camera moves): where this frame still
     shows it outside the prior's contour is background.
     """
     linear, linear_space, lr_h, lr_w = _linear_view(plate, params, model)
@@ -362,8 +363,13 @@ def matte_plate(
     lr_mean, lr_std = ensemble.mean, ensemble.std
     known: np.ndarray | None = None
     if clean is not None and prior_mask is not None and spatial is None:
-        known, own = cleanplate.background_match(display, clean, prior_mask)
-        if known is None:
+        known, own = cleanplate.background_match(display, clean, prior_mask, frame=plate.frame)
+        if known is None and clean.tracking is not None and math.isnan(own):  # not placed on it
+            plate.warnings.append(
+                f"{plate.path}: the frame could not be placed on the shot's tracked clean plate (too few background "
+                "features agree); matted without it"
+            )
+        elif known is None:
             plate.warnings.append(
                 f"{plate.path}: the background differs from the shot's clean plate (residual {own:.4f} against "
                 f"{clean.residual:.4f}); matted without it"
@@ -837,7 +843,8 @@ def _clean_plate(
 ) -> cleanplate.CleanPlate | None:
     """A trimap-free run's clean plate (:mod:`vfxmatte.cleanplate`), gathered from frames spread
     over the whole input (so every chunk of a shot gathers the same), each with its prior's
-    subjects left out; None, with a note saying why, where the shot gives none."""
+    subjects left out, and tracked where the camera moves; None, with a note saying why, where
+    the shot gives none."""
     if params.clean_plate == "off" or params.prior == "none" or params.guide or not to_do:
         return None
     settings = cleanplate.SETTINGS
@@ -851,7 +858,7 @@ def _clean_plate(
             continue
         read.append((item.frame, *_display_view(item, params, model)))
     moving = cleanplate.camera_moves([display for _, display, _, _ in read], settings)
-    if moving is not None:  # no prior spent on a moving camera's frames
+    if moving is not None and not settings.track:  # no prior spent on frames that cannot give a plate
         notes.append(f"no clean plate: {moving}")
         return None
 
@@ -860,7 +867,7 @@ def _clean_plate(
             mask, _ = _run_prior(params.prior, display, lr_h, lr_w, zoom=False, complete=False)
             yield frame, display, mask
 
-    found = cleanplate.gather(samples(), settings)
+    found = cleanplate.gather(samples(), settings, moving=moving is not None)
     if isinstance(found, str):
         notes.append(f"no clean plate: {found}")
         return None
