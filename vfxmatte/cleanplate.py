@@ -39,7 +39,7 @@ How:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -275,8 +275,42 @@ def gather(
     return _tracked(frames, images, backgrounds, settings, radius, *chain)
 
 
+class _Warped:
+    """A sample (or its mask) warped into the mosaic, made a band of rows at a time: a long pan's
+    mosaic at 4K, as a stack of whole warped samples, would not fit in memory."""
+
+    def __init__(self, source: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> None:
+        self.source, self.matrix, self.size = source, matrix, size
+        self.mask = source.dtype == np.uint8  # a mask: nearest, as bool; an image: linear, as float32
+        self.shape = (size[1], size[0], *source.shape[2:])
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        top, bottom = rows.start or 0, self.shape[0] if rows.stop is None else rows.stop
+        width = self.size[0]
+        band = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, -top], [0.0, 0.0, 1.0]]) @ self.matrix
+        # Only the part of the source this band of rows comes from (and a margin) is read.
+        corners = np.array([[0, 0], [width, 0], [width, bottom - top], [0, bottom - top]], np.float32)
+        back = cv2.perspectiveTransform(corners.reshape(-1, 1, 2), np.linalg.inv(band)).reshape(-1, 2)
+        height_s, width_s = self.source.shape[:2]
+        x0, y0 = (max(0, int(np.floor(v)) - 2) for v in back.min(axis=0))
+        x1, y1 = (int(np.ceil(v)) + 3 for v in back.max(axis=0))
+        x1, y1 = min(width_s, x1), min(height_s, y1)
+        if x0 >= x1 or y0 >= y1:
+            empty = np.zeros((bottom - top, width, *self.shape[2:]), np.float32)
+            return empty.astype(bool) if self.mask else empty
+        crop = self.source[y0:y1, x0:x1]
+        band = band @ np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
+        flags = cv2.INTER_NEAREST if self.mask else cv2.INTER_LINEAR
+        source = crop if self.mask else crop.astype(np.float32)
+        out = np.asarray(cv2.warpPerspective(source, band, (width, bottom - top), flags=flags))
+        return out > 0 if self.mask else out
+
+
 def _median(
-    images: list[np.ndarray], backgrounds: list[np.ndarray], settings: CleanPlateSettings, radius: int
+    images: Sequence[np.ndarray | _Warped],
+    backgrounds: Sequence[np.ndarray | _Warped],
+    settings: CleanPlateSettings,
+    radius: int,
 ) -> CleanPlate | str:
     """The per-pixel median of ``images`` where their ``backgrounds`` (all in one view) saw no
     subject, where at least ``min_seen`` did, with its residual (not yet checked)."""
@@ -305,9 +339,9 @@ def _median(
     whole_windows = ndimage.minimum_filter(seen_plate, size=2 * radius + 1)  # every pixel of the window seen
     residuals = []
     for image, background in zip(images, backgrounds, strict=True):
-        where = background & whole_windows
+        where = background[:] & whole_windows
         if where.any():
-            residuals.append(_window_difference(image, plate, radius)[where])
+            residuals.append(_window_difference(image[:], plate, radius)[where])
     if not residuals:
         return "no sample saw the background where the plate was gathered"
     residual = float(np.median(np.concatenate(residuals)))
@@ -431,19 +465,15 @@ def _tracked(
         )
     shift = np.array([[1.0, 0.0, -low[0]], [0.0, 1.0, -low[1]], [0.0, 0.0, 1.0]])
     to_mosaic = [shift @ h for h in matrices]
-    warped: list[np.ndarray] = []
-    seen: list[np.ndarray] = []
-    inside = np.ones((height, width), np.uint8)
-    for image, background, matrix in zip(images, backgrounds, to_mosaic, strict=True):
-        size = (mosaic_w, mosaic_h)
-        warped.append(
-            cv2.warpPerspective(image.astype(np.float32), matrix, size, flags=cv2.INTER_LINEAR).astype(np.float16)
-        )
-        # Inside the warped frame by more than a window: no window of the residual reaches past it.
-        valid = cv2.warpPerspective(inside, matrix, size, flags=cv2.INTER_NEAREST) > 0
-        valid = ndimage.binary_erosion(valid, iterations=radius + 2)
-        kept = cv2.warpPerspective(background.astype(np.uint8), matrix, size, flags=cv2.INTER_NEAREST) > 0
-        seen.append(valid & kept)
+    size = (mosaic_w, mosaic_h)
+    # Inside each frame by more than a window (no window of the residual reaches past its edge).
+    inside = np.zeros((height, width), bool)
+    inside[radius + 2 : height - radius - 2, radius + 2 : width - radius - 2] = True
+    warped = [_Warped(image, matrix, size) for image, matrix in zip(images, to_mosaic, strict=True)]
+    seen = [
+        _Warped((background & inside).astype(np.uint8), matrix, size)
+        for background, matrix in zip(backgrounds, to_mosaic, strict=True)
+    ]
     plate = _median(warped, seen, settings, radius)
     if isinstance(plate, str):
         return plate
