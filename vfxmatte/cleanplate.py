@@ -68,6 +68,8 @@ class CleanPlateSettings:
     #: man's head at 1201) and 3 does not.  docs/BENCHMARKS.md, "a locked-off shot's clean plate".
     match: float = 3.0
     max_residual: float = 0.03
+    #: A frame whose background's lower quartile of windowed differences from the plate is over
+    #: this × the plate's residual differs from it as a whole (set a priori).
     frame_residual: float = 2.0
     #: Before any prior runs: samples whose neighbours differ by more than this (the median over
     #: the frame of the windowed difference, the median over the pairs) come from a camera that
@@ -500,7 +502,8 @@ def background_match(
     """(H, W) bool: where this frame shows the clean plate unchanged outside the prior's 0.5
     contour (also inside it with ``settings.inside``): known background for the refine; None when
     the frame as a whole differs from the plate, or cannot be placed on a tracked one (``frame``
-    is its number, which places a sample frame by its own matrix).  And the frame's own residual (NaN where none of
+    is its number, which places a sample frame by its own matrix).  And the frame's own residual
+    (the lower quartile of its background's windowed differences; NaN where none of
     its background was seen: then nothing is known).  ``prior`` (any size) is this frame's prior
     mask, whose background the residual is measured on."""
     settings = settings or SETTINGS
@@ -515,7 +518,11 @@ def background_match(
     where = seen & background
     if not where.any():  # subjects cover whatever of the frame the plate saw: nothing to match
         return np.zeros(display.shape[:2], bool), float("nan")
-    own = float(np.median(difference[where]))
+    # The lower quartile, not the median: a flash or a bump moves every window, and the quartile
+    # with them; a passer-by the prior does not call a subject covers part of the background and
+    # moves the median (frames of the moving composite shots and the ends of ``chaplin.mp4`` were
+    # refused by it) but not the quartile, and the match leaves his windows alone anyway.
+    own = float(np.quantile(difference[where], 0.25))
     if own > settings.frame_residual * max(plate.residual, 1e-4):
         return None, own
     level = max(settings.match * plate.residual, 2e-3)

@@ -371,8 +371,8 @@ def matte_plate(
             )
         elif known is None:
             plate.warnings.append(
-                f"{plate.path}: the background differs from the shot's clean plate (residual {own:.4f} against "
-                f"{clean.residual:.4f}); matted without it"
+                f"{plate.path}: the background differs from the shot's clean plate as a whole (a quarter of it by "
+                f"{own:.4f} or less, the plate's residual {clean.residual:.4f}); matted without it"
             )
     refined = hr.refine(
         mode,
