@@ -21,7 +21,7 @@ import OpenImageIO as oiio
 import pytest
 from conftest import run_cli
 
-from vfxmatte import config
+from vfxmatte import config, pipeline
 from vfxmatte.cli import main
 
 OUT_CHANNELS = ("R", "G", "B", "A", "uncertainty.Y")
@@ -259,7 +259,8 @@ def test_a_locked_off_shot_is_matted_with_its_clean_plate(tmp_path: Path, cli: R
     code, _, err = cli("matte", pattern, "-o", tmp_path / "bad" / "m.####.exr", "--clean-plate", "on")
     assert code == 2 and "--clean-plate" in err and not (tmp_path / "bad").exists()
     # A chunk of the shot (a farm task, a resumed run) gathers the same plate from the whole input:
-    # its frames come out as the whole run's.
+    # its frames come out as the whole run's (gathered afresh, as another process would).
+    pipeline._PLATES.clear()
     code, out, err = cli("matte", pattern, "-o", tmp_path / "chunk" / "m.####.exr", "--frames", "1005-1006", "--json")
     assert code == 0, err
     assert any(n.startswith("clean plate from frames 1001,1002,1003,1004,1005,1006:") for n in summary_of(out)["notes"])
@@ -318,11 +319,60 @@ def test_a_panning_shot_is_matted_with_a_tracked_clean_plate(
         np.testing.assert_allclose(on[rows, cols].mean(), off[rows, cols].mean(), atol=0.02)
     assert cleared > 1.0, cleared
     # A chunk holding a frame between samples gathers the same plate and places it the same way.
+    pipeline._PLATES.clear()
     code, out, err = cli("matte", pattern, "-o", tmp_path / "chunk" / "m.####.exr", "--frames", "1004", "--json")
     assert code == 0, err
     assert any(n.startswith(note) for n in summary_of(out)["notes"])
     chunk, whole = (pixels_of(tmp_path / d / "m.1004.exr")[..., 3] for d in ("chunk", "on"))
     np.testing.assert_array_equal(chunk, whole)
+
+
+def test_chunks_in_one_process_gather_the_clean_plate_once(
+    tmp_path: Path, cli: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chunks of a flow run one after another in one process: the second gets the first's
+    plate without reading the samples again, and a changed sample file gathers afresh."""
+    from vfxmatte import cleanplate
+
+    gathered: list[int] = []
+    real = cleanplate.gather
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        gathered.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cleanplate, "gather", counting)
+    pipeline._PLATES.clear()
+    rng = np.random.default_rng(3)
+    still = (rng.random((64, 96, 3)) * 0.3).astype(np.float32)
+    (tmp_path / "in").mkdir()
+    for i, frame in enumerate(range(1001, 1007)):
+
+        def values(img: np.ndarray, i: int = i) -> None:
+            img[:] = still + rng.normal(0.0, 0.004, still.shape).astype(np.float32)
+            img[14:50, 6 + 14 * i : 30 + 14 * i] = (0.9, 0.7, 0.2)
+
+        write_plate(tmp_path / "in" / f"plate.{frame}.exr", values=values)
+    pattern = tmp_path / "in" / "plate.####.exr"
+    notes = []
+    for chunk in ("1001-1003", "1004-1006"):
+        code, out, err = cli("matte", pattern, "-o", tmp_path / "a" / "m.####.exr", "--frames", chunk, "--json")
+        assert code == 0, err
+        notes.append(summary_of(out)["notes"])
+    assert len(gathered) == 1 and notes[0] == notes[1] and notes[0][0].startswith("clean plate from frames 1001,")
+    pipeline._PLATES.clear()  # another process: gathered afresh, the same frames
+    code, _, err = cli("matte", pattern, "-o", tmp_path / "b" / "m.####.exr", "--frames", "1004-1006")
+    assert code == 0, err and len(gathered) == 2
+    for frame in (1004, 1005, 1006):
+        np.testing.assert_array_equal(
+            pixels_of(tmp_path / "a" / f"m.{frame}.exr"), pixels_of(tmp_path / "b" / f"m.{frame}.exr")
+        )
+    # A sample rewritten since (a new version of the plate): the plate is gathered again.
+    stat = os.stat(tmp_path / "in" / "plate.1002.exr")
+    os.utime(tmp_path / "in" / "plate.1002.exr", ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    code, _, err = cli("matte", pattern, "-o", tmp_path / "c" / "m.####.exr", "--frames", "1004")
+    assert code == 0, err
+    assert len(gathered) == 3
 
 
 def test_same_seed_is_bit_identical_other_seed_differs(
