@@ -38,11 +38,13 @@ Scores:
   edge give > 1; an isotropic spill about 1; NaN when fewer than 50 such pixels).  That ratio
   also reads the subject's shape and the spill's width: the true alpha of the GT04 shots blurred
   by σ 1, 1.5 and 3 px scores 2.14, 1.12 and 0.84 (a soft spill above a wide, flat top is all
-  vertical gradient).  ``across`` measures the same pixels against the edge's own direction: the
-  mean alpha gradient across the direction away from the subject (the gradient of the distance
-  to it, smoothed by 1 px) over the mean gradient along it.  Spill that fades away from the edge
-  is mostly along (the same blurred truths: 0.15, 0.19, 0.27; GT16's 0.15–0.20); lines that run
-  off the edge, or blotches of background texture, are across;
+  vertical gradient), and a ratio says nothing of how much there is.  ``across``: on the same
+  ring, the mean alpha gradient across the way out from the subject (perpendicular to the
+  gradient of the distance to it, smoothed by 1 px), ×1e3.  Spill that fades away from the edge
+  has little of it; lines that run off the edge, and blotches of background texture, have it in
+  proportion to their alpha; hair that reaches past the ring's inner edge has some too (the true
+  alpha blurred by σ 1, 1.5 and 3 px: 0.24, 0.38 and 0.84 on the GT04 shots, 0.07, 0.18 and 0.82
+  on GT16: the more of the strands a blur spreads into the ring, the more);
 * ``pair MSE`` ×1e3 against the target over the distractor (both subjects wanted, as for two
   people side by side); ``gap``: the mean predicted alpha on the background between them (the
   columns between the two subjects, the rows both span, truth 0; NaN while they overlap or
@@ -100,13 +102,11 @@ def score(alpha: np.ndarray, prem: np.ndarray, truth: np.ndarray, distractor: np
     out["streak"] = (
         float(np.abs(ay[spill]).mean() / max(np.abs(ax[spill]).mean(), 1e-9)) if spill.sum() >= 50 else float("nan")
     )
-    out["across"] = float("nan")
-    if spill.sum() >= 50:
+    out["across"] = 0.0
+    if outer.any():
         away_y, away_x = _gradient(ndimage.gaussian_filter(ndimage.distance_transform_edt(~subject), 1.0))
-        norm = np.hypot(away_y, away_x) + 1e-9
-        along = np.abs(ay * away_y + ax * away_x) / norm
-        across = np.abs(ax * away_y - ay * away_x) / norm
-        out["across"] = float(across[spill].mean() / max(along[spill].mean(), 1e-9))
+        across = np.abs(ax * away_y - ay * away_x) / (np.hypot(away_y, away_x) + 1e-9)
+        out["across"] = float(across[outer].mean() * 1e3)
     # Both subjects wanted (two people side by side): the truth is the target over the distractor.
     pair = t_alpha + distractor * (1.0 - t_alpha)
     out["pair_mse"] = float(np.mean((alpha.astype(np.float64) - pair) ** 2) * 1e3)
