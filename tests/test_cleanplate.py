@@ -222,6 +222,25 @@ def test_a_head_the_prior_misses_on_a_person_who_stands_still_is_not_taken_for_b
     assert known is not None and known[head].mean() > 0.5  # the failure the head room prevents
 
 
+def test_a_person_who_stands_still_and_whom_the_prior_misses_on_a_few_samples_is_not_the_plate() -> None:
+    """A person standing still on every sample; the prior finds him on 7 of 10 and misses him on 3
+    (cut by the frame's edge as a camera pans, half in shadow): with only ``min_seen`` asked of a
+    pixel those 3 would make him the plate, and the plate would clear him; most samples call him
+    a subject, so with ``min_share`` he is not gathered."""
+    rng = np.random.default_rng(6)
+    background = textured_background(rng)
+    samples = []
+    for i in range(10):
+        image, prior = frame_with_subject(background, 100, rng)  # the same place on every frame
+        samples.append((1001 + i, image, prior if i % 3 else np.zeros_like(prior)))  # missed on 1001, 1004, 1007
+    body = (slice(30, 90), slice(100, 124))
+    loose = gather(samples, CleanPlateSettings(min_share=0.0))
+    assert isinstance(loose, CleanPlate) and loose.seen[body].all()  # the failure min_share prevents
+    plate = gather(samples, CleanPlateSettings(min_share=0.5))
+    assert isinstance(plate, CleanPlate) and not plate.seen[body].any()
+    assert plate.seen.mean() > 0.75  # the background around him is still gathered
+
+
 def test_settings_are_read_when_used(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(4)
     background = textured_background(rng)

@@ -61,6 +61,10 @@ class CleanPlateSettings:
     samples: int = 12
     margin: float = 0.02
     min_seen: int = 3
+    #: And at least this share of the samples that show the pixel: a subject who stands still
+    #: and whom the prior finds on most samples but misses on a few must not become the plate
+    #: (0: any ``min_seen``).
+    min_share: float = 0.0
     radius: float = 0.0025
     #: Chosen on locked-off composite shots by the half-split protocol among 2, 3, 5, 8 and 12:
     #: half B picks 3, which holds on half A; half A picks 12, which is worse than no plate on B.
@@ -313,12 +317,16 @@ def _median(
     backgrounds: Sequence[np.ndarray | _Warped],
     settings: CleanPlateSettings,
     radius: int,
+    covers: Sequence[_Warped] | None = None,
 ) -> CleanPlate | str:
     """The per-pixel median of ``images`` where their ``backgrounds`` (all in one view) saw no
-    subject, where at least ``min_seen`` did, with its residual (not yet checked)."""
+    subject, where at least ``min_seen`` did and at least ``min_share`` of the samples that
+    show the pixel (``covers``: where each does; None: all of them), with its residual (not
+    yet checked)."""
     height, width = images[0].shape[:2]
     plate = np.zeros((height, width, 3), np.float32)
     count = np.zeros((height, width), np.int32)
+    shown = np.full((height, width), len(images), np.int32)
     strip = max(1, 2_000_000 // max(1, width * len(images)))
     for top in range(0, height, strip):
         rows = slice(top, min(height, top + strip))
@@ -335,7 +343,9 @@ def _median(
         )
         plate[rows] = np.nan_to_num(median)
         count[rows] = n
-    seen_plate = count >= settings.min_seen
+        if covers is not None:
+            shown[rows] = np.sum([cover[rows] for cover in covers], axis=0)
+    seen_plate = (count >= settings.min_seen) & (count >= settings.min_share * shown)
     if not seen_plate.any():
         return f"no pixel was seen without a subject on {settings.min_seen} of the {len(images)} frames"
     whole_windows = ndimage.minimum_filter(seen_plate, size=2 * radius + 1)  # every pixel of the window seen
@@ -476,7 +486,8 @@ def _tracked(
         _Warped((background & inside).astype(np.uint8), matrix, size)
         for background, matrix in zip(backgrounds, to_mosaic, strict=True)
     ]
-    plate = _median(warped, seen, settings, radius)
+    covers = [_Warped(inside.astype(np.uint8), matrix, size) for matrix in to_mosaic]
+    plate = _median(warped, seen, settings, radius, covers)
     if isinstance(plate, str):
         return plate
     if plate.residual > settings.max_residual:
