@@ -223,22 +223,33 @@ def test_a_head_the_prior_misses_on_a_person_who_stands_still_is_not_taken_for_b
 
 
 def test_a_person_who_stands_still_and_whom_the_prior_misses_on_a_few_samples_is_not_the_plate() -> None:
-    """A person standing still on every sample; the prior finds him on 7 of 10 and misses him on 3
-    (cut by the frame's edge as a camera pans, half in shadow): with only ``min_seen`` asked of a
-    pixel those 3 would make him the plate, and the plate would clear him; most samples call him
-    a subject, so with ``min_share`` he is not gathered."""
+    """The camera pans past a person who stands still; the prior finds him on 7 of 10 samples and
+    misses him on 3 (cut by the frame's edge, half in shadow).  With ``min_seen`` alone those 3
+    make him the tracked plate, and the plate would clear him; most samples that show him call
+    him a subject, so with ``track_share`` he is not gathered."""
     rng = np.random.default_rng(6)
-    background = textured_background(rng)
-    samples = []
-    for i in range(10):
-        image, prior = frame_with_subject(background, 100, rng)  # the same place on every frame
-        samples.append((1001 + i, image, prior if i % 3 else np.zeros_like(prior)))  # missed on 1001, 1004, 1007
-    body = (slice(30, 90), slice(100, 124))
-    loose = gather(samples, CleanPlateSettings(min_share=0.0))
-    assert isinstance(loose, CleanPlate) and loose.seen[body].all()  # the failure min_share prevents
-    plate = gather(samples, CleanPlateSettings(min_share=0.5))
-    assert isinstance(plate, CleanPlate) and not plate.seen[body].any()
-    assert plate.seen.mean() > 0.75  # the background around him is still gathered
+    height, width = 120, 200
+    scene = world(rng, height, width + 8 * 12)
+    scene[30:100, 150:180] = (0.9, 0.3, 0.1)  # the person, still in the world
+
+    def frame(i: int) -> tuple[np.ndarray, np.ndarray]:
+        image = scene[:, 8 * i : 8 * i + width] + rng.normal(0.0, 0.005, (height, width, 3)).astype(np.float32)
+        prior = np.zeros((height, width), np.float32)
+        if i % 3:  # missed on 1001, 1004, 1007, 1010
+            prior[30:100, 150 - 8 * i : 180 - 8 * i] = 1.0
+        return image, prior
+
+    samples = [(1001 + i, *frame(i)) for i in range(10)]
+    loose = gather(samples, CleanPlateSettings(track_share=0.0), moving=True)
+    plate = gather(samples, moving=True)
+    assert isinstance(loose, CleanPlate) and isinstance(plate, CleanPlate) and plate.tracking is not None
+    image, prior = frame(5)
+    body = (slice(35, 95), slice(115, 135))  # the person in frame 1006's view
+    for gathered, cleared in ((loose, True), (plate, False)):
+        known, _ = background_match(image, gathered, prior * 0.0, frame=1006)
+        assert known is not None and bool(known[body].mean() > 0.5) is cleared  # the failure track_share prevents
+    view = plate.view(1006, image, np.ones((height, width), bool))
+    assert view is not None and view[1].mean() > 0.5  # the background around him is still gathered
 
 
 def test_settings_are_read_when_used(monkeypatch: pytest.MonkeyPatch) -> None:
