@@ -223,8 +223,8 @@ def test_a_head_the_prior_misses_on_a_person_who_stands_still_is_not_taken_for_b
 
 
 def test_a_person_who_stands_still_and_whom_the_prior_misses_on_a_few_samples_is_not_the_plate() -> None:
-    """The camera pans past a person who stands still; the prior finds him on 7 of 10 samples and
-    misses him on 3 (cut by the frame's edge, half in shadow).  With ``min_seen`` alone those 3
+    """The camera pans past a person who stands still; the prior finds him on 6 of 10 samples and
+    misses him on 4 (cut by the frame's edge, half in shadow).  With ``min_seen`` alone those 4
     make him the tracked plate, and the plate would clear him; most samples that show him call
     him a subject, so with ``track_share`` he is not gathered."""
     rng = np.random.default_rng(6)
