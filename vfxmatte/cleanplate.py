@@ -286,6 +286,11 @@ def gather(
     return _tracked(frames, images, backgrounds, settings, radius, *chain)
 
 
+def _corners(height: int, width: int) -> np.ndarray:
+    """A frame's four corners, as :func:`cv2.perspectiveTransform` takes points."""
+    return np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float32).reshape(-1, 1, 2)
+
+
 class _Warped:
     """A sample (or its mask) warped into the mosaic, made a band of rows at a time: a long pan's
     mosaic at 4K, as a stack of whole warped samples, would not fit in memory."""
@@ -300,8 +305,7 @@ class _Warped:
         width = self.size[0]
         band = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, -top], [0.0, 0.0, 1.0]]) @ self.matrix
         # Only the part of the source this band of rows comes from (and a margin) is read.
-        corners = np.array([[0, 0], [width, 0], [width, bottom - top], [0, bottom - top]], np.float32)
-        back = cv2.perspectiveTransform(corners.reshape(-1, 1, 2), np.linalg.inv(band)).reshape(-1, 2)
+        back = cv2.perspectiveTransform(_corners(bottom - top, width), np.linalg.inv(band)).reshape(-1, 2)
         height_s, width_s = self.source.shape[:2]
         x0, y0 = (max(0, int(np.floor(v)) - 2) for v in back.min(axis=0))
         x1, y1 = (int(np.ceil(v)) + 3 for v in back.max(axis=0))
@@ -456,7 +460,7 @@ def _chain(
 def _travel(matrices: list[np.ndarray], shape: tuple[int, ...]) -> float:
     """How far the frames' corners lie from the middle sample's, at most, in shares of the long side."""
     height, width = shape[:2]
-    corners = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float32).reshape(-1, 1, 2)
+    corners = _corners(height, width)
     moved = max(float(np.abs(cv2.perspectiveTransform(corners, h) - corners).max()) for h in matrices)
     return moved / max(height, width)
 
@@ -473,7 +477,7 @@ def _tracked(
     """A moving camera's plate: the samples warped into the middle sample's view (a mosaic) by
     their ``matrices``, and their median taken there."""
     height, width = images[0].shape[:2]
-    corners = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float32).reshape(-1, 1, 2)
+    corners = _corners(height, width)
     placed = np.concatenate([cv2.perspectiveTransform(corners, h) for h in matrices])
     low, high = np.floor(placed.min(axis=(0, 1))), np.ceil(placed.max(axis=(0, 1)))
     mosaic_w, mosaic_h = int(high[0] - low[0]), int(high[1] - low[1])
