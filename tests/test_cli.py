@@ -219,6 +219,17 @@ def test_the_people_prior_is_named_in_the_header(tmp_path: Path, cli: Runner) ->
     assert code != 0 and "people" in err and not (tmp_path / "bad").exists()
 
 
+def background_cleared(root: Path, frame: int, rows: slice, cols: slice) -> float:
+    """The alpha the clean plate took away outside the subject's box (grown 3 px) on ``frame``,
+    comparing ``root``/on against ``root``/off: it takes only background, and leaves the subject."""
+    on, off = (pixels_of(root / d / f"m.{frame}.exr")[..., 3] for d in ("on", "off"))
+    subject = np.zeros(on.shape, bool)
+    subject[rows.start - 3 : rows.stop + 3, max(0, cols.start - 3) : cols.stop + 3] = True
+    assert on[~subject].sum() <= off[~subject].sum() + 1e-3  # only background is cleared
+    np.testing.assert_allclose(on[rows, cols].mean(), off[rows, cols].mean(), atol=0.02)
+    return float(off[~subject].sum() - on[~subject].sum())
+
+
 def test_a_locked_off_shot_is_matted_with_its_clean_plate(tmp_path: Path, cli: Runner) -> None:
     """A still background with grain and a subject that moves: the run gathers the clean plate,
     says so, records the share it cleared in each header, and clears only background."""
@@ -249,12 +260,7 @@ def test_a_locked_off_shot_is_matted_with_its_clean_plate(tmp_path: Path, cli: R
         assert 0.0 < float(on_spec.getattribute("vfxmatte:clean_plate")) <= 1.0
         assert json.loads(on_spec.getattribute("vfxmatte:params"))["clean_plate"] == "auto"
         assert spec_of(tmp_path / "off" / f"m.{frame}.exr").getattribute("vfxmatte:clean_plate") is None
-        on, off = (pixels_of(tmp_path / d / f"m.{frame}.exr")[..., 3] for d in ("on", "off"))
-        subject = np.zeros(on.shape, bool)
-        subject[rows.start - 3 : rows.stop + 3, max(0, cols.start - 3) : cols.stop + 3] = True
-        assert on[~subject].sum() <= off[~subject].sum() + 1e-3  # only background is cleared
-        cleared += float(off[~subject].sum() - on[~subject].sum())
-        np.testing.assert_allclose(on[rows, cols].mean(), off[rows, cols].mean(), atol=0.02)
+        cleared += background_cleared(tmp_path, frame, rows, cols)
     assert cleared > 1.0, cleared  # the spill past the subject that the colour solve left
     code, _, err = cli("matte", pattern, "-o", tmp_path / "bad" / "m.####.exr", "--clean-plate", "on")
     assert code == 2 and "--clean-plate" in err and not (tmp_path / "bad").exists()
@@ -311,12 +317,7 @@ def test_a_panning_shot_is_matted_with_a_tracked_clean_plate(
     for frame, (rows, cols) in boxes.items():
         share = spec_of(tmp_path / "on" / f"m.{frame}.exr").getattribute("vfxmatte:clean_plate")
         assert 0.1 < float(share) <= 1.0, (frame, share)  # the frames between samples too
-        on, off = (pixels_of(tmp_path / d / f"m.{frame}.exr")[..., 3] for d in ("on", "off"))
-        subject = np.zeros(on.shape, bool)
-        subject[rows.start - 3 : rows.stop + 3, max(0, cols.start - 3) : cols.stop + 3] = True
-        assert on[~subject].sum() <= off[~subject].sum() + 1e-3  # only background is cleared
-        cleared += float(off[~subject].sum() - on[~subject].sum())
-        np.testing.assert_allclose(on[rows, cols].mean(), off[rows, cols].mean(), atol=0.02)
+        cleared += background_cleared(tmp_path, frame, rows, cols)
     assert cleared > 1.0, cleared
     # A chunk holding a frame between samples gathers the same plate and places it the same way.
     pipeline._PLATES.clear()
