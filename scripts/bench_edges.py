@@ -45,6 +45,9 @@ Scores:
   proportion to their alpha; hair that reaches past the ring's inner edge has some too (the true
   alpha blurred by σ 1, 1.5 and 3 px: 0.24, 0.38 and 0.84 on the GT04 shots, 0.07, 0.18 and 0.82
   on GT16: the more of the strands a blur spreads into the ring, the more);
+* ``edge comp``: the comp MSE ×1e3 (the mean of the bright and the dark grey) on the edge band
+  only (true or predicted alpha fractional), away from the distractor: the foreground colour
+  where it matters, less diluted by the whole frame's alpha errors;
 * ``pair MSE`` ×1e3 against the target over the distractor (both subjects wanted, as for two
   people side by side); ``gap``: the mean predicted alpha on the background between them (the
   columns between the two subjects, the rows both span, truth 0; NaN while they overlap or
@@ -123,6 +126,10 @@ def score(alpha: np.ndarray, prem: np.ndarray, truth: np.ndarray, distractor: np
         if gap.sum() >= 50:
             out["gap_alpha"] = float(alpha[gap].mean())
     band = ((t_alpha > 0.01) & (t_alpha < 0.99)) | ((alpha > 0.01) & (alpha < 0.99))
+    edge = band & (distractor < 0.01)
+    out["edge_comp_mse"] = (
+        float((comps["bright"][edge].mean() + comps["dark"][edge].mean()) / 2 * 1e3) if edge.any() else float("nan")
+    )
     band = ndimage.binary_dilation(band, iterations=4)
     py, px = _gradient(alpha)
     ty, tx = _gradient(t_alpha)
