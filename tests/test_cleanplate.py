@@ -102,11 +102,15 @@ def test_a_panning_camera_gives_a_tracked_plate() -> None:
     back, seen = view
     assert seen.mean() > 0.8
     assert np.median(np.abs(back - scene[:, 32 : 32 + width]).mean(axis=2)[seen]) < 0.02
-    known, own = background_match(image, between, prior, frame=1005)
-    assert known is not None and own < 0.02
+    match = background_match(image, between, prior, frame=1005)
+    known, own = match.known, match.own
+    assert known is not None and own < 0.02 and match.refused is None
     assert known.mean() > 0.5 and not known[40:110, 64:90].any()  # the background, never the subject
     # A frame the plate's features cannot find (another picture altogether) is not placed.
-    assert between.view(1005, world(rng, height, width), np.ones((height, width), bool)) is None
+    elsewhere = world(rng, height, width)
+    assert between.view(1005, elsewhere, np.ones((height, width), bool)) is None
+    match = background_match(elsewhere, between, np.zeros((height, width), np.float32), frame=1005)
+    assert match.known is None and match.refused is not None and "could not be placed" in match.refused
 
 
 def test_parallax_or_too_few_frames_give_no_plate() -> None:
@@ -142,7 +146,8 @@ def test_the_match_finds_background_and_never_the_subject_or_its_edge() -> None:
     plate = gather([(1001 + i, *frame_with_subject(background, 10 + 12 * i, rng)) for i in range(10)])
     assert isinstance(plate, CleanPlate)
     image, prior = frame_with_subject(background, 70, rng)
-    known, own = background_match(image, plate, prior)
+    match = background_match(image, plate, prior)
+    known, own = match.known, match.own
     assert known is not None and own < 2 * plate.residual
     subject = prior > 0.5
     radius = max(1, round(CleanPlateSettings().radius * W))
@@ -158,12 +163,18 @@ def test_the_match_finds_background_and_never_the_subject_or_its_edge() -> None:
     away[25:95, 40:60] = True  # lawn beside the subject, seen on other frames
     assert known[away].mean() > 0.95
     # A frame whose subjects cover all the plate saw: nothing is known, and no warning is due.
-    known, own = background_match(image, plate, np.ones_like(prior))
-    assert known is not None and not known.any() and np.isnan(own)
+    match = background_match(image, plate, np.ones_like(prior))
+    known, own = match.known, match.own
+    assert known is not None and not known.any() and np.isnan(own) and match.refused is None
     # A frame whose background changed as a whole (a flash) is matted without the plate.
     flashed = np.clip(image * 1.5, 0, 1)
-    known, own = background_match(flashed, plate, prior)
+    match = background_match(flashed, plate, prior)
+    known, own = match.known, match.own
     assert known is None and own > 2 * plate.residual
+    assert match.refused is not None and "differs from the shot's clean plate as a whole" in match.refused
+    # A frame of another size is refused, saying so.
+    match = background_match(image[:, :100], plate, prior[:, :100])
+    assert match.known is None and match.refused == f"the frame is 100x{H}, the shot's clean plate {W}x{H}"
 
 
 def test_the_plate_clears_spill_outside_the_prior_contour_only() -> None:
@@ -177,11 +188,11 @@ def test_the_plate_clears_spill_outside_the_prior_contour_only() -> None:
     # A prior with a soft edge (a band to solve) that also calls a piece of lawn the subject.
     soft = ndimage.gaussian_filter(prior, 3.0)
     soft[40:60, 30:50] = 1.0
-    known, _ = background_match(image, plate, soft)
+    known = background_match(image, plate, soft).known
     assert known is not None
     inside = resize(soft, H, W) >= 0.5
     assert not known[inside].any() and known[~inside].mean() > 0.8
-    everything, _ = background_match(image, plate, soft, CleanPlateSettings(inside=True))
+    everything = background_match(image, plate, soft, CleanPlateSettings(inside=True)).known
     assert everything is not None and everything[40:60, 30:50].all()
     lr = np.zeros((24, 40), np.float32)
     common = dict(steps=1, seed=0, lr_size=64, prior=soft)
@@ -214,11 +225,11 @@ def test_a_head_the_prior_misses_on_a_person_who_stands_still_is_not_taken_for_b
     head = (slice(16, 26), slice(104, 120))
     assert not plate.seen[head].any()
     image, prior = samples[-1][1], samples[-1][2]
-    known, _ = background_match(image, plate, prior)
+    known = background_match(image, plate, prior).known
     assert known is not None and not known[head].any()
     bare = gather(samples, CleanPlateSettings(headroom=0.0))
     assert isinstance(bare, CleanPlate) and bare.seen[head].all()
-    known, _ = background_match(image, bare, prior, CleanPlateSettings(headroom=0.0))
+    known = background_match(image, bare, prior, CleanPlateSettings(headroom=0.0)).known
     assert known is not None and known[head].mean() > 0.5  # the failure the head room prevents
 
 
@@ -246,7 +257,7 @@ def test_a_person_who_stands_still_and_whom_the_prior_misses_on_a_few_samples_is
     image, prior = frame(5)
     body = (slice(35, 95), slice(115, 135))  # the person in frame 1006's view
     for gathered, cleared in ((loose, True), (plate, False)):
-        known, _ = background_match(image, gathered, prior * 0.0, frame=1006)
+        known = background_match(image, gathered, prior * 0.0, frame=1006).known
         assert known is not None and bool(known[body].mean() > 0.5) is cleared  # the failure track_share prevents
     view = plate.view(1006, image, np.ones((height, width), bool))
     assert view is not None and view[1].mean() > 0.5  # the background around him is still gathered

@@ -49,8 +49,8 @@ from scipy import ndimage
 from vfxmatte.sampling import resize
 
 __all__ = [
-    "SETTINGS", "CleanPlate", "CleanPlateSettings", "Tracking", "background_match", "camera_moves", "gather",
-    "sample_frames",
+    "SETTINGS", "CleanPlate", "CleanPlateSettings", "PlateMatch", "Tracking", "background_match", "camera_moves",
+    "gather", "sample_frames",
 ]
 
 
@@ -514,41 +514,64 @@ def _tracked(
     return plate
 
 
+@dataclass
+class PlateMatch:
+    """What one frame's view of the clean plate says (:func:`background_match`)."""
+
+    #: (H, W) bool: known background for the refine; None where the frame is matted without
+    #: the plate (``refused`` says why).
+    known: np.ndarray | None
+    #: The frame's own residual: the lower quartile of its background's windowed differences
+    #: from the plate; NaN where none of its background was compared.
+    own: float
+    #: Why the frame is matted without the plate (a warning's words), or None.
+    refused: str | None = None
+
+
 def background_match(
     display: np.ndarray,
     plate: CleanPlate,
     prior: np.ndarray,
     settings: CleanPlateSettings | None = None,
     frame: int = 0,
-) -> tuple[np.ndarray | None, float]:
-    """(H, W) bool: where this frame shows the clean plate unchanged outside the prior's 0.5
-    contour (also inside it with ``settings.inside``): known background for the refine; None when
-    the frame as a whole differs from the plate, or cannot be placed on a tracked one (``frame``
-    is its number, which places a sample frame by its own matrix).  And the frame's own residual
-    (the lower quartile of its background's windowed differences; NaN where none of
-    its background was seen: then nothing is known).  ``prior`` (any size) is this frame's prior
-    mask, whose background the residual is measured on."""
+) -> PlateMatch:
+    """Where this frame shows the clean plate unchanged outside the prior's 0.5 contour (also
+    inside it with ``settings.inside``): known background for the refine.  Refused where the
+    frame as a whole differs from the plate, has another size, or cannot be placed on a tracked
+    one (``frame`` is its number, which places a sample frame by its own matrix).  ``prior``
+    (any size) is this frame's prior mask, whose background the residual is measured on; where
+    its subjects cover whatever the plate saw, nothing is known and nothing is refused."""
     settings = settings or SETTINGS
     background = _background(prior, display.shape[:2], settings)
+    shape = plate.tracking.shape if plate.tracking is not None else plate.image.shape[:2]
+    if display.shape[:2] != shape:
+        return PlateMatch(None, float("nan"), f"the frame is {display.shape[1]}x{display.shape[0]}, the shot's "
+                          f"clean plate {shape[1]}x{shape[0]}")  # fmt: skip
     view = plate.view(frame, display, background)
     if view is None:
-        return None, float("nan")
+        return PlateMatch(
+            None, float("nan"), "the frame could not be placed on the shot's tracked clean plate (too few "
+            "background features agree)"
+        )  # fmt: skip
     image, seen_plate = view
     radius = _radius(display.shape, settings)
     difference = _window_difference(display, image, radius)
     seen = ndimage.minimum_filter(seen_plate, size=2 * radius + 1)
     where = seen & background
     if not where.any():  # subjects cover whatever of the frame the plate saw: nothing to match
-        return np.zeros(display.shape[:2], bool), float("nan")
+        return PlateMatch(np.zeros(display.shape[:2], bool), float("nan"))
     # The lower quartile, not the median: a flash or a bump moves every window, and the quartile
     # with them; a passer-by the prior does not call a subject covers part of the background and
     # moves the median (frames of the moving composite shots and the ends of ``chaplin.mp4`` were
     # refused by it) but not the quartile, and the match leaves his windows alone anyway.
     own = float(np.quantile(difference[where], 0.25))
     if own > settings.frame_residual * max(plate.residual, 1e-4):
-        return None, own
+        return PlateMatch(
+            None, own, f"the background differs from the shot's clean plate as a whole (a quarter of it by "
+            f"{own:.4f} or less, the plate's residual {plate.residual:.4f})"
+        )  # fmt: skip
     level = max(settings.match * plate.residual, 2e-3)
     known = seen & (difference < level)
     if not settings.inside:
         known &= resize(np.clip(prior, 0.0, 1.0).astype(np.float32), *display.shape[:2]) < 0.5
-    return known, own
+    return PlateMatch(known, own)

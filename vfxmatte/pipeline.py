@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import bisect
 import json
-import math
 import os
 import sys
 import threading
@@ -366,17 +365,10 @@ def matte_plate(
     lr_mean, lr_std = ensemble.mean, ensemble.std
     known: np.ndarray | None = None
     if clean is not None and prior_mask is not None and spatial is None:
-        known, own = cleanplate.background_match(display, clean, prior_mask, frame=plate.frame)
-        if known is None and clean.tracking is not None and math.isnan(own):  # not placed on it
-            plate.warnings.append(
-                f"{plate.path}: the frame could not be placed on the shot's tracked clean plate (too few background "
-                "features agree); matted without it"
-            )
-        elif known is None:
-            plate.warnings.append(
-                f"{plate.path}: the background differs from the shot's clean plate as a whole (a quarter of it by "
-                f"{own:.4f} or less, the plate's residual {clean.residual:.4f}); matted without it"
-            )
+        match = cleanplate.background_match(display, clean, prior_mask, frame=plate.frame)
+        if match.refused is not None:
+            plate.warnings.append(f"{plate.path}: {match.refused}; matted without it")
+        known = match.known
     refined = hr.refine(
         mode,
         model,
