@@ -263,6 +263,38 @@ def test_a_person_who_stands_still_and_whom_the_prior_misses_on_a_few_samples_is
     assert view is not None and view[1].mean() > 0.5  # the background around him is still gathered
 
 
+def test_a_person_the_frame_cuts_and_the_prior_barely_sees_is_not_the_plate() -> None:
+    """The camera pans slowly away from a person who stands still at the frame's left edge; on
+    the samples that cut him the prior barely sees him (0.05, under the 0.1 that makes a subject).
+    Without ``track_edge`` those samples outnumber the ones that see him whole and the plate would
+    clear him; near the edges the world moves across, that faint prior is a subject too."""
+    rng = np.random.default_rng(7)
+    height, width = 120, 200
+    scene = world(rng, height, width + 4 * 12)
+    scene[30:100, 10:40] = (0.9, 0.3, 0.1)  # the person, still in the world
+
+    def frame(i: int) -> tuple[np.ndarray, np.ndarray]:
+        image = scene[:, 4 * i : 4 * i + width] + rng.normal(0.0, 0.005, (height, width, 3)).astype(np.float32)
+        prior = np.zeros((height, width), np.float32)
+        left, right = max(0, 10 - 4 * i), max(0, 40 - 4 * i)
+        prior[30:100, left:right] = 1.0 if 10 - 4 * i >= 0 else 0.05  # whole on 1001-1003, then cut
+        return image, prior
+
+    samples = [(1001 + i, *frame(i)) for i in range(10)]
+    plain = gather(samples, CleanPlateSettings(track_edge=0.0), moving=True)
+    plate = gather(samples, CleanPlateSettings(track_edge=0.1), moving=True)
+    assert isinstance(plain, CleanPlate) and isinstance(plate, CleanPlate) and plate.tracking is not None
+    image, prior = frame(0)
+    body = (slice(35, 95), slice(12, 38))  # the person in frame 1001's view
+    for gathered, cleared in ((plain, True), (plate, False)):
+        known = background_match(image, gathered, prior * 0.0, frame=1001).known
+        assert known is not None and bool(known[body].mean() > 0.5) is cleared  # the failure track_edge prevents
+    # The background past him, top and bottom included (a pan's top and bottom edges do not
+    # move across the world), is still gathered.
+    view = plate.view(1001, image, np.ones((height, width), bool))
+    assert view is not None and view[1][:, 60:].mean() > 0.9
+
+
 def test_settings_are_read_when_used(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(4)
     background = textured_background(rng)

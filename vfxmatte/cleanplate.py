@@ -29,7 +29,9 @@ How:
   larger than the frame.  A frame is placed on the nearest sample the same way and the mosaic
   warped into its view.  The camera is taken to move where the samples differ from frame to
   frame by more than ``moving_pairs``, or where, placed on one another, their corners travel
-  more than ``track_still`` of the long side.  A similarity is the motion of a long lens on a
+  more than ``track_still`` of the long side.  Near the edges the world moves across, a faint
+  prior is a subject too (``track_edge``): a person the frame's edge cuts is barely seen by the
+  prior, and must not become the plate.  A similarity is the motion of a long lens on a
   tripod or of a background far away; parallax (a dolly past near things) and a wide lens's
   keystone do not follow it, leave a residual over ``max_residual`` (display-referred units)
   and no plate, and the run says so and goes on without one.  A frame that differs from the
@@ -40,7 +42,7 @@ How:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -112,6 +114,14 @@ class CleanPlateSettings:
     #: "the clean plate tracked over a moving camera").  Not on a locked-off plate: its frame is
     #: the same on every sample, and there both halves keep their gains only without it.
     track_share: float = 0.5
+    #: On a tracked plate, within this share of the long side of the frame's edges the world
+    #: moves across (a pan's sides, every edge of a push-in), the prior over ``track_edge_level``
+    #: is a subject in a sample: the prior barely sees a person the frame's edge cuts, and such
+    #: samples made a person who stands still the plate (the pan over ``chaplin.mp4``: the
+    #: left-hand man at 1105).  Set a priori, chosen on or off on the moving composite shots by
+    #: the half-split protocol (docs/BENCHMARKS.md, "the faint prior at the moving edges").  0: off.
+    track_edge: float = 0.1
+    track_edge_level: float = 0.02
 
 
 #: What the pipeline uses (the benchmarks replace it to compare settings).
@@ -255,15 +265,18 @@ def gather(
     frames: list[int] = []
     images: list[np.ndarray] = []
     backgrounds: list[np.ndarray] = []
+    priors: list[np.ndarray] = []
     for frame, image, prior in samples:
         frames.append(frame)
         images.append(image.astype(np.float16))
         backgrounds.append(_background(prior, image.shape[:2], settings))
+        priors.append(prior)
     # A frame of another size (a damaged or mixed-in frame, which the run fails on its own) is left out.
     shapes = [image.shape for image in images]
     shape = max(shapes, key=shapes.count) if shapes else None
     keep = [i for i, s in enumerate(shapes) if s == shape]
     frames, images, backgrounds = [frames[i] for i in keep], [images[i] for i in keep], [backgrounds[i] for i in keep]
+    priors = [priors[i] for i in keep]
     if len(images) < settings.min_seen:
         return f"{len(images)} frame(s) of the shot's size to gather from, at least {settings.min_seen} needed"
     radius = _radius(images[0].shape, settings)
@@ -283,7 +296,7 @@ def gather(
         return "the camera moves (tracking is off)"
     if isinstance(chain, str):
         return chain
-    return _tracked(frames, images, backgrounds, settings, radius, *chain)
+    return _tracked(frames, images, backgrounds, priors, settings, radius, *chain)
 
 
 def _corners(height: int, width: int) -> np.ndarray:
@@ -465,10 +478,43 @@ def _travel(matrices: list[np.ndarray], shape: tuple[int, ...]) -> float:
     return moved / max(height, width)
 
 
+def _edge_subjects(
+    backgrounds: list[np.ndarray], priors: list[np.ndarray], corners: np.ndarray, settings: CleanPlateSettings
+) -> list[np.ndarray]:
+    """The samples' backgrounds less, near the frame's edges the world moves across (those whose
+    place on the mosaic travels: ``corners`` (N, 4, 2), each sample's), what the prior sees faintly
+    there (over ``track_edge_level``, grown as a subject is)."""
+    height, width = backgrounds[0].shape
+    long_side = max(height, width)
+    travel = {  # how far each edge's mean position moves over the samples
+        "top": np.ptp(corners[:, [0, 1], 1].mean(axis=1)), "bottom": np.ptp(corners[:, [2, 3], 1].mean(axis=1)),
+        "left": np.ptp(corners[:, [0, 3], 0].mean(axis=1)), "right": np.ptp(corners[:, [1, 2], 0].mean(axis=1)),
+    }  # fmt: skip
+    reach = round(settings.track_edge * long_side)
+    strip = np.zeros((height, width), bool)
+    moves = {side: bool(distance > settings.track_still * long_side) for side, distance in travel.items()}
+    if moves["top"]:
+        strip[:reach] = True
+    if moves["bottom"]:
+        strip[height - reach :] = True
+    if moves["left"]:
+        strip[:, :reach] = True
+    if moves["right"]:
+        strip[:, width - reach :] = True
+    if reach < 1 or not strip.any():
+        return backgrounds
+    faint = replace(settings, subject_level=settings.track_edge_level)
+    return [
+        background & ~(strip & ~_background(prior, (height, width), faint))
+        for background, prior in zip(backgrounds, priors, strict=True)
+    ]
+
+
 def _tracked(
     frames: list[int],
     images: list[np.ndarray],
     backgrounds: list[np.ndarray],
+    priors: list[np.ndarray],
     settings: CleanPlateSettings,
     radius: int,
     matrices: list[np.ndarray],
@@ -492,6 +538,8 @@ def _tracked(
     # Inside each frame by more than a window (no window of the residual reaches past its edge).
     inside = np.zeros((height, width), bool)
     inside[radius + 2 : height - radius - 2, radius + 2 : width - radius - 2] = True
+    if settings.track_edge > 0:
+        backgrounds = _edge_subjects(backgrounds, priors, placed.reshape(-1, 4, 2), settings)
     warped = [_Warped(image, matrix, size) for image, matrix in zip(images, to_mosaic, strict=True)]
     seen = [
         _Warped((background & inside).astype(np.uint8), matrix, size)
