@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -233,18 +235,31 @@ def test_a_head_the_prior_misses_on_a_person_who_stands_still_is_not_taken_for_b
     assert known is not None and known[head].mean() > 0.5  # the failure the head room prevents
 
 
+def panned_over_a_still_person(
+    rng: np.random.Generator, height: int, width: int, step: int, person: slice
+) -> Callable[[int], np.ndarray]:
+    """Frame ``i`` (fresh grain) of a camera panning ``step`` px a frame over a picture in which a
+    person stands still (rows 30-100, columns ``person`` of the world)."""
+    scene = world(rng, height, width + step * 12)
+    scene[30:100, person] = (0.9, 0.3, 0.1)
+
+    def shown(i: int) -> np.ndarray:
+        grain = rng.normal(0.0, 0.005, (height, width, 3)).astype(np.float32)
+        return scene[:, step * i : step * i + width] + grain
+
+    return shown
+
+
 def test_a_person_who_stands_still_and_whom_the_prior_misses_on_a_few_samples_is_not_the_plate() -> None:
     """The camera pans past a person who stands still; the prior finds him on 6 of 10 samples and
     misses him on 4 (cut by the frame's edge, half in shadow).  With ``min_seen`` alone those 4
     make him the tracked plate, and the plate would clear him; most samples that show him call
     him a subject, so with ``track_share`` he is not gathered."""
-    rng = np.random.default_rng(6)
     height, width = 120, 200
-    scene = world(rng, height, width + 8 * 12)
-    scene[30:100, 150:180] = (0.9, 0.3, 0.1)  # the person, still in the world
+    shown = panned_over_a_still_person(np.random.default_rng(6), height, width, step=8, person=slice(150, 180))
 
     def frame(i: int) -> tuple[np.ndarray, np.ndarray]:
-        image = scene[:, 8 * i : 8 * i + width] + rng.normal(0.0, 0.005, (height, width, 3)).astype(np.float32)
+        image = shown(i)
         prior = np.zeros((height, width), np.float32)
         if i % 3:  # missed on 1001, 1004, 1007, 1010
             prior[30:100, 150 - 8 * i : 180 - 8 * i] = 1.0
@@ -268,13 +283,11 @@ def test_a_person_the_frame_cuts_and_the_prior_barely_sees_is_not_the_plate() ->
     the samples that cut him the prior barely sees him (0.05, under the 0.1 that makes a subject).
     Without ``track_edge`` those samples outnumber the ones that see him whole and the plate would
     clear him; near the edges the world moves across, that faint prior is a subject too."""
-    rng = np.random.default_rng(7)
     height, width = 120, 200
-    scene = world(rng, height, width + 4 * 12)
-    scene[30:100, 10:40] = (0.9, 0.3, 0.1)  # the person, still in the world
+    shown = panned_over_a_still_person(np.random.default_rng(7), height, width, step=4, person=slice(10, 40))
 
     def frame(i: int) -> tuple[np.ndarray, np.ndarray]:
-        image = scene[:, 4 * i : 4 * i + width] + rng.normal(0.0, 0.005, (height, width, 3)).astype(np.float32)
+        image = shown(i)
         prior = np.zeros((height, width), np.float32)
         left, right = max(0, 10 - 4 * i), max(0, 40 - 4 * i)
         prior[30:100, left:right] = 1.0 if 10 - 4 * i >= 0 else 0.05  # whole on 1001-1003, then cut
