@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -101,7 +102,7 @@ def test_a_panning_camera_gives_a_tracked_plate() -> None:
     image, prior = frame(4)
     view = between.view(1005, image, ~(prior > 0))
     assert view is not None
-    back, seen = view
+    back, seen, _ = view
     assert seen.mean() > 0.8
     assert np.median(np.abs(back - scene[:, 32 : 32 + width]).mean(axis=2)[seen]) < 0.02
     match = background_match(image, between, prior, frame=1005)
@@ -233,6 +234,56 @@ def test_a_head_the_prior_misses_on_a_person_who_stands_still_is_not_taken_for_b
     assert isinstance(bare, CleanPlate) and bare.seen[head].all()
     known = background_match(image, bare, prior, CleanPlateSettings(headroom=0.0)).known
     assert known is not None and known[head].mean() > 0.5  # the failure the head room prevents
+
+
+def test_what_differs_from_the_plate_where_the_prior_sees_faintly_is_the_subject() -> None:
+    """A person walks across a locked-off shot; on the frame matted, the prior sees his head only
+    faintly (0.3), against lawn rows whose dark ones have his colour.  The plate says the head's
+    windows are no lawn: with ``differ`` they are subject, and the refine keeps the head.  Not
+    where the background moves by itself (leaves: a patch whose samples differ widely) by no more
+    than it does, nor where the lawn's rows still show through what differs (his shadow, a
+    translucent veil), though the prior sees all three as faintly as the head."""
+    rng = np.random.default_rng(8)
+    background = textured_background(rng)
+    leaves = (slice(60, 90), slice(130, 156))
+
+    def frame(left: int) -> tuple[np.ndarray, np.ndarray]:
+        image, prior = frame_with_subject(background, left, rng)
+        image[18:30, left + 4 : left + 20] = 0.3  # the head
+        prior[18:30, left + 4 : left + 20] = 0.3
+        image[leaves] = np.clip(0.3 + rng.normal(0.0, 0.12, image[leaves].shape), 0.0, 1.0)
+        return image, prior
+
+    samples = [(1001 + i, *frame(10 + 12 * i)) for i in range(10)]
+    plate = gather(samples)
+    assert isinstance(plate, CleanPlate) and plate.spread is not None
+    assert plate.spread[leaves].mean() > 5 * plate.spread[40:60, 10:40].mean()
+    image, prior = frame(40)
+    shadow, veil = (slice(84, 96), slice(64, 110)), (slice(36, 56), slice(96, 124))
+    image[shadow] *= 0.5  # his shadow beside his feet
+    image[veil] = 0.5 * image[veil] + 0.5 * 0.9  # something translucent and bright
+    for faint in (leaves, shadow, veil):
+        prior[faint] = 0.3
+    settings = CleanPlateSettings(differ=3.0)
+    match = background_match(image, plate, prior, settings)
+    assert match.known is not None and match.subject is not None
+    head = (slice(20, 28), slice(47, 57))
+    assert match.subject[head].all()
+    for faint in (leaves, shadow, veil):
+        assert not match.subject[faint].any()
+    # Without the spread, the leaves; without looking for the lawn's texture, the shadow and the veil.
+    assert background_match(image, plate, prior, replace(settings, differ_spread=0.0)).subject[leaves].mean() > 0.5
+    blind = background_match(image, plate, prior, replace(settings, through=0.0)).subject
+    assert blind[shadow].mean() > 0.3 and blind[veil].mean() > 0.3
+    radius = max(1, round(settings.radius * W))
+    outline = (resize(prior, H, W) > 0.1) & ~ndimage.binary_erosion(resize(prior, H, W) > 0.1, iterations=radius)
+    assert not match.subject[outline].any()  # shrunk by the window: the edge is left to the solve
+    assert not match.subject[resize(prior, H, W) >= 0.5].any()  # inside the contour the band solves it
+    lr = np.zeros((24, 40), np.float32)
+    common = dict(steps=1, seed=0, lr_size=64, prior=prior, known_background=match.known)
+    kept = hr.refine("pymatting", None, image, image, lr, lr, known_subject=match.subject, **common)  # type: ignore[arg-type]
+    lost = hr.refine("pymatting", None, image, image, lr, lr, **common)  # type: ignore[arg-type]
+    assert kept.alpha[head].mean() > 0.95 and lost.alpha[head].mean() < 0.5
 
 
 def panned_over_a_still_person(

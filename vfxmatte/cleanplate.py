@@ -122,6 +122,21 @@ class CleanPlateSettings:
     #: the half-split protocol (docs/BENCHMARKS.md, "the faint prior at the moving edges").  0: off.
     track_edge: float = 0.1
     track_edge_level: float = 0.02
+    #: Where the plate was seen, a window of the frame that differs from it by more than this ×
+    #: (the plate's residual + ``differ_spread`` × the samples' spread there) is not the plate;
+    #: where the prior also sees a subject (over ``subject_level``) that is the subject, at full
+    #: strength, though the prior is faint: a head, a hat or an arm the prior half-sees
+    #: against a background of its own colour.  0: off.
+    differ: float = 0.0
+    #: How much of the samples' spread (the background's own motion: leaves, water, flicker)
+    #: a difference must rise above.  Set a priori.
+    differ_spread: float = 1.5
+    #: The subject so found is shrunk by this share of the long side (at least the window), so
+    #: its edge, and soft hair beside it, is still solved.
+    differ_inset: float = 0.0
+    #: The window (this share of the long side) in which the plate's texture is looked for
+    #: through what differs from it.  Set a priori.  0: not looked for.
+    through: float = 0.01
 
 
 #: What the pipeline uses (the benchmarks replace it to compare settings).
@@ -153,6 +168,10 @@ class CleanPlate:
     residual: float  # median windowed difference of the samples' background from the plate
     frames: list[int] = field(default_factory=list)
     tracking: Tracking | None = None
+    #: (H, W) float32: per pixel, the median absolute deviation of the samples that saw it from
+    #: the plate (mean over RGB): how much the background itself moves there (leaves in the wind,
+    #: water, flicker); 0 where it was not seen.  None: not measured.
+    spread: np.ndarray | None = None
 
     def describe(self) -> str:
         if self.tracking is not None:
@@ -167,12 +186,15 @@ class CleanPlate:
             f"seen without a subject, residual {self.residual:.4f}"
         )
 
-    def view(self, frame: int, display: np.ndarray, background: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """The plate and where it was seen, in the view of ``frame`` (display-referred, its
-        ``background`` the pixels its prior sees no subject on); None where the frame cannot be
-        placed on a tracked plate, or has another size."""
+    def view(
+        self, frame: int, display: np.ndarray, background: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The plate, where it was seen and its samples' spread, in the view of ``frame``
+        (display-referred, its ``background`` the pixels its prior sees no subject on); None where
+        the frame cannot be placed on a tracked plate, or has another size."""
+        spread = self.spread if self.spread is not None else np.zeros(self.seen.shape, np.float32)
         if self.tracking is None:
-            return (self.image, self.seen) if display.shape == self.image.shape else None
+            return (self.image, self.seen, spread) if display.shape == self.image.shape else None
         if display.shape[:2] != self.tracking.shape:
             return None
         to_mosaic = _place(frame, display, background, self.tracking)
@@ -184,7 +206,8 @@ class CleanPlate:
         seen = cv2.warpPerspective(
             self.seen.astype(np.uint8), to_mosaic, (width, height), flags=cv2.INTER_NEAREST | flags
         )  # fmt: skip
-        return np.asarray(image, np.float32), seen > 0
+        spread = cv2.warpPerspective(spread, to_mosaic, (width, height), flags=cv2.INTER_LINEAR | flags)
+        return np.asarray(image, np.float32), seen > 0, np.asarray(spread, np.float32)
 
 
 def sample_frames(ordered: list[int], count: int) -> list[int]:
@@ -202,6 +225,27 @@ def _radius(shape: tuple[int, ...], settings: CleanPlateSettings) -> int:
 def _window_difference(image: np.ndarray, plate: np.ndarray, radius: int) -> np.ndarray:
     difference = np.abs(image.astype(np.float32) - plate).mean(axis=2)
     return np.asarray(ndimage.uniform_filter(difference, size=2 * radius + 1, mode="nearest"), dtype=np.float32)
+
+
+def _shows_through(image: np.ndarray, plate: np.ndarray, radius: int, residual: float) -> np.ndarray:
+    """(H, W) bool: where a window of ``image`` still carries the ``plate``'s texture (their
+    normalised cross-correlation over the window is over 0.5, both with texture past twice the
+    residual: a gain, a tint or a translucent layer over the plate), or where neither has texture
+    to tell.  A flat window over a textured plate hides it: opaque."""
+    size = 2 * radius + 1
+    a, b = image.astype(np.float32).mean(axis=2), plate.astype(np.float32).mean(axis=2)
+
+    def mean(x: np.ndarray) -> np.ndarray:
+        return np.asarray(ndimage.uniform_filter(x, size=size, mode="nearest"), dtype=np.float32)
+
+    mean_a, mean_b = mean(a), mean(b)
+    var_a = np.maximum(mean(a * a) - mean_a**2, 0.0)
+    var_b = np.maximum(mean(b * b) - mean_b**2, 0.0)
+    covariance = mean(a * b) - mean_a * mean_b
+    flat = (2.0 * residual) ** 2
+    correlated = covariance > 0.5 * np.sqrt(var_a * var_b) + 1e-12
+    textured_a, textured_b = var_a > flat, var_b > flat
+    return (correlated & textured_a & textured_b) | (~textured_a & ~textured_b)
 
 
 def _with_headroom(subject: np.ndarray, headroom: float) -> np.ndarray:
@@ -347,6 +391,7 @@ def _median(
     checked)."""
     height, width = images[0].shape[:2]
     plate = np.zeros((height, width, 3), np.float32)
+    spread = np.zeros((height, width), np.float32)
     count = np.zeros((height, width), np.int32)
     shown = np.zeros((height, width), np.int32)
     strip = max(1, 2_000_000 // max(1, width * len(images)))
@@ -364,6 +409,13 @@ def _median(
             + np.take_along_axis(ordered, np.broadcast_to(high, (1, *ordered.shape[1:])), 0)[0]
         )
         plate[rows] = np.nan_to_num(median)
+        deviation = np.sort(np.abs(stack - median[None]), axis=0)  # NaN last, as above
+        spread[rows] = np.nan_to_num(
+            0.5 * (
+                np.take_along_axis(deviation, np.broadcast_to(low, (1, *deviation.shape[1:])), 0)[0]
+                + np.take_along_axis(deviation, np.broadcast_to(high, (1, *deviation.shape[1:])), 0)[0]
+            )
+        ).mean(axis=2)
         count[rows] = n
         if covers is not None:
             shown[rows] = np.sum([cover[rows] for cover in covers], axis=0)
@@ -381,7 +433,7 @@ def _median(
     if not residuals:
         return "no sample saw the background where the plate was gathered"
     residual = float(np.median(np.concatenate(residuals)))
-    return CleanPlate(image=plate, seen=seen_plate, residual=residual)
+    return CleanPlate(image=plate, seen=seen_plate, residual=residual, spread=spread)
 
 
 def _features(
@@ -574,6 +626,9 @@ class PlateMatch:
     own: float
     #: Why the frame is matted without the plate (a warning's words), or None.
     refused: str | None = None
+    #: (H, W) bool: what the plate says is no background and the prior sees faintly (``differ``),
+    #: shrunk by the window so its edge is still solved: subject for the refine.  None: none.
+    subject: np.ndarray | None = None
 
 
 def background_match(
@@ -601,7 +656,7 @@ def background_match(
             None, float("nan"), "the frame could not be placed on the shot's tracked clean plate (too few "
             "background features agree)"
         )  # fmt: skip
-    image, seen_plate = view
+    image, seen_plate, spread = view
     radius = _radius(display.shape, settings)
     difference = _window_difference(display, image, radius)
     seen = ndimage.minimum_filter(seen_plate, size=2 * radius + 1)
@@ -620,6 +675,28 @@ def background_match(
         )  # fmt: skip
     level = max(settings.match * plate.residual, 2e-3)
     known = seen & (difference < level)
+    full_prior = resize(np.clip(prior, 0.0, 1.0).astype(np.float32), *display.shape[:2])
     if not settings.inside:
-        known &= resize(np.clip(prior, 0.0, 1.0).astype(np.float32), *display.shape[:2]) < 0.5
-    return PlateMatch(known, own)
+        known &= full_prior < 0.5
+    subject = None
+    if settings.differ > 0:
+        window = 2 * radius + 1
+        floor = max(plate.residual, 1e-3) + settings.differ_spread * ndimage.uniform_filter(spread, size=window)
+        differs = seen & (difference > settings.differ * floor) & (full_prior > settings.subject_level)
+        # Where the plate's texture still shows through, what differs is translucent (hair, smoke)
+        # or a shade (a cast shadow), not an opaque subject the prior dropped.
+        if settings.through > 0 and differs.any():
+            reach = max(1, round(settings.through * max(display.shape[:2])))
+            rows, cols = np.nonzero(differs.any(axis=1))[0], np.nonzero(differs.any(axis=0))[0]
+            # Only around what differs: every window centred on it lies inside the box.
+            top, left = max(0, rows[0] - reach), max(0, cols[0] - reach)
+            box = (slice(top, rows[-1] + reach + 1), slice(left, cols[-1] + reach + 1))
+            differs[box] &= ~_shows_through(display[box], image[box], reach, plate.residual)
+        # A window that straddles the subject's edge differs too: shrunk by it (at least), the
+        # edge is solved.
+        inset = max(radius, round(settings.differ_inset * max(display.shape[:2])))
+        subject = ndimage.binary_erosion(differs, structure=np.ones((2 * inset + 1, 2 * inset + 1), bool))
+        # Inside the prior's contour its band already solves the edge (soft hair there differs
+        # from the plate too, and is not opaque): only what the prior leaves outside is added.
+        subject &= full_prior < 0.5
+    return PlateMatch(known, own, subject=subject)

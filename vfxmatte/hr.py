@@ -833,6 +833,8 @@ class Refined:
     picture: tuple[int, int, int, int] | None = None
     #: The share of the frame the clean plate made known background; None: no clean plate.
     known_share: float | None = None
+    #: The share of the frame the clean plate made subject (``known_subject``); None: not asked.
+    subject_share: float | None = None
 
 
 def _bars(area: tuple[int, int, int, int] | None, height: int, width: int) -> np.ndarray | None:
@@ -863,6 +865,7 @@ def refine(
     prior_band: PriorBandSettings | None = None,
     guided_solver: str | None = None,
     known_background: np.ndarray | None = None,
+    known_subject: np.ndarray | None = None,
 ) -> Refined:
     """Full-resolution matte for ``mode`` (already resolved: diffusion, pymatting or off).
 
@@ -880,7 +883,10 @@ def refine(
     (default :data:`GUIDED_SOLVER`) picks how a guide trimap's band is solved: ``shared`` or
     ``closed-form``.  ``known_background`` ((H, W) bool, trimap-free only): where the frame shows
     the shot's clean plate unchanged (:func:`vfxmatte.cleanplate.background_match`, outside the
-    prior's contour): background in every mode, as the bars are.
+    prior's contour): background in every mode, as the bars are.  ``known_subject`` ((H, W) bool,
+    trimap-free only): where the frame differs from the clean plate and the prior sees a subject
+    faintly (:attr:`vfxmatte.cleanplate.PlateMatch.subject`): subject in every mode, its edge
+    still solved.
     """
     height, width = linear.shape[:2]
     lr_alpha = np.clip(resize(lr_mean, height, width), 0.0, 1.0)
@@ -892,13 +898,23 @@ def refine(
     if prior is not None and guide_trimap is None and known_background is not None:
         known = known_background if known is None else known | known_background
         share = float(known_background.mean())
+    subject = known_subject if prior is not None and guide_trimap is None else None
+    if subject is not None and known is not None:
+        subject = subject & ~known
+    subject_share = float(subject.mean()) if subject is not None else None
     if mode == "off":
+        if subject is not None:
+            lr_alpha[subject] = 1.0
         if known is not None:
             lr_alpha[known] = 0.0
         trimap = auto_trimap(lr_mean, lr_std, height, width) if want_trimap else None
+        if trimap is not None and subject is not None:
+            trimap[subject] = FOREGROUND
         if trimap is not None and known is not None:
             trimap[known] = BACKGROUND
-        return Refined(alpha=lr_alpha, trimap=trimap, picture=picture, known_share=share)
+        return Refined(
+            alpha=lr_alpha, trimap=trimap, picture=picture, known_share=share, subject_share=subject_share
+        )
     if guide_trimap is not None:
         # A guide's trimap is the whole answer to "where is the edge": its grey band is solved
         # in full, even where the LR ensemble was confident, and the LR matte only enters as
@@ -907,6 +923,8 @@ def refine(
     elif prior is not None and mode == "pymatting":
         band = prior_band or PriorBandSettings()
         mask = np.clip(resize(prior, height, width), 0.0, 1.0)
+        if subject is not None:  # the subject's core: its edge is solved as the prior's is
+            mask[subject] = 1.0
         trimap = prior_band_trimap(mask, lr_mean, lr_std, height, width, band)
         if known is not None:  # known background, not solved (the prior is under 0.5 there)
             mask[known], trimap[known] = 0.0, BACKGROUND
@@ -916,7 +934,10 @@ def refine(
             guide = mask if band.guide == "prior" else lr_alpha
             alpha = solve_prior_band(display, trimap, mask, lr_mean, lr_std, guide, band)
         foreground = foreground_by_tiles(linear, alpha)
-        return Refined(alpha=alpha, foreground=foreground, trimap=trimap, picture=picture, known_share=share)
+        return Refined(
+            alpha=alpha, foreground=foreground, trimap=trimap, picture=picture, known_share=share,
+            subject_share=subject_share,
+        )  # fmt: skip
     else:
         trimap = auto_trimap(lr_mean, lr_std, height, width)
         if scribbles is not None:  # the strokes are known, the rest keeps the ensemble's own band
@@ -940,6 +961,9 @@ def refine(
     if mode == "diffusion":
         result = refine_diffusion(model, display, lr_mean, lr_std, steps=steps, seed=seed, lr_size=lr_size)
         alpha = result.alpha
+        if subject is not None:
+            alpha[subject] = 1.0
+            trimap[subject] = FOREGROUND
         if known is not None:
             alpha[known] = 0.0
             trimap[known] = BACKGROUND
@@ -950,5 +974,6 @@ def refine(
             notes={"patches": float(len(result.positions)), "unet_evaluations": float(result.unet_evaluations)},
             picture=picture,
             known_share=share,
+            subject_share=subject_share,
         )
     raise UsageError(f"--hr {mode}: choose one of {', '.join(HR_MODES)}")

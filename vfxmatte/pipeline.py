@@ -154,6 +154,9 @@ class Matte:
     #: The share of the frame the shot's clean plate made known background (header
     #: ``vfxmatte:clean_plate``); None: no clean plate was used on this frame.
     clean_plate: float | None = None
+    #: The share of the frame the clean plate made subject (header ``vfxmatte:clean_plate_subject``);
+    #: None: no clean plate was used on this frame.
+    clean_plate_subject: float | None = None
 
     @property
     def premultiplied(self) -> np.ndarray:
@@ -364,11 +367,12 @@ def matte_plate(
     temporal.update(plate.frame, ensemble.mean, picture)
     lr_mean, lr_std = ensemble.mean, ensemble.std
     known: np.ndarray | None = None
+    known_subject: np.ndarray | None = None
     if clean is not None and prior_mask is not None and spatial is None:
         match = cleanplate.background_match(display, clean, prior_mask, frame=plate.frame)
         if match.refused is not None:
             plate.warnings.append(f"{plate.path}: {match.refused}; matted without it")
-        known = match.known
+        known, known_subject = match.known, match.subject
     refined = hr.refine(
         mode,
         model,
@@ -385,6 +389,7 @@ def matte_plate(
         # Trimap-free: the prior's confident core is kept, only its edge band is solved (hr.prior_band_trimap).
         prior=prior_mask if spatial is None else None,
         known_background=known,
+        known_subject=known_subject,
     )
     if spatial is not None:
         refined.alpha = guidance.apply_to_matte(refined.alpha, spatial, params.clamp_known)
@@ -401,6 +406,7 @@ def matte_plate(
         keyframe_doubt=subject.score() if subject is not None else None,
         picture=refined.picture,
         clean_plate=refined.known_share,
+        clean_plate_subject=refined.subject_share,
     )
 
 
@@ -1003,6 +1009,8 @@ def write_matte(
         attributes["vfxmatte:keyframe_doubt"] = float(matte.keyframe_doubt)
     if matte.clean_plate is not None:
         attributes["vfxmatte:clean_plate"] = float(matte.clean_plate)
+    if matte.clean_plate_subject is not None:
+        attributes["vfxmatte:clean_plate_subject"] = float(matte.clean_plate_subject)
     if matte.picture is not None:
         # The picture inside the black bars, as an EXR box: xMin yMin xMax yMax (inclusive), in
         # the file's pixel coordinates.
