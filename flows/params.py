@@ -22,7 +22,7 @@ GuideKind = Literal["auto", "trimap", "mask", "scribble"]
 #: The subject prior of runs without a trimap or scribble guide (``vfxmatte matte --prior``).
 Prior = Literal["u2netp", "people", "none"]
 #: Whether a trimap-free run uses the shot's clean plate (``--clean-plate``; tracked over a moving camera).
-CleanPlate = Literal["auto", "off"]
+CleanPlate = Literal["auto", "fill", "off"]
 assert set(PRESETS) == {"draft", "standard", "final"}, "flows.params.Preset must list vfxmatte.config.PRESETS"
 
 #: Most frames one matte-shot run may do (about 70 minutes at 24 fps); split longer work into runs.
@@ -59,7 +59,9 @@ class MatteShotRequest(BaseModel):
     review: bool = True
     prior: Prior = Field("u2netp", description="subject prior without a guide: u2netp, people (shots of people), none")
     clean_plate: CleanPlate = Field(
-        "auto", description="trimap-free: clear what still shows the shot's clean plate (auto, off)"
+        "auto",
+        description="trimap-free: clear what still shows the shot's clean plate (auto); also fill what differs "
+        "from it where the prior sees a subject faintly (fill); off",
     )
 
     @field_validator("input", "output", "guide")

@@ -239,7 +239,7 @@ def test_a_head_the_prior_misses_on_a_person_who_stands_still_is_not_taken_for_b
 def test_what_differs_from_the_plate_where_the_prior_sees_faintly_is_the_subject() -> None:
     """A person walks across a locked-off shot; on the frame matted, the prior sees his head only
     faintly (0.3), against lawn rows whose dark ones have his colour.  The plate says the head's
-    windows are no lawn: with ``differ`` they are subject, and the refine keeps the head.  Not
+    windows are no lawn: asked to fill, they are subject, and the refine keeps the head.  Not
     where the background moves by itself (leaves: a patch whose samples differ widely) by no more
     than it does, nor where the lawn's rows still show through what differs (his shadow, a
     translucent veil), though the prior sees all three as faintly as the head."""
@@ -264,17 +264,19 @@ def test_what_differs_from_the_plate_where_the_prior_sees_faintly_is_the_subject
     image[veil] = 0.5 * image[veil] + 0.5 * 0.9  # something translucent and bright
     for faint in (leaves, shadow, veil):
         prior[faint] = 0.3
-    settings = CleanPlateSettings(differ=3.0)
-    match = background_match(image, plate, prior, settings)
+    settings = CleanPlateSettings()
+    assert background_match(image, plate, prior, settings).subject is None  # only when asked to fill
+    match = background_match(image, plate, prior, settings, fill=True)
     assert match.known is not None and match.subject is not None
     head = (slice(20, 28), slice(47, 57))
     assert match.subject[head].all()
     for faint in (leaves, shadow, veil):
         assert not match.subject[faint].any()
     # Without the spread, the leaves; without looking for the lawn's texture, the shadow and the veil.
-    assert background_match(image, plate, prior, replace(settings, differ_spread=0.0)).subject[leaves].mean() > 0.5
-    blind = background_match(image, plate, prior, replace(settings, through=0.0)).subject
-    assert blind[shadow].mean() > 0.3 and blind[veil].mean() > 0.3
+    loose = background_match(image, plate, prior, replace(settings, differ_spread=0.0), fill=True).subject
+    assert loose is not None and loose[leaves].mean() > 0.5
+    blind = background_match(image, plate, prior, replace(settings, through=0.0), fill=True).subject
+    assert blind is not None and blind[shadow].mean() > 0.3 and blind[veil].mean() > 0.3
     radius = max(1, round(settings.radius * W))
     outline = (resize(prior, H, W) > 0.1) & ~ndimage.binary_erosion(resize(prior, H, W) > 0.1, iterations=radius)
     assert not match.subject[outline].any()  # shrunk by the window: the edge is left to the solve

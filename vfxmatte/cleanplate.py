@@ -122,18 +122,18 @@ class CleanPlateSettings:
     #: the half-split protocol (docs/BENCHMARKS.md, "the faint prior at the moving edges").  0: off.
     track_edge: float = 0.1
     track_edge_level: float = 0.02
-    #: Where the plate was seen, a window of the frame that differs from it by more than this ×
-    #: (the plate's residual + ``differ_spread`` × the samples' spread there) is not the plate;
-    #: where the prior also sees a subject (over ``subject_level``) that is the subject, at full
-    #: strength, though the prior is faint: a head, a hat or an arm the prior half-sees
-    #: against a background of its own colour.  0: off.
-    differ: float = 0.0
+    #: With ``fill`` (``--clean-plate fill``): where the plate was seen, a window of the frame that
+    #: differs from it by more than this × (the plate's residual + ``differ_spread`` × the samples'
+    #: spread there), and through which the plate's texture does not show (``through``), is not
+    #: the plate; outside the prior's 0.5 contour, where the prior sees a subject faintly (over
+    #: ``subject_level``), that is subject: a head, a hat or an arm the prior half-sees against a
+    #: background of its own colour.  Chosen among 2, 3 and 5 on the locked-off composite shots by
+    #: the half-split protocol, both halves picking 2 (docs/BENCHMARKS.md, "filling what the prior
+    #: half-sees").  0: never.
+    differ: float = 2.0
     #: How much of the samples' spread (the background's own motion: leaves, water, flicker)
     #: a difference must rise above.  Set a priori.
     differ_spread: float = 1.5
-    #: The subject so found is shrunk by this share of the long side (at least the window), so
-    #: its edge, and soft hair beside it, is still solved.
-    differ_inset: float = 0.0
     #: The window (this share of the long side) in which the plate's texture is looked for
     #: through what differs from it.  Set a priori.  0: not looked for.
     through: float = 0.01
@@ -637,13 +637,16 @@ def background_match(
     prior: np.ndarray,
     settings: CleanPlateSettings | None = None,
     frame: int = 0,
+    fill: bool = False,
 ) -> PlateMatch:
     """Where this frame shows the clean plate unchanged outside the prior's 0.5 contour (also
     inside it with ``settings.inside``): known background for the refine.  Refused where the
     frame as a whole differs from the plate, has another size, or cannot be placed on a tracked
     one (``frame`` is its number, which places a sample frame by its own matrix).  ``prior``
     (any size) is this frame's prior mask, whose background the residual is measured on; where
-    its subjects cover whatever the plate saw, nothing is known and nothing is refused."""
+    its subjects cover whatever the plate saw, nothing is known and nothing is refused.  With
+    ``fill``, also what differs from the plate where the prior sees a subject faintly outside its
+    contour (``settings.differ``): the match's ``subject``."""
     settings = settings or SETTINGS
     background = _background(prior, display.shape[:2], settings)
     shape = plate.tracking.shape if plate.tracking is not None else plate.image.shape[:2]
@@ -679,7 +682,7 @@ def background_match(
     if not settings.inside:
         known &= full_prior < 0.5
     subject = None
-    if settings.differ > 0:
+    if fill and settings.differ > 0:
         window = 2 * radius + 1
         floor = max(plate.residual, 1e-3) + settings.differ_spread * ndimage.uniform_filter(spread, size=window)
         differs = seen & (difference > settings.differ * floor) & (full_prior > settings.subject_level)
@@ -692,10 +695,8 @@ def background_match(
             top, left = max(0, rows[0] - reach), max(0, cols[0] - reach)
             box = (slice(top, rows[-1] + reach + 1), slice(left, cols[-1] + reach + 1))
             differs[box] &= ~_shows_through(display[box], image[box], reach, plate.residual)
-        # A window that straddles the subject's edge differs too: shrunk by it (at least), the
-        # edge is solved.
-        inset = max(radius, round(settings.differ_inset * max(display.shape[:2])))
-        subject = ndimage.binary_erosion(differs, structure=np.ones((2 * inset + 1, 2 * inset + 1), bool))
+        # A window that straddles the subject's edge differs too: shrunk by it, the edge is solved.
+        subject = ndimage.binary_erosion(differs, structure=np.ones((window, window), bool))
         # Inside the prior's contour its band already solves the edge (soft hair there differs
         # from the plate too, and is not opaque): only what the prior leaves outside is added.
         subject &= full_prior < 0.5

@@ -102,11 +102,13 @@ def _add_matte(sub: Any) -> None:
         "does not flicker in the matte (default 3; 0: each frame's own prior)",
     )
     p.add_argument(
-        "--clean-plate", choices=("auto", "off"),
+        "--clean-plate", choices=("auto", "fill", "off"),
         help="trimap-free on a multi-frame shot: gather the background from frames where no subject stands "
         "over it (tracked over a pan, tilt or push-in), and wherever a frame still shows it unchanged outside "
         "the prior's contour, the matte is 0 there (spill and fringe off the subject's edge go). auto "
-        "(default): used where the shot gives one, noted where it does not; off: never",
+        "(default): used where the shot gives one, noted where it does not; fill: also, where a frame differs "
+        "from it and the prior sees a subject faintly (a head, a hat half lost against a background of its "
+        "own colour), the matte is the subject's there; off: never",
     )
     p.add_argument(  # no argparse choices: a removed mode (prev-latent) gets its reason from MatteParams
         "--temporal", metavar="{off,shared}",

@@ -60,8 +60,9 @@ class MatteParams:
     prior_window: int = 3
     # Trimap-free on a multi-frame shot: the background gathered where no subject stood
     # (vfxmatte.cleanplate; tracked where the camera pans, tilts or pushes in) is background
-    # wherever a frame still shows it outside the prior's contour (auto), or not used (off).
-    # Where the shot gives none (parallax, changing light, too few frames) the run says so.
+    # wherever a frame still shows it outside the prior's contour (auto); with fill, also what
+    # differs from it where the prior sees a subject faintly outside its contour is subject; off:
+    # not used.  Where the shot gives none (parallax, changing light, too few frames) the run says so.
     clean_plate: str = "auto"
 
     def __post_init__(self) -> None:
@@ -95,8 +96,8 @@ class MatteParams:
             raise UsageError(f"--prior-strength {self.prior_strength}: must be in (0, 1]")
         if not 0.0 <= self.prior_jump_iou < 1.0:
             raise UsageError(f"--prior-jump-iou {self.prior_jump_iou}: must be in [0, 1)")
-        if self.clean_plate not in ("auto", "off"):
-            raise UsageError(f"--clean-plate {self.clean_plate}: choose auto or off")
+        if self.clean_plate not in ("auto", "fill", "off"):
+            raise UsageError(f"--clean-plate {self.clean_plate}: choose auto, fill or off")
         if not 0 <= self.prior_window <= 12:
             raise UsageError(f"--prior-window {self.prior_window}: must be between 0 and 12 frames")
 

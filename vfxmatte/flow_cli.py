@@ -45,7 +45,7 @@ def add_flow_parser(sub: Any) -> None:
         help="subject prior without a guide, as vfxmatte matte --prior (people: for shots of people)",
     )
     run.add_argument(
-        "--clean-plate", choices=("auto", "off"), default="auto",
+        "--clean-plate", choices=("auto", "fill", "off"), default="auto",
         help="trimap-free: use the shot's clean plate (tracked over a moving camera), as vfxmatte matte --clean-plate",
     )
     run.add_argument("--colorspace")

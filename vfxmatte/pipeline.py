@@ -369,7 +369,9 @@ def matte_plate(
     known: np.ndarray | None = None
     known_subject: np.ndarray | None = None
     if clean is not None and prior_mask is not None and spatial is None:
-        match = cleanplate.background_match(display, clean, prior_mask, frame=plate.frame)
+        match = cleanplate.background_match(
+            display, clean, prior_mask, frame=plate.frame, fill=params.clean_plate == "fill"
+        )
         if match.refused is not None:
             plate.warnings.append(f"{plate.path}: {match.refused}; matted without it")
         known, known_subject = match.known, match.subject
