@@ -330,7 +330,7 @@ def test_a_guide_from_a_second_selected_node(nuke: fake_nuke.FakeNuke, tmp_path:
     choice = panel.ask(plates, guide)
     assert choice is not None and nuke.panels[-1].fields["Guide kind"] == "auto trimap mask scribble"
     assert nuke.panels[-1].fields["Subject prior"] == "u2netp people none"
-    assert nuke.panels[-1].fields["Clean plate"] == "auto off"
+    assert nuke.panels[-1].fields["Clean plate"] == "auto fill off"
     # A Roto rendered on a keyframe only is a valid guide; the dialog says which frames are keyframes.
     assert nuke.panels[-1].fields["Guide frames"] == "keyframes 1001: carried to the other frames"
     (tmp_path / "roto.1002.png").write_bytes(b"")
@@ -349,7 +349,7 @@ def test_a_guide_from_a_second_selected_node(nuke: fake_nuke.FakeNuke, tmp_path:
         replace(request, prior="folk")
     assert request.clean_plate == params["clean_plate"] == "off"
     assert "clean_plate" not in replace(request, clean_plate="auto").flow_parameters()
-    with pytest.raises(BridgeError, match="clean plate 'on': choose one of auto, off"):
+    with pytest.raises(BridgeError, match="clean plate 'on': choose one of auto, fill, off"):
         replace(request, clean_plate="on")
     # Local mode: the real CLI has --guide, and its parser reads the guide and kind as values.
     command = [sys.executable, "-m", "vfxmatte.cli"]
