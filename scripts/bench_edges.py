@@ -280,10 +280,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 shot_params, name = replace(shot_params, clean_plate="off"), f"{name}, no clean plate"
             elif clean is not None:
                 name = f"{name}, clean plate {clean}"
-                if clean != "auto":
+                fields = [item for item in clean.split(",") if item not in ("auto", "fill")]
+                if clean.split(",")[0] == "fill":  # --clean-plate fill
+                    shot_params = replace(shot_params, clean_plate="fill")
+                if fields:
                     cleanplate.SETTINGS = cleanplate.CleanPlateSettings(**{
                         key: float(text) if "." in text else int(text)
-                        for key, text in (item.split("=", 1) for item in clean.split(","))
+                        for key, text in (item.split("=", 1) for item in fields)
                     })  # fmt: skip
             out = folder / name.replace(", ", "_").replace(" ", "-").replace("=", "-") / "m.####.exr"
             hr.refine = refines[f"prior band {spec}"] if spec is not None else original
@@ -384,7 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--clean", action="append", default=[], metavar="SPEC",
         help="with --windows: run the whole-shot runs with a clean plate setting each: off, auto (the default "
-        "settings) or fields of vfxmatte.cleanplate.CleanPlateSettings, e.g. match=2.0 (repeatable)",
+        "settings), fill (--clean-plate fill) or fields of vfxmatte.cleanplate.CleanPlateSettings, e.g. match=2.0 "
+        "or fill,differ=3 (repeatable)",
     )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
