@@ -37,6 +37,12 @@ How:
   and no plate, and the run says so and goes on without one.  A frame that differs from the
   plate as a whole (a flash, a bump, a cloud) by more than ``frame_residual`` × the plate's
   residual, or that cannot be placed on a tracked plate, is matted without it.
+* Asked to fill (``--clean-plate fill``), the match also says what the plate shows is **not**
+  background where the prior sees a subject only faintly outside its contour (a head or hat lost
+  against a background of its own colour): a window that differs from the plate by more than
+  ``differ`` × (the plate's residual + ``differ_spread`` × the samples' own spread there, the
+  background's motion: leaves, water), through which the plate's texture does not show (a shadow
+  or a translucent layer keeps it), shrunk by the window.  The refine makes it subject.
 """
 
 from __future__ import annotations
