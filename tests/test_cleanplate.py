@@ -265,17 +265,17 @@ def test_what_differs_from_the_plate_where_the_prior_sees_faintly_is_the_subject
     for faint in (leaves, shadow, veil):
         prior[faint] = 0.3
     settings = CleanPlateSettings()
-    assert background_match(image, plate, prior, settings).subject is None  # only when asked to fill
-    match = background_match(image, plate, prior, settings, fill=True)
+    assert background_match(image, plate, prior, replace(settings, differ=0.0)).subject is None
+    match = background_match(image, plate, prior, settings)
     assert match.known is not None and match.subject is not None
     head = (slice(20, 28), slice(47, 57))
     assert match.subject[head].all()
     for faint in (leaves, shadow, veil):
         assert not match.subject[faint].any()
     # Without the spread, the leaves; without looking for the lawn's texture, the shadow and the veil.
-    loose = background_match(image, plate, prior, replace(settings, differ_spread=0.0), fill=True).subject
+    loose = background_match(image, plate, prior, replace(settings, differ_spread=0.0)).subject
     assert loose is not None and loose[leaves].mean() > 0.5
-    blind = background_match(image, plate, prior, replace(settings, through=0.0), fill=True).subject
+    blind = background_match(image, plate, prior, replace(settings, through=0.0)).subject
     assert blind is not None and blind[shadow].mean() > 0.3 and blind[veil].mean() > 0.3
     radius = max(1, round(settings.radius * W))
     outline = (resize(prior, H, W) > 0.1) & ~ndimage.binary_erosion(resize(prior, H, W) > 0.1, iterations=radius)

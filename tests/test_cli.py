@@ -258,19 +258,22 @@ def test_a_locked_off_shot_is_matted_with_its_clean_plate(tmp_path: Path, cli: R
     for frame, (rows, cols) in boxes.items():
         on_spec = spec_of(tmp_path / "on" / f"m.{frame}.exr")
         assert 0.0 < float(on_spec.getattribute("vfxmatte:clean_plate")) <= 1.0
+        assert 0.0 <= float(on_spec.getattribute("vfxmatte:clean_plate_missed")) <= 1.0
         assert json.loads(on_spec.getattribute("vfxmatte:params"))["clean_plate"] == "auto"
         assert spec_of(tmp_path / "off" / f"m.{frame}.exr").getattribute("vfxmatte:clean_plate") is None
         cleared += background_cleared(tmp_path, frame, rows, cols)
     assert cleared > 1.0, cleared  # the spill past the subject that the colour solve left
     code, _, err = cli("matte", pattern, "-o", tmp_path / "bad" / "m.####.exr", "--clean-plate", "on")
     assert code == 2 and "--clean-plate" in err and not (tmp_path / "bad").exists()
-    # Asked to fill, each header also records the share the plate made subject.
+    # Asked to fill, each header records the share the plate made subject instead of the share it
+    # calls subject and the matte left out.
     fill = tmp_path / "fill" / "m.####.exr"
     code, _, err = cli("matte", pattern, "-o", fill, "--clean-plate", "fill", "--frames", "1003")
     assert code == 0, err
     fill_spec = spec_of(tmp_path / "fill" / "m.1003.exr")
     assert json.loads(fill_spec.getattribute("vfxmatte:params"))["clean_plate"] == "fill"
     assert 0.0 <= float(fill_spec.getattribute("vfxmatte:clean_plate_subject")) <= 1.0
+    assert fill_spec.getattribute("vfxmatte:clean_plate_missed") is None  # filled, not left out
     assert spec_of(tmp_path / "on" / "m.1003.exr").getattribute("vfxmatte:clean_plate_subject") is None
     # A chunk of the shot (a farm task, a resumed run) gathers the same plate from the whole input:
     # its frames come out as the whole run's (gathered afresh, as another process would).

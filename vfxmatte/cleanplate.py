@@ -37,12 +37,13 @@ How:
   and no plate, and the run says so and goes on without one.  A frame that differs from the
   plate as a whole (a flash, a bump, a cloud) by more than ``frame_residual`` × the plate's
   residual, or that cannot be placed on a tracked plate, is matted without it.
-* Asked to fill (``--clean-plate fill``), the match also says what the plate shows is **not**
-  background where the prior sees a subject only faintly outside its contour (a head or hat lost
-  against a background of its own colour): a window that differs from the plate by more than
-  ``differ`` × (the plate's residual + ``differ_spread`` × the samples' own spread there, the
-  background's motion: leaves, water), through which the plate's texture does not show (a shadow
-  or a translucent layer keeps it), shrunk by the window.  The refine makes it subject.
+* The match also says what the plate shows is **not** background where the prior sees a subject
+  only faintly outside its contour (a head or hat lost against a background of its own colour):
+  a window that differs from the plate by more than ``differ`` × (the plate's residual +
+  ``differ_spread`` × the samples' own spread there, the background's motion: leaves, water),
+  through which the plate's texture does not show (a shadow or a translucent layer keeps it),
+  shrunk by the window.  Asked to fill (``--clean-plate fill``), the refine makes it subject;
+  otherwise the run reports the frames whose matte leaves it out.
 """
 
 from __future__ import annotations
@@ -128,14 +129,14 @@ class CleanPlateSettings:
     #: the half-split protocol (docs/BENCHMARKS.md, "the faint prior at the moving edges").  0: off.
     track_edge: float = 0.1
     track_edge_level: float = 0.02
-    #: With ``fill`` (``--clean-plate fill``): where the plate was seen, a window of the frame that
-    #: differs from it by more than this × (the plate's residual + ``differ_spread`` × the samples'
-    #: spread there), and through which the plate's texture does not show (``through``), is not
-    #: the plate; outside the prior's 0.5 contour, where the prior sees a subject faintly (over
-    #: ``subject_level``), that is subject: a head, a hat or an arm the prior half-sees against a
-    #: background of its own colour.  Chosen among 2, 3 and 5 on the locked-off composite shots by
-    #: the half-split protocol, both halves picking 2 (docs/BENCHMARKS.md, "filling what the prior
-    #: half-sees").  0: never.
+    #: Where the plate was seen, a window of the frame that differs from it by more than this ×
+    #: (the plate's residual + ``differ_spread`` × the samples' spread there), and through which
+    #: the plate's texture does not show (``through``), is not the plate; outside the prior's 0.5
+    #: contour, where the prior sees a subject faintly (over ``subject_level``), that is subject
+    #: (``PlateMatch.subject``): a head, a hat or an arm the prior half-sees against a background
+    #: of its own colour.  ``--clean-plate fill`` fills it.  Chosen among 2, 3 and 5 on the
+    #: locked-off composite shots by the half-split protocol, both halves picking 2
+    #: (docs/BENCHMARKS.md, "filling what the prior half-sees").  0: never.
     differ: float = 2.0
     #: How much of the samples' spread (the background's own motion: leaves, water, flicker)
     #: a difference must rise above.  Set a priori.
@@ -633,7 +634,8 @@ class PlateMatch:
     #: Why the frame is matted without the plate (a warning's words), or None.
     refused: str | None = None
     #: (H, W) bool: what the plate says is no background and the prior sees faintly (``differ``),
-    #: shrunk by the window so its edge is still solved: subject for the refine.  None: none.
+    #: shrunk by the window so its edge is still solved: subject for the refine with ``--clean-plate
+    #: fill``; with ``auto``, what the matte leaves of it is reported.  None: none.
     subject: np.ndarray | None = None
 
 
@@ -643,16 +645,16 @@ def background_match(
     prior: np.ndarray,
     settings: CleanPlateSettings | None = None,
     frame: int = 0,
-    fill: bool = False,
 ) -> PlateMatch:
     """Where this frame shows the clean plate unchanged outside the prior's 0.5 contour (also
     inside it with ``settings.inside``): known background for the refine.  Refused where the
     frame as a whole differs from the plate, has another size, or cannot be placed on a tracked
     one (``frame`` is its number, which places a sample frame by its own matrix).  ``prior``
     (any size) is this frame's prior mask, whose background the residual is measured on; where
-    its subjects cover whatever the plate saw, nothing is known and nothing is refused.  With
-    ``fill``, also what differs from the plate where the prior sees a subject faintly outside its
-    contour (``settings.differ``): the match's ``subject``."""
+    its subjects cover whatever the plate saw, nothing is known and nothing is refused.  Also
+    what differs from the plate where the prior sees a subject faintly outside its contour
+    (``settings.differ``): the match's ``subject``, which ``--clean-plate fill`` fills and
+    ``auto`` reports where the matte leaves it out."""
     settings = settings or SETTINGS
     background = _background(prior, display.shape[:2], settings)
     shape = plate.tracking.shape if plate.tracking is not None else plate.image.shape[:2]
@@ -688,7 +690,7 @@ def background_match(
     if not settings.inside:
         known &= full_prior < 0.5
     subject = None
-    if fill and settings.differ > 0:
+    if settings.differ > 0:
         window = 2 * radius + 1
         floor = max(plate.residual, 1e-3) + settings.differ_spread * ndimage.uniform_filter(spread, size=window)
         differs = seen & (difference > settings.differ * floor) & (full_prior > settings.subject_level)
