@@ -38,6 +38,9 @@ from vfxmatte.review import (
 
 FRAMES = (1001, 1002, 1003, 1005, 1006)  # 1004 is a gap
 FLAGGED = 1003
+#: The share of the frame the clean plate calls subject and the matte leaves out (header
+#: vfxmatte:clean_plate_missed): 1002 under the 0.1 % the review names, 1005 over it.
+MISSED = {1002: 0.0005, 1005: 0.02}
 WIDTH, HEIGHT = 160, 96
 FOREGROUND = (0.18, 0.18, 0.18)  # linear grey: sRGB-encoded 0.461 → 118
 SMALL = ReviewSettings(thumb_size=96, preview_size=160, crop_size=64)
@@ -75,6 +78,7 @@ def write_shot(directory: Path, model_dir: Path, frames: tuple[int, ...] = FRAME
             foreground=np.broadcast_to(np.float32(FOREGROUND), (HEIGHT, WIDTH, 3)).copy(),
             colorspace=color.LINEAR_REC709,
             score=edge_band_uncertainty(alpha, uncertainty),
+            clean_plate_missed=MISSED.get(frame, 0.0),
         )
         write_matte(str(directory / f"matte.{frame:04d}.exr"), plate, matte, model, params, params_json)
     return directory / "matte.####.exr"
@@ -128,6 +132,9 @@ def test_scores_agree_with_headers_and_flag_the_outlier(review: Any, shot: Path)
     assert [int(r["frame"]) for r in rows] == list(FRAMES)
     assert {int(r["frame"]): float(r["uncertainty"]) for r in rows} == pytest.approx(headers, rel=1e-6)
     assert [int(r["frame"]) for r in rows if r["flagged"] == "1"] == [FLAGGED]
+    missed = {int(r["frame"]): float(r["clean_plate_missed"]) for r in rows}
+    assert missed == pytest.approx({f: MISSED.get(f, 0.0) for f in FRAMES}, rel=1e-6)
+    assert review.missed == record["missed"] == [1005]
 
 
 def test_threshold_option(shot: Path, tmp_path: Path) -> None:
@@ -161,6 +168,9 @@ def test_page_structure(review: Any) -> None:
     assert [a["id"] for a in cards if "flagged" in str(a["class"])] == [f"frame-{FLAGGED}"]
     rows = [a for t, a in parser.tags if t == "div" and "flag-row" in str(a.get("class"))]
     assert [a["data-frame"] for a in rows] == [str(FLAGGED)]
+    missed = [a for t, a in parser.tags if t == "div" and "miss-row" in str(a.get("class"))]
+    assert [a["data-frame"] for a in missed] == ["1005"]  # 1002's share is under the 0.1 % named
+    assert "2.00% of the frame" in text
 
     images = [a for t, a in parser.tags if t == "img"]
     thumbs = [a for a in images if a.get("id") is None and a.get("src")]
@@ -397,6 +407,12 @@ def test_page_in_headless_chromium(review: Any) -> None:
 
         page.evaluate("document.dispatchEvent(new KeyboardEvent('keydown', {key: 'Escape'}))")
         assert not page.evaluate("document.getElementById('viewer').classList.contains('open')")
+        # A frame the clean plate says misses a subject opens in the viewer too.
+        page.evaluate("document.querySelector('.miss-row').scrollIntoView()")
+        page.click(".miss-row[data-frame='1005']")
+        assert page.evaluate("document.getElementById('viewer').classList.contains('open')")
+        assert "1005" in page.evaluate("document.getElementById('viewer-title').textContent")
+        page.evaluate("document.dispatchEvent(new KeyboardEvent('keydown', {key: 'Escape'}))")
 
         assert page.errors() == []
         assert all(url.startswith(("file:", "data:", "about:")) for url in page.requested_urls())

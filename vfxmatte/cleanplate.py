@@ -58,8 +58,8 @@ from scipy import ndimage
 from vfxmatte.sampling import resize
 
 __all__ = [
-    "SETTINGS", "CleanPlate", "CleanPlateSettings", "PlateMatch", "Tracking", "background_match", "camera_moves",
-    "gather", "sample_frames",
+    "MISSED_NOTE", "SETTINGS", "CleanPlate", "CleanPlateSettings", "PlateMatch", "Tracking", "background_match",
+    "camera_moves", "gather", "sample_frames",
 ]
 
 
@@ -148,6 +148,11 @@ class CleanPlateSettings:
 
 #: What the pipeline uses (the benchmarks replace it to compare settings).
 SETTINGS = CleanPlateSettings()
+
+#: A frame whose matte leaves out more than this share of the frame that the plate calls subject
+#: (``PlateMatch.subject`` under 0.5; header ``vfxmatte:clean_plate_missed``) is named in the run's
+#: notes and on the review page (set a priori: 0.1 %, a head of 20×12 px at 640×360).
+MISSED_NOTE = 0.001
 
 
 @dataclass

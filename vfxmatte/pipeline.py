@@ -697,7 +697,7 @@ def matte_shot(
                     _write_movie_frame(writer, matte)
                 else:
                     write_matte(target, plate, matte, model, params, params_json)
-                if matte.clean_plate_missed is not None and matte.clean_plate_missed > MISSED_NOTE:
+                if matte.clean_plate_missed is not None and matte.clean_plate_missed > cleanplate.MISSED_NOTE:
                     missed[plate.frame] = matte.clean_plate_missed
             except FrameError as exc:
                 record(
@@ -889,10 +889,6 @@ def _clean_plate(
     notes.append(known.describe())
     return known
 
-
-#: A frame whose matte leaves out more than this share of the frame that the clean plate calls
-#: subject is named in the run's notes (set a priori: 0.1 %, a head of 20×12 px at 640×360).
-MISSED_NOTE = 0.001
 
 #: The clean plates this process gathered, newest last: the chunks of a flow run one after another
 #: in one worker process, and each would otherwise read and look at the same samples again (8–9 s

@@ -22,7 +22,7 @@ from vfxmatte.review.records import FrameReview, FrameStatus, ReviewResult, Revi
 
 #: Bumped whenever the cached images would come out differently.
 
-CACHE_VERSION = 4
+CACHE_VERSION = 5
 
 # -- inputs -------------------------------------------------------------------------
 
@@ -160,6 +160,7 @@ def build_review(
             path=sequence.path(frame),
             score=float(e["score"]),
             keyframe_doubt=None if e.get("keyframe_doubt") is None else float(e["keyframe_doubt"]),
+            plate_missed=None if e.get("clean_plate_missed") is None else float(e["clean_plate_missed"]),
             width=int(e["width"]),
             height=int(e["height"]),
             colorspace=str(e["colorspace"]),

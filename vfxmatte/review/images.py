@@ -21,6 +21,9 @@ MATTE_CHANNELS = ["R", "G", "B", "A", "uncertainty.Y"]
 SCORE_ATTRIBUTE = "vfxmatte:uncertainty"
 #: How much a new keyframe would help the frame (runs with a carried guide only).
 KEYFRAME_ATTRIBUTE = "vfxmatte:keyframe_doubt"
+#: The share of the frame the clean plate calls subject and the matte leaves out (trimap-free runs
+#: with a clean plate, without ``--clean-plate fill``).
+MISSED_ATTRIBUTE = "vfxmatte:clean_plate_missed"
 COLORMAP = "inferno"
 # Checkerboard greys in linear light (≈ 0.43 and 0.60 once sRGB-encoded).
 _CHECKER_LINEAR = (0.155, 0.32)
@@ -28,13 +31,18 @@ _CHECKER_LINEAR = (0.155, 0.32)
 
 def read_score(path: str) -> tuple[float, str]:
     """The header's ``vfxmatte:uncertainty`` score and ``vfxmatte:colorspace`` of one matte EXR."""
-    score, space, _, _ = read_header(path)
+    score, space, _, _, _ = read_header(path)
     return score, space
 
 
-def read_header(path: str) -> tuple[float, str, float | None, list[int]]:
+def _share(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def read_header(path: str) -> tuple[float, str, float | None, list[int], float | None]:
     """:func:`read_score`, plus the header's ``vfxmatte:keyframe_doubt`` (None when absent or not a
-    number) and the run's keyframes (``"keyframes"`` of ``vfxmatte:params``; empty without)."""
+    number), the run's keyframes (``"keyframes"`` of ``vfxmatte:params``; empty without) and the
+    header's ``vfxmatte:clean_plate_missed`` (None when absent or not a number)."""
     configure_limits()
     inp = oiio.ImageInput.open(path)
     if inp is None:
@@ -45,6 +53,7 @@ def read_header(path: str) -> tuple[float, str, float | None, list[int]]:
         space = spec.getattribute("vfxmatte:colorspace")
         keyframe = spec.getattribute(KEYFRAME_ATTRIBUTE)
         params = spec.getattribute("vfxmatte:params")
+        missed = spec.getattribute(MISSED_ATTRIBUTE)
     finally:
         inp.close()
     if value is None:
@@ -55,8 +64,8 @@ def read_header(path: str) -> tuple[float, str, float | None, list[int]]:
         raise FrameError(f"{path}: {SCORE_ATTRIBUTE} header {value!r} is not a number") from None
     if not math.isfinite(score) or score < 0:
         raise FrameError(f"{path}: {SCORE_ATTRIBUTE} header {score} is not a finite non-negative number")
-    doubt = keyframe if isinstance(keyframe, (int, float)) and math.isfinite(keyframe) else None
-    return score, space if isinstance(space, str) and space else color.LINEAR_REC709, doubt, _keyframes(params)
+    space = space if isinstance(space, str) and space else color.LINEAR_REC709
+    return score, space, _share(keyframe), _keyframes(params), _share(missed)
 
 
 def _keyframes(params: object) -> list[int]:
@@ -190,7 +199,7 @@ def uncertain_regions(
 
 def render_frame(path: str, frame: int, out_dir: Path, settings: ReviewSettings) -> dict[str, Any]:
     """Read one matte EXR and write its thumbnails, large views and crops; the manifest entry."""
-    score, colorspace, keyframe_doubt, keyframes = read_header(path)
+    score, colorspace, keyframe_doubt, keyframes, missed = read_header(path)
     matte = read_channels(path, MATTE_CHANNELS)
     height, width = matte.shape[:2]
     stem = f"f{frame}"
@@ -230,6 +239,7 @@ def render_frame(path: str, frame: int, out_dir: Path, settings: ReviewSettings)
         "score": score,
         "keyframe_doubt": keyframe_doubt,
         "keyframes": keyframes,
+        "clean_plate_missed": missed,
         "colorspace": colorspace,
         "width": width,
         "height": height,

@@ -31,10 +31,11 @@ def write_scores(result: ReviewResult) -> None:
     """``scores.csv`` (frame, score, flagged, path) and ``scores.json`` (that plus the threshold)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["frame", "uncertainty", "flagged", "path", "keyframe_doubt"])
+    writer.writerow(["frame", "uncertainty", "flagged", "path", "keyframe_doubt", "clean_plate_missed"])
     for f in result.frames:
         doubt = "" if f.keyframe_doubt is None else repr(f.keyframe_doubt)
-        writer.writerow([f.frame, repr(f.score), int(f.flagged), f.path, doubt])
+        missed = "" if f.plate_missed is None else repr(f.plate_missed)
+        writer.writerow([f.frame, repr(f.score), int(f.flagged), f.path, doubt, missed])
     write_text(result.scores_csv, buffer.getvalue())
     write_text(result.scores_json, json.dumps(result.as_dict(), indent=2) + "\n")
 
@@ -177,6 +178,25 @@ def render_html(result: ReviewResult, axes: dict[str, float], settings: ReviewSe
         keyframes_html = "<p>The carried guide holds on every frame: no new keyframe suggested.</p>"
     else:
         keyframes_html = "<p>This run had no carried guide (no <code>vfxmatte:keyframe_doubt</code>).</p>"
+    def missed_row(frame: int) -> str:
+        f = next(x for x in result.frames if x.frame == frame)
+        return (
+            f'<div class="miss-row" data-frame="{f.frame}" tabindex="0">'
+            f'<div class="flag-head"><b>{f.frame}</b><span>{f.plate_missed or 0.0:.2%} of the frame</span></div>'
+            f'<img loading="lazy" src="{esc(f.images["comp"])}" alt="comp {f.frame}" width="{settings.thumb_size}">'
+            f'<img loading="lazy" src="{esc(f.images["alpha"])}" alt="alpha {f.frame}" width="{settings.thumb_size}">'
+            "</div>"
+        )
+
+    if result.missed:
+        missed_html = "".join(missed_row(frame) for frame in result.missed)
+    elif any(f.plate_missed is not None for f in result.frames):
+        missed_html = "<p>The clean plate sees no subject the matte leaves out.</p>"
+    else:
+        missed_html = (
+            "<p>No clean plate's check on this run (no <code>vfxmatte:clean_plate_missed</code>: a guided run, "
+            "a still, <code>--clean-plate fill</code> or <code>off</code>).</p>"
+        )
     notes = []
     if result.missing:
         notes.append(f"missing on disk: frames {format_ranges(result.missing)}")
@@ -198,6 +218,8 @@ def render_html(result: ReviewResult, axes: dict[str, float], settings: ReviewSe
         flagged_html=flagged_html,
         keyframes_html=keyframes_html,
         keyframe_count=len(result.next_keyframes),
+        missed_html=missed_html,
+        missed_count=len(result.missed),
         cards="".join(card(f) for f in result.frames),
         payload=payload,
         script=_SCRIPT,
@@ -223,6 +245,8 @@ h1 {{ font-size: 20px; margin: 0 0 4px; }} h2 {{ font-size: 16px; margin: 24px 0
 .key-row {{ display: flex; align-items: flex-start; gap: 8px; padding: 6px; margin-bottom: 6px;
   background: #20262a; border-left: 4px solid #8cb4ff; cursor: pointer; }}
 .key-row img {{ height: 120px; width: auto; }}
+.miss-row {{ display: flex; align-items: flex-start; gap: 8px; padding: 6px; margin-bottom: 6px; }}
+.miss-row img {{ height: 120px; width: auto; }}
 .flag-head {{ display: flex; flex-direction: column; min-width: 90px; }}
 .flag-row img {{ height: 120px; width: auto; }}
 #grid {{ display: flex; flex-wrap: wrap; gap: 10px; }}
@@ -258,6 +282,9 @@ figcaption span {{ color: #aaa; margin-left: 6px; }}
 <div id="flagged">{flagged_html}</div>
 <h2>Next keyframe ({keyframe_count}) — where a new roto would help most</h2>
 <div id="next-keyframes">{keyframes_html}</div>
+<h2>Missed subject ({missed_count}) — the clean plate sees a subject the matte leaves out (a head or hat
+lost against its own colour?): comp | alpha</h2>
+<div id="missed">{missed_html}</div>
 <h2>All frames — comp over checkerboard | alpha | uncertainty</h2>
 <div id="grid">{cards}</div>
 <div id="viewer" role="dialog" aria-modal="true">

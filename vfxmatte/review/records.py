@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from vfxmatte.cleanplate import MISSED_NOTE
 from vfxmatte.io import color
 
 FrameStatus = Literal["generated", "cached", "failed"]
@@ -32,6 +33,8 @@ class FrameReview:
     score: float
     flagged: bool = False
     keyframe_doubt: float | None = None  # header vfxmatte:keyframe_doubt (runs with a carried guide)
+    #: header vfxmatte:clean_plate_missed: the share the clean plate calls subject and the matte leaves out
+    plate_missed: float | None = None
     width: int = 0
     height: int = 0
     colorspace: str = color.LINEAR_REC709
@@ -64,6 +67,13 @@ class ReviewResult:
     def flagged(self) -> list[int]:
         return [f.frame for f in self.frames if f.flagged]
 
+    @property
+    def missed(self) -> list[int]:
+        """Frames whose matte leaves out more than ``MISSED_NOTE`` of the frame that the clean plate
+        calls subject, the most first."""
+        over = [f for f in self.frames if f.plate_missed is not None and f.plate_missed > MISSED_NOTE]
+        return [f.frame for f in sorted(over, key=lambda f: (-(f.plate_missed or 0.0), f.frame))]
+
     def keyframe_rows(self) -> list[dict[str, object]]:
         doubt = {f.frame: f.keyframe_doubt for f in self.frames}
         return [{"frame": frame, "keyframe_doubt": doubt[frame]} for frame in self.next_keyframes]
@@ -78,12 +88,14 @@ class ReviewResult:
             "median": self.median,
             "flagged": self.flagged,
             "next_keyframes": self.keyframe_rows(),
+            "missed": self.missed,
             "frames": [
                 {
                     "frame": f.frame,
                     "score": f.score,
                     "flagged": f.flagged,
                     "keyframe_doubt": f.keyframe_doubt,
+                    "clean_plate_missed": f.plate_missed,
                     "path": f.path,
                 }
                 for f in self.frames
