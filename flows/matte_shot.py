@@ -39,6 +39,7 @@ from pydantic import ValidationError
 from flows.params import CleanPlate, GuideKind, MatteShotRequest, Preset, Prior, check_chunks
 from flows.settings import FlowSettings
 from vfxmatte.carry import next_keyframes
+from vfxmatte.cleanplate import MISSED_NOTE
 from vfxmatte.config import RunOptions
 from vfxmatte.errors import FrameError, InputError, UsageError, VfxmatteError
 from vfxmatte.io.exr import read_header_number
@@ -365,15 +366,18 @@ def summarise(
     records: list[dict[str, Any]],
     keyframes: list[int] | None = None,
 ) -> dict[str, Any]:
-    """The run's result record: frame lists, per-frame uncertainty (from each EXR header), flags, review
-    page; for keyframe guides the keyframes and where the next roto would help most."""
+    """The run's result record: frame lists, per-frame uncertainty (from each EXR header), flags, the
+    frames whose matte leaves out what the clean plate calls subject (``vfxmatte:clean_plate_missed``
+    over :data:`vfxmatte.cleanplate.MISSED_NOTE`, as the CLI's note and the review page), review page;
+    for keyframe guides the keyframes and where the next roto would help most."""
     for record in records:
         path = record.get("path") if record["status"] != "failed" else None
         if not isinstance(path, str) or not os.path.exists(path):
-            record["uncertainty"] = record["keyframe_doubt"] = None
+            record["uncertainty"] = record["keyframe_doubt"] = record["clean_plate_missed"] = None
             continue
         record["uncertainty"] = read_header_number(path, "vfxmatte:uncertainty")
         record["keyframe_doubt"] = read_header_number(path, "vfxmatte:keyframe_doubt")
+        record["clean_plate_missed"] = read_header_number(path, "vfxmatte:clean_plate_missed")
     scores = [r["uncertainty"] for r in records if r["uncertainty"] is not None]
     threshold, rule = flag_threshold(scores, settings)
     flagged = [r["frame"] for r in records if r["uncertainty"] is not None and r["uncertainty"] > threshold]
@@ -391,6 +395,11 @@ def summarise(
         "flag_threshold": threshold,
         "flag_rule": rule,
         "flagged": flagged,
+        "missed": {
+            str(r["frame"]): r["clean_plate_missed"]
+            for r in records
+            if r["clean_plate_missed"] is not None and r["clean_plate_missed"] > MISSED_NOTE
+        },
         "errors": {str(r["frame"]): r["error"] for r in records if r["status"] == "failed"},
         "review_page": review_page,
         "review_note": review_note,
@@ -448,6 +457,9 @@ def markdown_summary(result: dict[str, Any]) -> str:
         f"Flagged for review (uncertainty score > {result['flag_threshold']:.4g}, {result['flag_rule']}): "
         + (format_ranges(result["flagged"]) if result["flagged"] else "none"),
         "",
+        "Missed subject (the clean plate sees a subject the matte leaves out: a head or hat lost against its own "
+        "colour?): " + (format_ranges(int(f) for f in result["missed"]) if result["missed"] else "none"),
+        "",
         f"Review page: `{result['review_page']}`" if result["review_page"] else f"Review page: {result['review_note']}",
         "",
         "| frame | status | uncertainty | note |",
@@ -457,7 +469,10 @@ def markdown_summary(result: dict[str, Any]) -> str:
     for frame_key, score in result["uncertainty"].items():
         frame = int(frame_key)
         status = next(s for s in ("written", "skipped", "failed") if frame in frames[s])
-        note = result["errors"].get(frame_key) or ("flagged" if frame in flagged else "")
+        notes = ["flagged"] if frame in flagged else []
+        if frame_key in result["missed"]:
+            notes.append(f"missed subject {result['missed'][frame_key]:.2%} of the frame")
+        note = result["errors"].get(frame_key) or ", ".join(notes)
         lines.append(f"| {frame} | {status} | {'' if score is None else f'{score:.4f}'} | {note} |")
     return "\n".join(lines)
 

@@ -185,6 +185,32 @@ def result_json(artifact: Any) -> dict[str, Any]:
     return json.loads(text[len("```json\n") : -len("\n```")])
 
 
+def test_the_summary_names_the_frames_whose_matte_leaves_out_the_plates_subject(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path
+) -> None:
+    """The run's result and its Markdown summary read ``vfxmatte:clean_plate_missed`` from each
+    header and name the frames past 0.1 % of the frame, as the CLI's note and the review page do."""
+    from test_review import FRAMES, MISSED, write_shot
+
+    from flows.matte_shot import markdown_summary, summarise
+    from flows.params import MatteShotRequest
+    from flows.settings import FlowSettings
+
+    monkeypatch.setenv("VFXMATTE_ROOTS", str(tmp_path))
+    pattern = write_shot(tmp_path / "out", tiny_model_dir)
+    request = MatteShotRequest(input=str(tmp_path / "p.####.exr"), output=str(pattern), review=False)
+    records = [
+        {"frame": f, "status": "written", "path": str(tmp_path / "out" / f"matte.{f:04d}.exr"), "seconds": 1.0}
+        for f in FRAMES
+    ]
+    result = summarise(request, FlowSettings(roots=(str(tmp_path),)), str(pattern), records)
+    assert result["missed"] == {"1005": pytest.approx(MISSED[1005])}  # 1002's 0.05 % is under the 0.1 % named
+    text = markdown_summary(result)
+    assert "Missed subject (the clean plate sees a subject the matte leaves out" in text
+    assert "| 1005 | written |" in text and "missed subject 2.00% of the frame" in text
+    assert json.loads(json.dumps(result)) == result  # the result artifact is plain JSON
+
+
 @pytest.mark.slow
 def test_matte_shot_chunks_resume_and_artifacts(harness: None, flow_env: Path) -> None:
     from flows.matte_shot import matte_shot

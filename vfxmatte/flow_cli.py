@@ -189,6 +189,11 @@ def _report(value: Any, args: argparse.Namespace) -> int:
             print(f"error: frame {frame}: {error}", file=sys.stderr)
         if result["flagged"]:
             print(f"flagged for review: {', '.join(map(str, result['flagged']))}")
+        if result.get("missed"):
+            print(
+                "the clean plate sees a subject the matte leaves out on frame(s): "
+                f"{', '.join(result['missed'])}: look at them, or matte them with --clean-plate fill"
+            )
         if result.get("next_keyframes"):
             print(f"draw the next roto on frame(s): {', '.join(map(str, result['next_keyframes']))}")
         print(f"review: {result['review_page'] or result['review_note']}")
