@@ -293,6 +293,8 @@ class FarmJob(Job):
         result = parse_result(artifacts[RESULT_KEY].data) if RESULT_KEY in artifacts else {}
         failed = _failed_frames(result)
         message = f"{run.state_name or run.state_type.title()}: {self.frames_on_disk()}/{total} frames"
+        if state == "completed":
+            message += missed_note(result)
         if state == "failed":
             reasons = "; ".join(f"frame {f}: {why}" for f, why in sorted(failed.items())[:3])
             message = f"{self.label} {run.state_name or 'failed'}: {reasons or run.message or 'see the Prefect UI'}"
@@ -310,6 +312,18 @@ class FarmJob(Job):
 
     def cancel(self) -> None:
         self.client.cancel_flow_run(self.flow_run_id)
+
+
+def missed_note(result: Mapping[str, Any]) -> str:
+    """What a finished run's ``missed`` says (the flow's result or ``vfxmatte matte --json``: the frames
+    whose matte leaves out what the shot's clean plate calls subject, a head or hat lost against its own
+    colour), as a clause for the status line; empty when it names none."""
+    missed = result.get("missed")
+    frames = sorted(int(f) for f in missed if str(f).isdigit()) if isinstance(missed, Mapping) else []
+    if not frames:
+        return ""
+    shown = ", ".join(str(f) for f in frames[:6]) + (f" and {len(frames) - 6} more" if len(frames) > 6 else "")
+    return f"; the clean plate sees a missed subject on frame(s) {shown} (review page; --clean-plate fill fills it)"
 
 
 def parse_result(data: Any) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
 from nuke_bridge.client import BridgeError
-from nuke_bridge.jobs import Job, JobStatus, ShotRequest, is_movie
+from nuke_bridge.jobs import Job, JobStatus, ShotRequest, is_movie, missed_note
 
 _FRAME_ERROR = re.compile(r"^error: frame (-?\d+): (.*)$")
 _FATAL = re.compile(r"^vfxmatte: (?:internal )?error: (.*)$")
@@ -230,7 +230,8 @@ class LocalJob(Job):
             reasons = "; ".join(f"frame {f}: {why}" for f, why in sorted(failed.items())[:3])
             status = JobStatus("failed", 1.0, f"local: {len(failed)} frame(s) failed: {reasons}{note}", landed, failed)
         else:
-            status = JobStatus("completed", 1.0, f"local: {self.frames_on_disk()}/{total} frames{note}", landed, failed)
+            message = f"local: {self.frames_on_disk()}/{total} frames{missed_note(self.summary or {})}{note}"
+            status = JobStatus("completed", 1.0, message, landed, failed)
         status.review_page = self.existing_review_page()
         return self._finish(status)
 

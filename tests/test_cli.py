@@ -251,6 +251,12 @@ def test_a_locked_off_shot_is_matted_with_its_clean_plate(tmp_path: Path, cli: R
     assert code == 0, err
     notes = summary_of(out)["notes"]
     assert any(n.startswith("clean plate from frames 1001,1002,1003,1004,1005,1006:") for n in notes), notes
+    missed = summary_of(out)["missed"]  # frames whose matte leaves out what the plate calls subject
+    for frame, share in missed.items():
+        assert share > 0.001
+        assert float(spec_of(tmp_path / "on" / f"m.{frame}.exr").getattribute("vfxmatte:clean_plate_missed")) == (
+            pytest.approx(share, abs=1e-6)
+        )
     code, out, err = cli("matte", pattern, "-o", tmp_path / "off" / "m.####.exr", "--json", "--clean-plate", "off")
     assert code == 0, err
     assert not any("clean plate" in n for n in summary_of(out)["notes"])

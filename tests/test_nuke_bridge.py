@@ -29,7 +29,16 @@ import pytest
 from prefect_server import PrefectServer, kill_tree, prefect_server, start_worker  # noqa: F401  (fixture)
 
 from nuke_bridge.client import BridgeError, PrefectClient, latest_artifacts
-from nuke_bridge.jobs import ShotRequest, default_output, frame_path, hashes, parse_result, review_page, start_job
+from nuke_bridge.jobs import (
+    ShotRequest,
+    default_output,
+    frame_path,
+    hashes,
+    missed_note,
+    parse_result,
+    review_page,
+    start_job,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 NUKE_DIR = REPO / "nuke_bridge" / "nuke"
@@ -197,6 +206,15 @@ def test_patterns_outputs_and_results(tmp_path: Path) -> None:
     flow_result = {"frames": {"written": [1], "failed": [2]}, "errors": {"2": "plate.0002.exr: damaged"}}
     parsed = parse_result("```json\n" + json.dumps(flow_result) + "\n```")
     assert parsed == flow_result
+    # A finished run's frames whose matte leaves out what the clean plate calls subject reach the
+    # status line (the flow's result and `vfxmatte matte --json` both carry "missed").
+    assert missed_note(flow_result) == missed_note({"missed": {}}) == ""
+    note = missed_note({"missed": {"1092": 0.0088, "1051": 0.0013}})
+    assert note == (
+        "; the clean plate sees a missed subject on frame(s) 1051, 1092 (review page; --clean-plate fill fills it)"
+    )
+    many = missed_note({"missed": {str(f): 0.01 for f in range(1001, 1009)}})
+    assert "frame(s) 1001, 1002, 1003, 1004, 1005, 1006 and 2 more (" in many
     with pytest.raises(BridgeError, match="frame token"):
         ShotRequest(input="/s/a.####.exr", output="/o/a.exr", first=1, last=2)
     with pytest.raises(BridgeError, match="overwrite the plate"):

@@ -80,6 +80,9 @@ class ShotSummary:
     interrupted: bool = False
     keyframes: list[int] = field(default_factory=list)
     carry_seconds: float = 0.0  # the keyframe carry's own time (reading the frames it steps over included)
+    #: Frames whose matte leaves out more than ``cleanplate.MISSED_NOTE`` of the frame that the clean
+    #: plate calls subject, and that share (``vfxmatte:clean_plate_missed``).
+    missed: dict[int, float] = field(default_factory=dict)
 
     def frames(self, status: Status) -> list[int]:
         return [r.frame for r in self.results if r.status == status]
@@ -115,6 +118,7 @@ class ShotSummary:
             },
             "warnings": [w for r in self.results for w in r.warnings],
             "notes": self.notes,
+            "missed": {str(f): round(share, 6) for f, share in sorted(self.missed.items())},
             **self._keyframe_report(),
         }
 
@@ -643,7 +647,7 @@ def matte_shot(
         summary.notes.extend(result.notes)
     steadied = _steady_priors(input_path, shot, params, options, model, to_do)
     clean = _clean_plate(input_path, shot, params, options, model, to_do, summary.notes)
-    missed: dict[int, float] = {}  # frame: the share the clean plate calls subject and the matte leaves out
+    missed = summary.missed  # frame: the share the clean plate calls subject and the matte leaves out
     if on_start is not None:
         on_start(len(shot.frames) + len(shot.missing))
     for frame in shot.missing:
