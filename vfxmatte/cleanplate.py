@@ -390,6 +390,18 @@ class _Warped:
         return out > 0 if self.mask else out
 
 
+def _seen_median(values: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """(h, W, 3) per pixel: the median over axis 0 of ``values`` (N, h, W, 3), NaN where a sample did not
+    see the pixel, of the ``n`` (h, W) samples that did (NaN sorts last)."""
+    ordered = np.sort(values, axis=0)
+    low = np.clip((n - 1) // 2, 0, len(values) - 1)[None, ..., None]
+    high = np.clip(n // 2, 0, len(values) - 1)[None, ..., None]
+    shape = (1, *ordered.shape[1:])
+    lower = np.take_along_axis(ordered, np.broadcast_to(low, shape), 0)[0]
+    upper = np.take_along_axis(ordered, np.broadcast_to(high, shape), 0)[0]
+    return np.asarray(0.5 * (lower + upper))
+
+
 def _median(
     images: Sequence[np.ndarray | _Warped],
     backgrounds: Sequence[np.ndarray | _Warped],
@@ -412,22 +424,10 @@ def _median(
         stack = np.stack([im[rows] for im in images]).astype(np.float32)  # (N, h, W, 3)
         seen = np.stack([bg[rows] for bg in backgrounds])  # (N, h, W)
         stack[~seen] = np.nan
-        ordered = np.sort(stack, axis=0)  # NaN last
         n = seen.sum(axis=0)  # (h, W)
-        low = np.clip((n - 1) // 2, 0, len(images) - 1)[None, ..., None]
-        high = np.clip(n // 2, 0, len(images) - 1)[None, ..., None]
-        median = 0.5 * (
-            np.take_along_axis(ordered, np.broadcast_to(low, (1, *ordered.shape[1:])), 0)[0]
-            + np.take_along_axis(ordered, np.broadcast_to(high, (1, *ordered.shape[1:])), 0)[0]
-        )
+        median = _seen_median(stack, n)
         plate[rows] = np.nan_to_num(median)
-        deviation = np.sort(np.abs(stack - median[None]), axis=0)  # NaN last, as above
-        spread[rows] = np.nan_to_num(
-            0.5 * (
-                np.take_along_axis(deviation, np.broadcast_to(low, (1, *deviation.shape[1:])), 0)[0]
-                + np.take_along_axis(deviation, np.broadcast_to(high, (1, *deviation.shape[1:])), 0)[0]
-            )
-        ).mean(axis=2)
+        spread[rows] = np.nan_to_num(_seen_median(np.abs(stack - median[None]), n)).mean(axis=2)
         count[rows] = n
         if covers is not None:
             shown[rows] = np.sum([cover[rows] for cover in covers], axis=0)

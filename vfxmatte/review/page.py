@@ -162,15 +162,21 @@ def render_html(result: ReviewResult, axes: dict[str, float], settings: ReviewSe
             f"{crops or '<i>no uncertain region</i>'}</div>"
         )
 
-    def keyframe_row(frame: int) -> str:
+    def frame_row(frame: int, kind: str, label: str, images: tuple[str, str]) -> str:
+        """A listed frame (next keyframe, missed subject): its number, ``label`` and two thumbnails."""
         f = next(x for x in result.frames if x.frame == frame)
-        return (
-            f'<div class="key-row" data-frame="{f.frame}" tabindex="0">'
-            f'<div class="flag-head"><b>{f.frame}</b><span>keyframe doubt {f.keyframe_doubt or 0.0:.4f}</span></div>'
-            f'<img loading="lazy" src="{esc(f.images["comp"])}" alt="comp {f.frame}" width="{settings.thumb_size}">'
-            f'<img loading="lazy" src="{esc(f.images["heat"])}" alt="heat {f.frame}" width="{settings.thumb_size}">'
-            "</div>"
+        thumbs = "".join(
+            f'<img loading="lazy" src="{esc(f.images[image])}" alt="{image} {f.frame}" width="{settings.thumb_size}">'
+            for image in images
         )
+        return (
+            f'<div class="{kind}" data-frame="{f.frame}" tabindex="0">'
+            f'<div class="flag-head"><b>{f.frame}</b><span>{label}</span></div>{thumbs}</div>'
+        )
+
+    def keyframe_row(frame: int) -> str:
+        doubt = next(x.keyframe_doubt for x in result.frames if x.frame == frame)
+        return frame_row(frame, "key-row", f"keyframe doubt {doubt or 0.0:.4f}", ("comp", "heat"))
 
     if result.next_keyframes:
         keyframes_html = "".join(keyframe_row(frame) for frame in result.next_keyframes)
@@ -178,15 +184,10 @@ def render_html(result: ReviewResult, axes: dict[str, float], settings: ReviewSe
         keyframes_html = "<p>The carried guide holds on every frame: no new keyframe suggested.</p>"
     else:
         keyframes_html = "<p>This run had no carried guide (no <code>vfxmatte:keyframe_doubt</code>).</p>"
+
     def missed_row(frame: int) -> str:
-        f = next(x for x in result.frames if x.frame == frame)
-        return (
-            f'<div class="miss-row" data-frame="{f.frame}" tabindex="0">'
-            f'<div class="flag-head"><b>{f.frame}</b><span>{f.plate_missed or 0.0:.2%} of the frame</span></div>'
-            f'<img loading="lazy" src="{esc(f.images["comp"])}" alt="comp {f.frame}" width="{settings.thumb_size}">'
-            f'<img loading="lazy" src="{esc(f.images["alpha"])}" alt="alpha {f.frame}" width="{settings.thumb_size}">'
-            "</div>"
-        )
+        share = next(x.plate_missed for x in result.frames if x.frame == frame)
+        return frame_row(frame, "miss-row", f"{share or 0.0:.2%} of the frame", ("comp", "alpha"))
 
     if result.missed:
         missed_html = "".join(missed_row(frame) for frame in result.missed)
