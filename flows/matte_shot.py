@@ -42,7 +42,7 @@ from vfxmatte.carry import next_keyframes
 from vfxmatte.cleanplate import MISSED_NOTE
 from vfxmatte.config import RunOptions
 from vfxmatte.errors import FrameError, InputError, UsageError, VfxmatteError
-from vfxmatte.io.exr import read_header_number
+from vfxmatte.io.exr import read_header_numbers
 from vfxmatte.io.sequence import FrameSequence, format_ranges, output_sequence
 from vfxmatte.model.core import MattingModel
 from vfxmatte.pipeline import FrameResult, load_run_model, open_shot, output_path, plan_shot_guides
@@ -52,6 +52,8 @@ from vfxmatte.security import confine, local_paths
 PROGRESS_KEY = "vfxmatte-progress"
 SUMMARY_KEY = "vfxmatte-summary"
 RESULT_KEY = "vfxmatte-result"
+# The per-frame numbers the summary reads from each written EXR header (``vfxmatte:<name>``).
+HEADER_NUMBERS = ("uncertainty", "keyframe_doubt", "clean_plate_missed")
 
 
 class OneLineErrors(logging.Filter):
@@ -373,11 +375,10 @@ def summarise(
     for record in records:
         path = record.get("path") if record["status"] != "failed" else None
         if not isinstance(path, str) or not os.path.exists(path):
-            record["uncertainty"] = record["keyframe_doubt"] = record["clean_plate_missed"] = None
+            record.update(dict.fromkeys(HEADER_NUMBERS))
             continue
-        record["uncertainty"] = read_header_number(path, "vfxmatte:uncertainty")
-        record["keyframe_doubt"] = read_header_number(path, "vfxmatte:keyframe_doubt")
-        record["clean_plate_missed"] = read_header_number(path, "vfxmatte:clean_plate_missed")
+        numbers = read_header_numbers(path, [f"vfxmatte:{key}" for key in HEADER_NUMBERS])
+        record.update({key: numbers[f"vfxmatte:{key}"] for key in HEADER_NUMBERS})
     scores = [r["uncertainty"] for r in records if r["uncertainty"] is not None]
     threshold, rule = flag_threshold(scores, settings)
     flagged = [r["frame"] for r in records if r["uncertainty"] is not None and r["uncertainty"] > threshold]

@@ -46,7 +46,10 @@ Scores:
   alpha blurred by σ 1, 1.5 and 3 px: 0.24, 0.38 and 0.84 on the GT04 shots, 0.07, 0.18 and 0.82
   on GT16: the more of the strands a blur spreads into the ring, the more); ``across near`` and
   ``across far`` split it: within 6 px of the subject's soft parts (true alpha in (0.01, 0.9),
-  hair tips), and the rest of the ring, where lines running off the edge are;
+  hair tips), and the rest of the ring, where lines running off the edge are; ``across clear``
+  is the part of ``across far`` more than 8 px from the distractor too (the ring is cut where
+  the distractor is, but the distractor's own soft edge, which a matte that keeps both subjects
+  spreads a little, lies just past that cut);
 * ``edge comp``: the comp MSE ×1e3 (the mean of the bright and the dark grey) on the edge band
   only (true or predicted alpha fractional), away from the distractor: the foreground colour
   where it matters, less diluted by the whole frame's alpha errors;
@@ -107,7 +110,7 @@ def score(alpha: np.ndarray, prem: np.ndarray, truth: np.ndarray, distractor: np
     out["streak"] = (
         float(np.abs(ay[spill]).mean() / max(np.abs(ax[spill]).mean(), 1e-9)) if spill.sum() >= 50 else float("nan")
     )
-    out["across"] = out["across_near"] = out["across_far"] = 0.0
+    out["across"] = out["across_near"] = out["across_far"] = out["across_clear"] = 0.0
     if outer.any():
         away_y, away_x = _gradient(ndimage.gaussian_filter(ndimage.distance_transform_edt(~subject), 1.0))
         across = np.abs(ax * away_y - ay * away_x) / (np.hypot(away_y, away_x) + 1e-9)
@@ -116,7 +119,9 @@ def score(alpha: np.ndarray, prem: np.ndarray, truth: np.ndarray, distractor: np
         # (0.01, 0.9)), where a matte's hair a little wider than the truth's reads as "across",
         # and the rest of the ring, where lines off the edge and blotches are.
         soft = ndimage.binary_dilation((t_alpha > 0.01) & (t_alpha < 0.9), iterations=6)
-        for part, where in (("near", outer & soft), ("far", outer & ~soft)):
+        second = ndimage.binary_dilation(distractor > 0.01, iterations=8)
+        parts = (("near", outer & soft), ("far", outer & ~soft), ("clear", outer & ~soft & ~second))
+        for part, where in parts:
             out[f"across_{part}"] = float(across[where].mean() * 1e3) if where.any() else float("nan")
     # Both subjects wanted (two people side by side): the truth is the target over the distractor.
     pair = t_alpha + distractor * (1.0 - t_alpha)

@@ -350,22 +350,24 @@ def sanitize(rgb: np.ndarray) -> tuple[np.ndarray, int, int]:
     return rgb.astype(np.float32, copy=False), nonfinite, clamped
 
 
-def _header_value(path: str, name: str) -> object:
-    """One attribute of an existing file's header as OIIO gives it, or None when unreadable."""
+def _header_values(path: str, names: list[str]) -> dict[str, object]:
+    """Attributes of an existing file's header as OIIO gives them (the file opened once); each is
+    None when the file is unreadable or has no such attribute."""
     configure_limits()
     inp = oiio.ImageInput.open(path)
     if inp is None:
         oiio_error()
-        return None
+        return dict.fromkeys(names)
     try:
-        return inp.spec().getattribute(name)
+        spec = inp.spec()
+        return {name: spec.getattribute(name) for name in names}
     finally:
         inp.close()
 
 
 def read_header_attribute(path: str, name: str) -> str | None:
     """One string attribute of an existing file's header, or None when unreadable."""
-    value = _header_value(path, name)
+    value = _header_values(path, [name])[name]
     return value if isinstance(value, str) else None
 
 
@@ -400,10 +402,14 @@ def remove_stale_temporaries(paths: list[str]) -> list[str]:
     return removed
 
 
-def read_header_number(path: str, name: str) -> float | None:
-    """One numeric attribute of an existing file's header (e.g. ``vfxmatte:uncertainty``), or None."""
-    value = _header_value(path, name)
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+def read_header_numbers(path: str, names: list[str]) -> dict[str, float | None]:
+    """Numeric attributes of an existing file's header (e.g. ``vfxmatte:uncertainty``), the file
+    opened once; each is None when unreadable, absent or not a number."""
+    values = _header_values(path, names)
+    return {
+        name: float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+        for name, value in values.items()
+    }
 
 
 def read_channels(path: str, names: list[str]) -> np.ndarray:
