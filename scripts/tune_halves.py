@@ -287,7 +287,7 @@ def free_candidates(grid: str) -> dict[str, Callable[[dict[str, np.ndarray]], np
     if grid == "stages":
         return cands
     band_grids = ("prior", "mirror", "reach", "outside", "epsilon", "weight", "confident")
-    if grid in (*band_grids, "ambiguous", "sharpen", "coarse"):
+    if grid in (*band_grids, "ambiguous", "sharpen", "coarse", "reachcolour"):
         from vfxmatte.hr import PriorBandSettings, prior_band_trimap
 
         def band(
@@ -318,6 +318,69 @@ def free_candidates(grid: str) -> dict[str, Callable[[dict[str, np.ndarray]], np
                     target = np.where(where, steep, mask).astype(np.float32)
                 return hr.refine_closed_form(
                     d["display"], trimap, target, epsilon=settings.epsilon, prior_weight=weights
+                )
+
+            return run
+
+        def colour_reach(k: int, margin: float) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+            """The default band, but the soft interior the reach makes foreground stays in the band
+            where its colour is nearer the prior's sure background (k-means palette of ``k``
+            colours) than ``margin`` × its distance to the sure foreground's palette."""
+            from scipy.cluster.vq import kmeans2
+
+            settings = PriorBandSettings()
+
+            def palette(pixels: np.ndarray) -> np.ndarray:
+                rng = np.random.default_rng(0)
+                pick = pixels[rng.choice(len(pixels), min(len(pixels), 20000), replace=False)]
+                centres, _ = kmeans2(pick.astype(np.float64), k, seed=0, minit="++")
+                return centres.astype(np.float32)
+
+            def nearest(pixels: np.ndarray, centres: np.ndarray) -> np.ndarray:
+                return np.sqrt(((pixels[:, None, :] - centres[None]) ** 2).sum(-1)).min(1)
+
+            def run(d: dict[str, np.ndarray]) -> np.ndarray:
+                h, w = d["gt"].shape
+                trimap = prior_band_trimap(d["prior_lr"], d["prior_lr"], d["prior_lr"] * 0, h, w, settings)
+                mask = up(d["prior_lr"], d)
+                soft = (trimap == hr.FOREGROUND) & (mask < settings.high)
+                image = d["display"].astype(np.float32)
+                sure_bg, sure_fg = mask <= settings.low, mask >= settings.high
+                if soft.any() and sure_bg.sum() > k and sure_fg.sum() > k:
+                    px = image[soft]
+                    near_bg = nearest(px, palette(image[sure_bg])) < margin * nearest(px, palette(image[sure_fg]))
+                    spared = np.zeros_like(soft)
+                    spared[soft] = near_bg
+                    trimap = trimap.copy()
+                    trimap[spared] = hr.UNKNOWN
+                return hr.refine_closed_form(
+                    d["display"], trimap, mask, epsilon=settings.epsilon, prior_weight=settings.weights(mask)
+                )
+
+            return run
+
+        def texture_reach(level: float) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+            """The default band, but the soft interior the reach makes foreground stays in the band
+            where the picture is textured (luminance standard deviation over a window of 1 % of
+            the long side above ``level``): strands of hair with the background between them,
+            not a face or a coat."""
+            from scipy import ndimage
+
+            settings = PriorBandSettings()
+
+            def run(d: dict[str, np.ndarray]) -> np.ndarray:
+                h, w = d["gt"].shape
+                trimap = prior_band_trimap(d["prior_lr"], d["prior_lr"], d["prior_lr"] * 0, h, w, settings)
+                mask = up(d["prior_lr"], d)
+                soft = (trimap == hr.FOREGROUND) & (mask < settings.high)
+                luma = d["display"].astype(np.float32).mean(axis=2)
+                size = 2 * max(1, round(0.01 * max(h, w))) + 1
+                mean = ndimage.uniform_filter(luma, size)
+                std = np.sqrt(np.maximum(ndimage.uniform_filter(luma * luma, size) - mean**2, 0.0))
+                trimap = trimap.copy()
+                trimap[soft & (std > level)] = hr.UNKNOWN
+                return hr.refine_closed_form(
+                    d["display"], trimap, mask, epsilon=settings.epsilon, prior_weight=settings.weights(mask)
                 )
 
             return run
@@ -471,6 +534,15 @@ def free_candidates(grid: str) -> dict[str, Callable[[dict[str, np.ndarray]], np
                         cands[f"prior band, prior steepened ×{sharpen:g}, + {strong:g}·ambiguity² over 0.01{where}"] = (
                             band(PriorBandSettings(), strong, 0.01, outside, sharpen)
                         )
+            return cands
+        if grid == "reachcolour":  # the reach spares soft interior whose colour is the background's
+            cands["prior band (default)"] = band(PriorBandSettings())
+            cands["prior band, any distance"] = band(PriorBandSettings(reach=None))
+            for k in (8, 16):
+                for margin in (1.0, 0.7):
+                    cands[f"reach spares background colours, k {k}, margin {margin:g}"] = colour_reach(k, margin)
+            for level in (0.03, 0.06, 0.1):
+                cands[f"reach spares textured interior, local std over {level:g}"] = texture_reach(level)
             return cands
         if grid == "reach":
             cands["prior band, any distance"] = band(PriorBandSettings(reach=None))
@@ -649,6 +721,7 @@ def main(argv: list[str] | None = None) -> int:
             "prior",
             "mirror",
             "reach",
+            "reachcolour",
             "outside",
             "epsilon",
             "weight",
