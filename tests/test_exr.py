@@ -607,3 +607,21 @@ def test_read_channels(stripes: Plate, tmp_path: Path) -> None:
     np.testing.assert_array_equal(got[..., 1], _half(channels["uncertainty.Y"]))
     with pytest.raises(FrameError, match="trimap.Y"):
         read_channels(str(out), ["trimap.Y"])
+
+
+def test_header_numbers_read_together(stripes: Plate, tmp_path: Path) -> None:
+    """The flows' summary reads a frame's numbers from one open of its header: a float, an int,
+    a string attribute (not a number), an absent one and an unreadable file each come back right."""
+    out = tmp_path / "m.exr"
+    attributes = {"vfxmatte:uncertainty": 0.125, "vfxmatte:keyframe_doubt": 3, "vfxmatte:colorspace": "ACEScg"}
+    write_exr(str(out), stripes, _matte_channels(stripes), attributes)
+    names = ["vfxmatte:uncertainty", "vfxmatte:keyframe_doubt", "vfxmatte:colorspace", "vfxmatte:clean_plate_missed"]
+    assert exr.read_header_numbers(str(out), names) == {
+        "vfxmatte:uncertainty": 0.125,
+        "vfxmatte:keyframe_doubt": 3.0,
+        "vfxmatte:colorspace": None,
+        "vfxmatte:clean_plate_missed": None,
+    }
+    assert exr.read_header_attribute(str(out), "vfxmatte:colorspace") == "ACEScg"
+    (tmp_path / "bad.exr").write_bytes(b"not an exr")
+    assert exr.read_header_numbers(str(tmp_path / "bad.exr"), names[:2]) == dict.fromkeys(names[:2])
