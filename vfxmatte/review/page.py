@@ -9,6 +9,7 @@ import json
 import math
 import os
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from vfxmatte.errors import OutputError
@@ -162,9 +163,10 @@ def render_html(result: ReviewResult, axes: dict[str, float], settings: ReviewSe
             f"{crops or '<i>no uncertain region</i>'}</div>"
         )
 
-    def frame_row(frame: int, kind: str, label: str, images: tuple[str, str]) -> str:
+    by_frame = {f.frame: f for f in result.frames}
+
+    def frame_row(f: FrameReview, kind: str, label: str, images: tuple[str, str]) -> str:
         """A listed frame (next keyframe, missed subject): its number, ``label`` and two thumbnails."""
-        f = next(x for x in result.frames if x.frame == frame)
         thumbs = "".join(
             f'<img loading="lazy" src="{esc(f.images[image])}" alt="{image} {f.frame}" width="{settings.thumb_size}">'
             for image in images
@@ -174,30 +176,34 @@ def render_html(result: ReviewResult, axes: dict[str, float], settings: ReviewSe
             f'<div class="flag-head"><b>{f.frame}</b><span>{label}</span></div>{thumbs}</div>'
         )
 
-    def keyframe_row(frame: int) -> str:
-        doubt = next(x.keyframe_doubt for x in result.frames if x.frame == frame)
-        return frame_row(frame, "key-row", f"keyframe doubt {doubt or 0.0:.4f}", ("comp", "heat"))
+    def listing(
+        frames: list[int],
+        value: Callable[[FrameReview], float | None],
+        row: Callable[[FrameReview, float], str],
+        none: str,
+        absent: str,
+    ) -> str:
+        """The rows of ``frames`` (each with its ``value``); without any, ``none`` where the run
+        measured ``value`` on some frame, else ``absent`` (the run had no such check)."""
+        if frames:
+            return "".join(row(by_frame[frame], value(by_frame[frame]) or 0.0) for frame in frames)
+        return f"<p>{none if any(value(f) is not None for f in result.frames) else absent}</p>"
 
-    if result.next_keyframes:
-        keyframes_html = "".join(keyframe_row(frame) for frame in result.next_keyframes)
-    elif any(f.keyframe_doubt is not None for f in result.frames):
-        keyframes_html = "<p>The carried guide holds on every frame: no new keyframe suggested.</p>"
-    else:
-        keyframes_html = "<p>This run had no carried guide (no <code>vfxmatte:keyframe_doubt</code>).</p>"
-
-    def missed_row(frame: int) -> str:
-        share = next(x.plate_missed for x in result.frames if x.frame == frame)
-        return frame_row(frame, "miss-row", f"{share or 0.0:.2%} of the frame", ("comp", "alpha"))
-
-    if result.missed:
-        missed_html = "".join(missed_row(frame) for frame in result.missed)
-    elif any(f.plate_missed is not None for f in result.frames):
-        missed_html = "<p>The clean plate sees no subject the matte leaves out.</p>"
-    else:
-        missed_html = (
-            "<p>No clean plate's check on this run (no <code>vfxmatte:clean_plate_missed</code>: a guided run, "
-            "a still, <code>--clean-plate fill</code> or <code>off</code>).</p>"
-        )
+    keyframes_html = listing(
+        result.next_keyframes,
+        lambda f: f.keyframe_doubt,
+        lambda f, doubt: frame_row(f, "key-row", f"keyframe doubt {doubt:.4f}", ("comp", "heat")),
+        "The carried guide holds on every frame: no new keyframe suggested.",
+        "This run had no carried guide (no <code>vfxmatte:keyframe_doubt</code>).",
+    )
+    missed_html = listing(
+        result.missed,
+        lambda f: f.plate_missed,
+        lambda f, share: frame_row(f, "miss-row", f"{share:.2%} of the frame", ("comp", "alpha")),
+        "The clean plate sees no subject the matte leaves out.",
+        "No clean plate's check on this run (no <code>vfxmatte:clean_plate_missed</code>: a guided run, "
+        "a still, <code>--clean-plate fill</code> or <code>off</code>).",
+    )
     notes = []
     if result.missing:
         notes.append(f"missing on disk: frames {format_ranges(result.missing)}")
