@@ -8,11 +8,11 @@ lengths, at most :data:`MAX_FRAMES_PER_RUN` frames and :data:`MAX_CHUNKS` chunks
 from __future__ import annotations
 
 from dataclasses import fields
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from vfxmatte.config import PRESETS, MatteParams, preset_params
+from vfxmatte.config import CLEAN_PLATES, PRESETS, MatteParams, preset_params
 from vfxmatte.errors import UsageError
 from vfxmatte.io.sequence import parse_frame_range
 from vfxmatte.security import MAX_PATH_LENGTH, check_text, confine
@@ -24,6 +24,7 @@ Prior = Literal["u2netp", "people", "none"]
 #: Whether a trimap-free run uses the shot's clean plate (``--clean-plate``; tracked over a moving camera).
 CleanPlate = Literal["auto", "fill", "off"]
 assert set(PRESETS) == {"draft", "standard", "final"}, "flows.params.Preset must list vfxmatte.config.PRESETS"
+assert get_args(CleanPlate) == CLEAN_PLATES, "flows.params.CleanPlate must list vfxmatte.config.CLEAN_PLATES"
 
 #: Most frames one matte-shot run may do (about 70 minutes at 24 fps); split longer work into runs.
 MAX_FRAMES_PER_RUN = 100_000

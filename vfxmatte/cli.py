@@ -18,6 +18,7 @@ from typing import Any
 
 from vfxmatte import __version__
 from vfxmatte.bench import add_bench_parser, cmd_bench
+from vfxmatte.config import CLEAN_PLATES
 from vfxmatte.errors import UsageError, VfxmatteError
 from vfxmatte.evaluate import add_eval_parser, cmd_eval
 from vfxmatte.flow_cli import add_flow_parser, cmd_flow
@@ -102,7 +103,7 @@ def _add_matte(sub: Any) -> None:
         "does not flicker in the matte (default 3; 0: each frame's own prior)",
     )
     p.add_argument(
-        "--clean-plate", choices=("auto", "fill", "off"),
+        "--clean-plate", choices=CLEAN_PLATES,
         help="trimap-free on a multi-frame shot: gather the background from frames where no subject stands "
         "over it (tracked over a pan, tilt or push-in), and wherever a frame still shows it unchanged outside "
         "the prior's contour, the matte is 0 there (spill and fringe off the subject's edge go). auto "

@@ -14,6 +14,9 @@ TEMPORAL_MODES = ("off", "shared")
 REMOVED_TEMPORAL_MODES = {
     "prev-latent": "removed: it made mattes worse than off on a moving shot (docs/VIDEO.md); use shared or off",
 }
+#: ``--clean-plate`` modes (vfxmatte.cleanplate): the CLI, ``vfxmatte flow run`` and the flows'
+#: request offer these (the Nuke bridge, standard library only, lists them again).
+CLEAN_PLATES = ("auto", "fill", "off")
 
 
 @dataclass(frozen=True)
@@ -96,8 +99,9 @@ class MatteParams:
             raise UsageError(f"--prior-strength {self.prior_strength}: must be in (0, 1]")
         if not 0.0 <= self.prior_jump_iou < 1.0:
             raise UsageError(f"--prior-jump-iou {self.prior_jump_iou}: must be in [0, 1)")
-        if self.clean_plate not in ("auto", "fill", "off"):
-            raise UsageError(f"--clean-plate {self.clean_plate}: choose auto, fill or off")
+        if self.clean_plate not in CLEAN_PLATES:
+            modes = f"{', '.join(CLEAN_PLATES[:-1])} or {CLEAN_PLATES[-1]}"
+            raise UsageError(f"--clean-plate {self.clean_plate}: choose {modes}")
         if not 0 <= self.prior_window <= 12:
             raise UsageError(f"--prior-window {self.prior_window}: must be between 0 and 12 frames")
 

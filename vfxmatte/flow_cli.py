@@ -21,7 +21,7 @@ import os
 import sys
 from typing import Any
 
-from vfxmatte.config import PRESETS
+from vfxmatte.config import CLEAN_PLATES, PRESETS
 from vfxmatte.errors import UsageError, VfxmatteError
 
 
@@ -45,7 +45,7 @@ def add_flow_parser(sub: Any) -> None:
         help="subject prior without a guide, as vfxmatte matte --prior (people: for shots of people)",
     )
     run.add_argument(
-        "--clean-plate", choices=("auto", "fill", "off"), default="auto",
+        "--clean-plate", choices=CLEAN_PLATES, default="auto",
         help="trimap-free: use the shot's clean plate (tracked over a moving camera), as vfxmatte matte --clean-plate",
     )
     run.add_argument("--colorspace")
