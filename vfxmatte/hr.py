@@ -837,6 +837,15 @@ class Refined:
     subject_share: float | None = None
 
 
+def _impose(values: np.ndarray, subject: np.ndarray | None, known: np.ndarray | None) -> None:
+    """In place: ``subject`` foreground (1) and ``known`` background (0) in an alpha or a trimap
+    (whose codes are the same), for the modes that solve no band around them."""
+    if subject is not None:
+        values[subject] = FOREGROUND
+    if known is not None:
+        values[known] = BACKGROUND
+
+
 def _bars(area: tuple[int, int, int, int] | None, height: int, width: int) -> np.ndarray | None:
     """(H, W) bool: the frame outside the picture ``area`` (the black bars), or None without one."""
     if area is None:
@@ -903,15 +912,10 @@ def refine(
         subject = subject & ~known
     subject_share = float(subject.mean()) if subject is not None else None
     if mode == "off":
-        if subject is not None:
-            lr_alpha[subject] = 1.0
-        if known is not None:
-            lr_alpha[known] = 0.0
+        _impose(lr_alpha, subject, known)
         trimap = auto_trimap(lr_mean, lr_std, height, width) if want_trimap else None
-        if trimap is not None and subject is not None:
-            trimap[subject] = FOREGROUND
-        if trimap is not None and known is not None:
-            trimap[known] = BACKGROUND
+        if trimap is not None:
+            _impose(trimap, subject, known)
         return Refined(
             alpha=lr_alpha, trimap=trimap, picture=picture, known_share=share, subject_share=subject_share
         )
@@ -961,12 +965,8 @@ def refine(
     if mode == "diffusion":
         result = refine_diffusion(model, display, lr_mean, lr_std, steps=steps, seed=seed, lr_size=lr_size)
         alpha = result.alpha
-        if subject is not None:
-            alpha[subject] = 1.0
-            trimap[subject] = FOREGROUND
-        if known is not None:
-            alpha[known] = 0.0
-            trimap[known] = BACKGROUND
+        _impose(alpha, subject, known)
+        _impose(trimap, subject, known)
         return Refined(
             alpha=alpha,
             foreground=foreground_by_tiles(linear, alpha),
